@@ -1,0 +1,154 @@
+"""Public alignment op: one autograd.Function and the single backend dispatch point.
+
+    dist, paths = align(x, offsets, mu, theta, step_pattern="hv")          # free path
+    dist, _     = align(x, offsets, mu, theta, paths=fixed_paths)          # fixed path
+
+Shapes are those of :mod:`dejavid.align_ref`.  ``dist`` is differentiable with
+respect to ``x``, ``mu`` and ``theta``; the backward pass uses the path-fixed
+gradients of DESIGN section 4.
+"""
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from . import align_ref
+
+BACKENDS = ("auto", "ref", "numba", "cuda")
+CUDA_BUILD_COMMAND = "pip install --no-build-isolation ./kernel_setup"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The four functions every backend provides (signatures as in align_ref)."""
+    name: str
+    align_forward: Callable   # (x, offsets, mu, theta, step_pattern) -> (dist, paths)
+    path_cost: Callable       # (x, offsets, mu, theta, paths) -> dist
+    path_grads: Callable      # (x, offsets, mu, theta, paths, grad, need_x) -> (gx, gmu, gtheta)
+    dba_accumulate: Callable  # (x, offsets, paths[B,1,K,2]) -> (sums [K,F], counts [K])
+
+
+REF = Backend("ref", align_ref.align_forward_ref, align_ref.path_cost_ref,
+              align_ref.path_grads_ref, align_ref.dba_accumulate_ref)
+
+_loaded: dict[str, Optional[Backend]] = {}
+_warned_cuda = False
+
+
+def _load(name: str) -> Optional[Backend]:
+    """Import an optional backend module once; None when it cannot be used here."""
+    if name not in _loaded:
+        try:
+            mod = importlib.import_module(f"dejavid.align_{name}")
+            _loaded[name] = mod.BACKEND if mod.available() else None
+        except ImportError:
+            _loaded[name] = None
+    return _loaded[name]
+
+
+def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
+    """Pick the backend for tensors on ``device``.
+
+    auto: CUDA kernels on a CUDA device (the reference with one warning when the
+    extension is not built), numba on CPU (the reference when numba is missing).
+    An explicitly named backend that cannot run raises ValueError.
+    """
+    global _warned_cuda
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    device = torch.device(device)
+    if name == "ref":
+        return REF
+    if name == "auto":
+        if device.type == "cuda":
+            be = _load("cuda")
+            if be is None and not _warned_cuda:
+                _warned_cuda = True
+                warnings.warn("dejavid CUDA kernels are not built; using the slow pure-PyTorch "
+                              f"reference on GPU. Build them with: {CUDA_BUILD_COMMAND}",
+                              RuntimeWarning, stacklevel=2)
+            return be or REF
+        if device.type == "cpu":
+            return _load("numba") or REF
+        return REF
+    want = {"numba": "cpu", "cuda": "cuda"}[name]
+    if device.type != want:
+        raise ValueError(f"backend {name!r} runs on {want} tensors, got a {device.type} tensor")
+    be = _load(name)
+    if be is None:
+        hint = "pip install numba" if name == "numba" else CUDA_BUILD_COMMAND
+        raise ValueError(f"backend {name!r} is not available here; install it with: {hint}")
+    return be
+
+
+class _AlignFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, mu, theta, offsets, paths, step_pattern, backend):
+        if paths is None:
+            dist, paths = backend.align_forward(x, offsets, mu, theta, step_pattern)
+        else:
+            dist = backend.path_cost(x, offsets, mu, theta, paths)
+        ctx.save_for_backward(x, mu, theta, offsets, paths)
+        ctx.backend = backend
+        ctx.mark_non_differentiable(paths)
+        return dist, paths
+
+    @staticmethod
+    def backward(ctx, grad_dist, _grad_paths):
+        x, mu, theta, offsets, paths = ctx.saved_tensors
+        need_x = ctx.needs_input_grad[0]
+        gx, gmu, gtheta = ctx.backend.path_grads(x, offsets, mu, theta, paths,
+                                                 grad_dist.contiguous(), need_x)
+        return (gx if need_x else None, gmu if ctx.needs_input_grad[1] else None,
+                gtheta if ctx.needs_input_grad[2] else None, None, None, None, None)
+
+
+def check_inputs(x, offsets, mu, theta, paths=None):
+    """Shape/dtype/device checks with messages that say what to fix."""
+    if x.dim() != 2:
+        raise ValueError(f"x must be [N, F] (samples concatenated in time), got shape {tuple(x.shape)}")
+    if mu.dim() != 3 or theta.shape != mu.shape:
+        raise ValueError(f"mu and theta must both be [C, K, F]; got {tuple(mu.shape)} and {tuple(theta.shape)}")
+    if x.shape[1] != mu.shape[2]:
+        raise ValueError(f"feature size of x ({x.shape[1]}) differs from the centroids' ({mu.shape[2]})")
+    if not (x.dtype == mu.dtype == theta.dtype) or not x.is_floating_point():
+        raise ValueError(f"x, mu, theta must share one float dtype; got {x.dtype}, {mu.dtype}, {theta.dtype}")
+    if not (x.device == mu.device == theta.device):
+        raise ValueError(f"x, mu, theta must be on one device; got {x.device}, {mu.device}, {theta.device}")
+    if offsets.dim() != 1 or offsets.numel() < 2 or offsets.dtype != torch.int64:
+        raise ValueError("offsets must be an int64 vector [B + 1] of cumulative sample lengths")
+    lengths = offsets[1:] - offsets[:-1]
+    if int(offsets[0]) != 0 or int(offsets[-1]) != x.shape[0] or bool((lengths < 1).any()):
+        raise ValueError("offsets must start at 0, end at x.shape[0] and describe samples of length >= 1")
+    if paths is not None:
+        B, C, K = offsets.numel() - 1, mu.shape[0], mu.shape[1]
+        if tuple(paths.shape) != (B, C, K, 2) or paths.dtype != torch.int32:
+            raise ValueError(f"paths must be int32 [B, C, K, 2] = {(B, C, K, 2)}, got {paths.dtype} {tuple(paths.shape)}")
+
+
+def align(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor,
+          step_pattern: str = "hv", paths: Optional[torch.Tensor] = None,
+          backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """DejaVid distance of every sample to every class centroid.
+
+    x [N, F], offsets int64 [B + 1] (on CPU or x's device), mu/theta [C, K, F].
+    Without ``paths`` the optimal path under ``step_pattern`` ('hv' or 'hvd') is
+    computed; with ``paths`` [B, C, K, 2] the distance is evaluated along them
+    (fixed-path mode).  Returns (dist [B, C], paths [B, C, K, 2] int32).
+    """
+    if step_pattern not in align_ref.STEP_PATTERNS:
+        raise ValueError(f"step_pattern must be one of {align_ref.STEP_PATTERNS}, got {step_pattern!r}")
+    offsets = offsets.to(device=x.device, dtype=torch.int64)
+    check_inputs(x, offsets, mu, theta, paths)
+    be = get_backend(x.device, backend)
+    return _AlignFunction.apply(x, mu, theta, offsets, paths, step_pattern, be)
+
+
+def dba_accumulate(x: torch.Tensor, offsets: torch.Tensor, paths: torch.Tensor,
+                   backend: str = "auto"):
+    """Sums and counts of sample steps matched to each centroid step (DBA update)."""
+    return get_backend(x.device, backend).dba_accumulate(x, offsets.to(x.device), paths)
