@@ -1,0 +1,151 @@
+"""Per-class centroid series by DTW barycenter averaging, cached on disk (DESIGN section 5)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+from tqdm import tqdm
+
+from .align import align, dba_accumulate
+from .data import DataIndex, TSEDataset
+from .io import atomic_torch_save
+
+CACHE_VERSION = 1
+
+
+def resample(x: torch.Tensor, K: int) -> torch.Tensor:
+    """[T, F] -> [K, F] by linear interpolation with aligned corners (T = 1 is repeated)."""
+    if x.shape[0] == 1:
+        return x.expand(K, -1).clone()
+    return Fn.interpolate(x.t().unsqueeze(0), size=K, mode="linear",
+                          align_corners=True).squeeze(0).t().contiguous()
+
+
+def _packed(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[S, K, F] -> (x [S*K, F], offsets [S + 1])."""
+    S, K, F = samples.shape
+    return samples.reshape(S * K, F), torch.arange(S + 1, dtype=torch.int64) * K
+
+
+def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> torch.Tensor:
+    """Unit-weight DTW distance between every pair of series: [S, K, F] -> [S, S]."""
+    x, offsets = _packed(samples)
+    zeros = torch.zeros_like(samples)
+    with torch.no_grad():
+        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend)
+    return dist  # [S (as sample), S (as centroid)]
+
+
+def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> int:
+    """Index of the series with the smallest summed DTW distance to the others (first on ties)."""
+    d = pairwise_dtw(samples, step_pattern, backend)
+    return int(torch.argmin(d.sum(1)))
+
+
+def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
+        backend: str = "auto") -> torch.Tensor:
+    """DTW barycenter averaging of samples [S, K, F] from ``init`` [K, F], unit weights.
+
+    Each iteration aligns every sample to the centroid and replaces centroid
+    step i by the mean of all sample steps matched to it.  When the paths stop
+    changing the centroid has reached a fixed point, so later iterations would
+    return it unchanged and are skipped.
+    """
+    x, offsets = _packed(samples)
+    mu = init.clone()
+    zeros = torch.zeros_like(mu)[None]
+    prev = None
+    with torch.no_grad():
+        for _ in range(max_iter):
+            _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend)
+            if prev is not None and torch.equal(paths, prev):
+                break
+            sums, counts = dba_accumulate(x, offsets, paths, backend=backend)
+            mu = sums / counts.unsqueeze(1)
+            prev = paths
+    return mu
+
+
+def dba_cost(samples: torch.Tensor, mu: torch.Tensor, step_pattern: str,
+             backend: str = "auto") -> float:
+    """Summed unit-weight DTW cost of all samples to centroid ``mu`` [K, F]."""
+    x, offsets = _packed(samples)
+    with torch.no_grad():
+        dist, _ = align(x, offsets, mu[None], torch.zeros_like(mu)[None], step_pattern,
+                        backend=backend)
+    return float(dist.sum())
+
+
+def centroid_meta(index: DataIndex, cfg: dict, step_pattern: str) -> dict:
+    """Every input that determines the centroids."""
+    return {
+        "version": CACHE_VERSION,
+        "data_fingerprint": index.fingerprint(cfg["train_split"]),
+        "num_timesteps": cfg["num_timesteps"],
+        "centroid_seed": cfg["centroid_seed"],
+        "sample_size_per_class": cfg["sample_size_per_class"],
+        "dba_max_iter": cfg["dba_max_iter"],
+        "step_pattern": step_pattern,
+        "feature_size": index.feature_size,
+        "num_classes": index.num_classes,
+    }
+
+
+def cache_path(cache_dir: str | Path, meta: dict) -> Path:
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"centroids_{key}.pt"
+
+
+def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: str = "auto",
+                      progress: bool = True) -> torch.Tensor:
+    """mu [C, K, F] (float32) from the training split."""
+    K = cfg["num_timesteps"]
+    rng = np.random.default_rng(cfg["centroid_seed"])
+    ds = TSEDataset(index, cfg["train_split"])
+    rows_of_class = [[] for _ in range(index.num_classes)]
+    for n, k in enumerate(ds.rows):
+        rows_of_class[index.labels[k]].append(n)
+    mu = torch.empty(index.num_classes, K, index.feature_size)
+    for c in tqdm(range(index.num_classes), desc="centroids", unit="class", disable=not progress):
+        members = np.array(rows_of_class[c])
+        take = min(cfg["sample_size_per_class"], len(members))
+        chosen = np.sort(rng.choice(members, size=take, replace=False))
+        samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
+        start = samples[medoid_index(samples, step_pattern, backend)]
+        mu[c] = dba(samples, start, step_pattern, cfg["dba_max_iter"], backend)
+    return mu
+
+
+def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
+                              backend: str = "auto", progress: bool = True,
+                              log=print) -> tuple[torch.Tensor, Path]:
+    """Reuse the cached centroids for these exact inputs, or compute and cache them."""
+    meta = centroid_meta(index, cfg, step_pattern)
+    path = cache_path(cfg["cache_dir"], meta)
+    cached = _read_cache(path, meta)
+    if cached is not None:
+        log(f"reusing cached centroids {path}")
+        return cached, path
+    log(f"computing centroids ({index.num_classes} classes, K = {meta['num_timesteps']}, "
+        f"up to {meta['sample_size_per_class']} videos per class, "
+        f"{meta['dba_max_iter']} DBA iterations) -> {path}")
+    mu = compute_centroids(index, cfg, step_pattern, backend, progress)
+    atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values}, path)
+    return mu, path
+
+
+def _read_cache(path: Path, meta: dict) -> Optional[torch.Tensor]:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"centroid cache {path} is unreadable ({exc}); delete it to recompute") from exc
+    if not isinstance(blob, dict) or blob.get("meta") != meta:
+        return None  # a hash collision or an edited file: never trust it
+    return blob["mu"]

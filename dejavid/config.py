@@ -1,0 +1,172 @@
+"""One source of defaults, one override path.
+
+A YAML file per dataset in ``configs/`` sets keys of :data:`DEFAULTS`; command
+line ``--key value`` pairs override them.  Unknown keys and values whose type
+does not match the default are errors that list what is valid.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    # --- data (DESIGN section 1); relative paths are taken from the working directory
+    "name": "",                      # dataset name, used for run folders
+    "id2feats": "",                  # root folder of per-video tensors
+    "id2splits": "",                 # pickled {video_id: 'train'|'val'|'test'}
+    "id2labels": "",                 # pickled {video_id: int}
+    "id2fname": "",                  # pickled {video_id: file name relative to id2feats}
+    "train_split": "train",
+    "eval_split": "val",             # 'val' or 'test'
+    "num_classes": 0,                # 0: take from the data; otherwise must match it
+    "feature_size": 0,               # 0: take from the data; otherwise must match it
+    "in_memory": False,              # hold whole splits in RAM
+    "num_workers": 0,                # DataLoader worker processes
+    # --- model
+    "num_timesteps": 64,             # K, centroid length
+    "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
+    "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
+    "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
+    "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
+    "backend": "auto",               # auto | ref | numba | cuda
+    "device": "auto",                # auto | cpu | cuda | cuda:N
+    # --- centroids (DESIGN section 5)
+    "sample_size_per_class": 50,
+    "dba_max_iter": 100,
+    "centroid_seed": 0,
+    "cache_dir": "cache",
+    # --- training (DESIGN section 6)
+    "num_epochs": 30,
+    "batch_size": 384,               # global batch (split across ranks under torchrun)
+    "eval_batch_size": 0,            # 0: same as batch_size
+    "lr": 1e-3,                      # theta's learning rate
+    "ms_lr_div": 3.0,                # mu's learning rate is lr / ms_lr_div
+    "weight_decay": 0.0,
+    "betas": [0.9, 0.999],           # AdamW betas of theta
+    "mu_betas": [0.9, 0.999],        # AdamW betas of mu
+    "warmup_epochs": 0,              # linear warmup before the cosine schedule
+    "min_lr_ratio": 0.0,             # cosine floor as a fraction of the base rate
+    "seed": 0,
+    "output_dir": "runs",
+    "run_name": "",                  # default: <name>-<timestamp>
+}
+
+STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
+
+
+def _valid_keys() -> str:
+    return ", ".join(sorted(DEFAULTS))
+
+
+def _check_value(key: str, value: Any, source: str) -> Any:
+    default = DEFAULTS[key]
+    want = type(default)
+    where = f"config key '{key}' (from {source})"
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true/false, got {value!r}")
+        return value
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+        return value
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if want is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+        return value
+    if want is list:
+        if (not isinstance(value, list) or len(value) != len(default)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise ValueError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
+        return [float(v) for v in value]
+    raise AssertionError(f"unhandled default type for {key}")
+
+
+def _apply(cfg: dict, items: Iterable[tuple[str, Any]], source: str) -> None:
+    for key, value in items:
+        if key not in DEFAULTS:
+            raise ValueError(f"unknown config key '{key}' (from {source}); valid keys: {_valid_keys()}")
+        cfg[key] = _check_value(key, value, source)
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """['--lr', '0.01', '--use_fixed_path', 'false'] -> [('lr', 0.01), ...] (values parsed as YAML)."""
+    out = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            raise ValueError(f"expected --key value, got {tok!r}; valid keys: {_valid_keys()}")
+        key = tok[2:].replace("-", "_")
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise ValueError(f"--{key} needs a value")
+            raw = args[i + 1]
+            i += 2
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if DEFAULTS.get(key) is not None and isinstance(DEFAULTS[key], str) and not isinstance(value, str):
+            value = raw  # e.g. a run name that looks like a number
+        out.append((key, value))
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                base: dict | None = None) -> dict[str, Any]:
+    """Defaults <- ``base`` (a saved config) <- YAML file <- command-line overrides."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if base is not None:
+        _apply(cfg, base.items(), "checkpoint")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping of key: value")
+        _apply(cfg, data.items(), str(path))
+        if not cfg["name"]:
+            cfg["name"] = path.stem
+    _apply(cfg, parse_overrides(overrides or []), "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    """Value checks beyond types."""
+    if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
+        raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
+    for key in ("num_timesteps", "batch_size", "sample_size_per_class", "num_epochs"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
+    for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",
+                "num_classes", "feature_size"):
+        if cfg[key] < 0:
+            raise ValueError(f"{key} must be >= 0, got {cfg[key]}")
+    if cfg["lr"] <= 0 or cfg["ms_lr_div"] <= 0:
+        raise ValueError("lr and ms_lr_div must be > 0")
+    if cfg["eval_split"] not in ("val", "test"):
+        raise ValueError(f"eval_split must be 'val' or 'test', got {cfg['eval_split']!r}")
+    if cfg["backend"] not in ("auto", "ref", "numba", "cuda"):
+        raise ValueError(f"backend must be auto, ref, numba or cuda, got {cfg['backend']!r}")
+
+
+def step_pattern(cfg: dict) -> str:
+    return STEP_PATTERN_OF_USE_MM[cfg["use_mm"]]
+
+
+def format_config(cfg: dict) -> str:
+    return "\n".join(f"  {k}: {cfg[k]!r}" for k in sorted(cfg))

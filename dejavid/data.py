@@ -1,0 +1,304 @@
+"""Loading, validating and batching temporal sequences of embeddings (DESIGN section 1).
+
+Everything the user can get wrong in the data is found by :func:`load_index`
+before any centroid or training work and reported in one error that names each
+video id and file (up to 20 problems at once).
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+SPLITS = ("train", "val", "test")
+MAX_REPORTED = 20
+
+
+class DataValidationError(ValueError):
+    """One or more problems in the user's data; ``problems`` lists them."""
+
+    def __init__(self, problems: list[str], total: Optional[int] = None):
+        self.problems = problems
+        total = len(problems) if total is None else total
+        head = f"{total} problem(s) in the dataset"
+        if total > len(problems):
+            head += f" (first {len(problems)} shown)"
+        super().__init__(head + ":\n  - " + "\n  - ".join(problems))
+
+
+class _Problems:
+    def __init__(self):
+        self.items: list[str] = []
+        self.total = 0
+
+    def add(self, msg: str) -> None:
+        self.total += 1
+        if len(self.items) < MAX_REPORTED:
+            self.items.append(msg)
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise DataValidationError(self.items, self.total)
+
+
+def load_pickle_map(path: str | Path, what: str) -> dict:
+    """Load one of the id2* pickles.  Only ever called on paths the user named."""
+    if not str(path):
+        raise ValueError(f"config key '{what}' is empty: set it to the path of your {what}.pkl")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path} (set config key '{what}')")
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+    except Exception as exc:  # corrupt pickle: say which file
+        raise ValueError(f"cannot read {what} pickle {path}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} pickle {path} must hold a dict video_id -> value, "
+                         f"got {type(obj).__name__}")
+    return obj
+
+
+def load_tensor_file(path: Path):
+    """torch.load restricted to tensors/containers (weights_only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _select(obj, vid, fname: str):
+    """The tensor of ``vid`` in a loaded file: the file's tensor or its dict entry."""
+    if isinstance(obj, dict):
+        if vid in obj:
+            return obj[vid]
+        if str(vid) in obj:
+            return obj[str(vid)]
+        raise KeyError(f"file '{fname}' holds a dict without key {vid!r}")
+    return obj
+
+
+def _as_float(t, vid, fname: str, feature_size: int):
+    """Check one tensor; returns (float32 tensor or None, problem or None, converted_half)."""
+    where = f"video {vid!r} (file '{fname}')"
+    if not isinstance(t, torch.Tensor):
+        return None, f"{where}: expected a tensor [T, F], found {type(t).__name__}", False
+    if t.dim() != 2:
+        return None, f"{where}: tensor must be 2-D [T, F], got shape {tuple(t.shape)}", False
+    if t.shape[0] == 0:
+        return None, f"{where}: empty video (T = 0); every video needs at least one clip", False
+    if not t.is_floating_point():
+        return None, (f"{where}: integer tensor ({t.dtype}); save float features "
+                      f"(e.g. tensor.float())"), False
+    converted = t.dtype in (torch.float16, torch.bfloat16)
+    t = t.to(torch.float32)
+    if feature_size and t.shape[1] != feature_size:
+        return None, (f"{where}: feature size {t.shape[1]} differs from "
+                      f"{feature_size}"), converted
+    if not bool(torch.isfinite(t).all()):
+        return None, f"{where}: contains NaN or Inf values", converted
+    return t.contiguous(), None, converted
+
+
+@dataclass
+class DataIndex:
+    """Validated view of a dataset: one entry per video, labels remapped to 0..C-1."""
+    root: Path
+    ids: list
+    files: list[str]
+    splits: list[str]
+    labels: np.ndarray            # int64 remapped labels
+    lengths: np.ndarray           # T per video
+    label_values: list            # original label of each class index
+    feature_size: int
+    digests: list[str]            # content hash per video
+    _split_rows: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_values)
+
+    def rows(self, split: str) -> np.ndarray:
+        if split not in self._split_rows:
+            self._split_rows[split] = np.array([k for k, s in enumerate(self.splits) if s == split],
+                                               dtype=np.int64)
+        return self._split_rows[split]
+
+    def fingerprint(self, split: str) -> str:
+        """Hash of ids, labels and contents of a split (changes whenever its data does)."""
+        h = hashlib.sha256()
+        for k in self.rows(split):
+            h.update(f"{self.ids[k]!r}|{self.label_values[self.labels[k]]!r}|{self.digests[k]}\n".encode())
+        return h.hexdigest()
+
+
+def load_index(cfg: dict, progress: bool = True) -> DataIndex:
+    """Read the four inputs, check every video, return the index or raise.
+
+    Raises FileNotFoundError for a missing map/root, DataValidationError (a
+    ValueError) listing up to 20 problems with the video id and file.
+    """
+    id2splits = load_pickle_map(cfg["id2splits"], "id2splits")
+    id2labels = load_pickle_map(cfg["id2labels"], "id2labels")
+    id2fname = load_pickle_map(cfg["id2fname"], "id2fname")
+    root = Path(cfg["id2feats"]) if cfg["id2feats"] else None
+    if root is None:
+        raise ValueError("config key 'id2feats' is empty: set it to the folder holding the feature files")
+    if not root.is_dir():
+        raise FileNotFoundError(f"id2feats folder not found: {root} (set config key 'id2feats')")
+
+    problems = _Problems()
+    maps = {"id2splits": id2splits, "id2labels": id2labels, "id2fname": id2fname}
+    all_ids = set(id2splits) | set(id2labels) | set(id2fname)
+    ids = []
+    for vid in sorted(all_ids, key=repr):
+        missing = [name for name, m in maps.items() if vid not in m]
+        if missing:
+            present = [name for name in maps if name not in missing]
+            problems.add(f"video {vid!r}: present in {', '.join(present)} but missing from "
+                         f"{', '.join(missing)}; every id must appear in all three maps")
+            continue
+        split, label, fname = id2splits[vid], id2labels[vid], id2fname[vid]
+        if split not in SPLITS:
+            problems.add(f"video {vid!r} (file '{fname}'): unknown split {split!r}; "
+                         f"use one of {', '.join(SPLITS)}")
+            continue
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+            problems.add(f"video {vid!r} (file '{fname}'): label {label!r} is not an integer")
+            continue
+        if not isinstance(fname, (str, Path)):
+            problems.add(f"video {vid!r}: file name {fname!r} is not a string")
+            continue
+        ids.append(vid)
+    problems.raise_if_any()
+    if not ids:
+        raise ValueError("the dataset maps are empty: no video ids found")
+
+    train_labels = {int(id2labels[v]) for v in ids if id2splits[v] == cfg["train_split"]}
+    for vid in ids:
+        lab = int(id2labels[vid])
+        if id2splits[vid] != cfg["train_split"] and lab not in train_labels:
+            problems.add(f"video {vid!r} (file '{id2fname[vid]}'): label {lab} of split "
+                         f"'{id2splits[vid]}' has no training video; every class needs at least "
+                         f"one '{cfg['train_split']}' video")
+    problems.raise_if_any()
+    label_values = sorted(train_labels)
+    if cfg["num_classes"] and cfg["num_classes"] != len(label_values):
+        raise ValueError(f"config num_classes = {cfg['num_classes']} but the data has "
+                         f"{len(label_values)} classes with training videos; fix num_classes "
+                         f"(or set it to 0 to take it from the data)")
+    remap = {v: k for k, v in enumerate(label_values)}
+
+    feature_size = cfg["feature_size"]
+    lengths = np.zeros(len(ids), dtype=np.int64)
+    digests = [""] * len(ids)
+    by_file: "OrderedDict[str, list[int]]" = OrderedDict()
+    for k, vid in enumerate(ids):
+        by_file.setdefault(str(id2fname[vid]), []).append(k)
+    n_half = 0
+    first_f = None
+    for fname, rows in tqdm(by_file.items(), desc="checking data", unit="file",
+                            disable=not progress, leave=False):
+        path = root / fname
+        if not path.is_file():
+            for k in rows:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): file not found under {root}")
+            continue
+        try:
+            obj = load_tensor_file(path)
+        except Exception as exc:
+            for k in rows:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): cannot be read "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                             f"re-save it with torch.save")
+            continue
+        for k in rows:
+            try:
+                t = _select(obj, ids[k], fname)
+            except KeyError as exc:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): {exc.args[0]}")
+                continue
+            t, problem, half = _as_float(t, ids[k], fname, feature_size or first_f or 0)
+            n_half += int(half)
+            if problem:
+                if feature_size == 0 and first_f is not None and "feature size" in problem:
+                    problem += f" (the first video checked has F = {first_f})"
+                elif feature_size and "feature size" in problem:
+                    problem += " (config feature_size)"
+                problems.add(problem)
+                continue
+            if first_f is None:
+                first_f = t.shape[1]
+            lengths[k] = t.shape[0]
+            digests[k] = hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
+    problems.raise_if_any()
+    if n_half:
+        warnings.warn(f"{n_half} video(s) stored as float16/bfloat16 were converted to float32",
+                      RuntimeWarning, stacklevel=2)
+    return DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
+                     splits=[id2splits[v] for v in ids],
+                     labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
+                     lengths=lengths, label_values=label_values,
+                     feature_size=int(feature_size or first_f), digests=digests)
+
+
+class TSEDataset(Dataset):
+    """Videos of one split: item -> (x [T, F] float32, label, row in the index)."""
+
+    def __init__(self, index: DataIndex, split: str, in_memory: bool = False):
+        self.index = index
+        self.rows = index.rows(split)
+        if len(self.rows) == 0:
+            raise ValueError(f"split '{split}' has no videos")
+        self._files: "OrderedDict[str, object]" = OrderedDict()
+        self._cache: Optional[list] = None
+        if in_memory:
+            self._cache = [self._load(k) for k in tqdm(self.rows, desc=f"loading {split}",
+                                                       unit="video", leave=False)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _load(self, k: int) -> torch.Tensor:
+        fname = self.index.files[k]
+        obj = self._files.get(fname)
+        if obj is None:
+            obj = load_tensor_file(self.index.root / fname)
+            self._files[fname] = obj
+            if len(self._files) > 4:  # small LRU: multi-video files are read once per pass
+                self._files.popitem(last=False)
+        t = _select(obj, self.index.ids[k], fname)
+        return t.to(torch.float32).contiguous()
+
+    def __getitem__(self, n: int):
+        k = int(self.rows[n])
+        x = self._cache[n] if self._cache is not None else self._load(k)
+        return x, int(self.index.labels[k]), k
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor        # [N, F] samples concatenated in time
+    offsets: torch.Tensor  # [B + 1] int64
+    labels: torch.Tensor   # [B] int64
+    rows: torch.Tensor     # [B] int64 row in the DataIndex
+
+    def to(self, device) -> "Batch":
+        return Batch(self.x.to(device, non_blocking=True), self.offsets.to(device),
+                     self.labels.to(device), self.rows)
+
+
+def collate_packed(items) -> Batch:
+    """Concatenate variable-length samples; no padding exists to leak into distances."""
+    xs, labels, rows = zip(*items)
+    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
+    offsets = torch.zeros(len(xs) + 1, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    return Batch(torch.cat(xs, 0), offsets, torch.tensor(labels, dtype=torch.int64),
+                 torch.tensor(rows, dtype=torch.int64))

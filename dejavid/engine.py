@@ -1,0 +1,243 @@
+"""Training and evaluation passes, checkpoints and the metrics log."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data import Batch, DataIndex, TSEDataset, collate_packed
+from .io import append_line, atomic_path, atomic_torch_save, atomic_write_text
+from .model import DejaVid, loss_fn
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[list[int]]:
+    """The epoch's batches as lists of dataset positions; a pure function of (seed, epoch),
+    so a resumed run replays exactly the batches an uninterrupted one would."""
+    if shuffle:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = list(range(n))
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+
+
+def make_loader(ds: TSEDataset, batches: list[list[int]], num_workers: int) -> DataLoader:
+    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_packed,
+                      num_workers=num_workers, persistent_workers=False)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and exits.
+    A second signal interrupts at once."""
+
+    def __init__(self):
+        self.requested: Optional[str] = None
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        tqdm.write(f"{self.requested} received: finishing this step, then writing a checkpoint "
+                   f"(send it again to stop at once)")
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class Running:
+    """Sums over the part of an epoch done so far (saved in mid-epoch checkpoints)."""
+    loss_sum: float = 0.0
+    correct: int = 0
+    count: int = 0
+
+    def as_dict(self):
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
+
+
+def train_one_epoch(model: DejaVid, ds: TSEDataset, optimizer, cfg: dict, device, epoch: int,
+                    start_step: int = 0, running: Optional[Running] = None,
+                    stop: Optional[StopRequest] = None,
+                    on_stop: Optional[Callable[[int, Running], None]] = None,
+                    progress: bool = True) -> Optional[Running]:
+    """One pass over the training split from ``start_step``.
+
+    Returns the epoch's running sums, or None when a stop was requested (after
+    ``on_stop(steps_done, running)`` has written a checkpoint).
+    """
+    model.train()
+    running = running or Running()
+    batches = epoch_batches(len(ds), cfg["batch_size"], cfg["seed"], epoch, shuffle=True)
+    loader = make_loader(ds, batches[start_step:], cfg["num_workers"])
+    bar = tqdm(loader, total=len(batches), initial=start_step, desc=f"train {epoch + 1}",
+               unit="batch", leave=False, disable=not progress)
+    for step, batch in enumerate(bar, start=start_step):
+        batch = batch.to(device)
+        dist = model(batch.x, batch.offsets)                      # [B, C]
+        loss = loss_fn(dist, batch.labels, cfg["std_eps"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = batch.labels.numel()
+        running.loss_sum += loss.item() * n
+        running.correct += int((dist.argmin(1) == batch.labels).sum())
+        running.count += n
+        bar.set_postfix(loss=f"{running.loss_sum / running.count:.4f}")
+        if stop is not None and stop.requested:
+            if on_stop is not None:
+                on_stop(step + 1, running)
+            return None
+    return running
+
+
+@torch.no_grad()
+def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool = True,
+             keep_predictions: bool = False) -> dict:
+    """Loss, top-1 and top-5 over every video of ``ds`` exactly once.
+
+    Videos are aligned with the current parameters (free path), whatever the
+    training-time path mode.
+    """
+    model.eval()
+    fixed, model.fixed_path = model.fixed_path, False
+    bs = cfg["eval_batch_size"] or cfg["batch_size"]
+    loader = make_loader(ds, epoch_batches(len(ds), bs, 0, 0, shuffle=False), cfg["num_workers"])
+    C = model.num_classes
+    k5 = min(5, C)
+    loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    preds = []
+    for batch in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+        batch = batch.to(device)
+        dist = model(batch.x, batch.offsets)
+        loss_sum += float(loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum"))
+        order = dist.argsort(dim=1, stable=True)[:, :k5]              # [B, 5] nearest classes
+        top1 += int((order[:, 0] == batch.labels).sum())
+        top5 += int((order == batch.labels[:, None]).any(1).sum())
+        count += batch.labels.numel()
+        if keep_predictions:
+            preds.append((batch.rows, batch.labels.cpu(), order.cpu(),
+                          dist.gather(1, order).cpu()))
+    model.fixed_path = fixed
+    out = {"loss": loss_sum / count, "top1": top1 / count, "top5": top5 / count, "count": count}
+    if keep_predictions:
+        out["predictions"] = preds
+    return out
+
+
+def write_predictions(path: str | Path, index: DataIndex, preds) -> None:
+    """CSV: video_id, true_label, top-5 predicted labels and their distances (original labels)."""
+    lv = index.label_values
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video_id", "true_label", "pred_top5", "dist_top5", "correct"])
+            for rows, labels, order, dist in preds:
+                for r, y, o, d in zip(rows.tolist(), labels.tolist(), order.tolist(), dist.tolist()):
+                    w.writerow([index.ids[r], lv[y], " ".join(str(lv[c]) for c in o),
+                                " ".join(f"{v:.6g}" for v in d), int(o[0] == y)])
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, cfg: dict,
+                    label_values: list, epoch: int, step: int, running: Optional[Running],
+                    best_top1: float) -> None:
+    """``epoch`` is the epoch to continue with and ``step`` the batches of it already done."""
+    state = {
+        "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
+        "snapshot": ({"mu": model.mu_fixed.cpu(), "theta": model.theta_fixed.cpu()}
+                     if step > 0 and model.fixed_path else None),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "config": dict(cfg),
+        "label_values": list(label_values),
+        "epoch": epoch,
+        "step": step,
+        "running": running.as_dict() if running is not None else None,
+        "best_top1": best_top1,
+        "rng": rng_state(),
+    }
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        # Our own checkpoints hold numpy/python RNG states, so they are not weights_only.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} is unreadable ({exc})") from exc
+
+
+def restore_model(model: DejaVid, ckpt: dict) -> None:
+    with torch.no_grad():
+        model.mu.copy_(ckpt["model"]["mu"])
+        model.theta.copy_(ckpt["model"]["theta"])
+    if ckpt.get("snapshot") is not None:
+        model.mu_fixed = ckpt["snapshot"]["mu"].to(model.mu.device)
+        model.theta_fixed = ckpt["snapshot"]["theta"].to(model.mu.device)
+
+
+# --- metrics log ---------------------------------------------------------------------------
+
+class MetricsLog:
+    """metrics.jsonl in the run folder: one JSON object per finished epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "metrics.jsonl"
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by a crash: everything after it is untrusted
+        return rows
+
+    def truncate_to(self, epochs_done: int) -> None:
+        """Drop lines for epochs after the checkpoint we resume from."""
+        rows = [r for r in self.read() if r["epoch"] <= epochs_done]
+        atomic_write_text("".join(json.dumps(r) + "\n" for r in rows), self.path)
+
+    def append(self, row: dict) -> None:
+        append_line(self.path, json.dumps(row))
+
+
+def format_epoch(row: dict, num_epochs: int) -> str:
+    return (f"epoch {row['epoch']}/{num_epochs} loss {row['train_loss']:.4f} "
+            f"train@1 {row['train_top1']:.4f} val_loss {row['val_loss']:.4f} "
+            f"val@1 {row['val_top1']:.4f} val@5 {row['val_top5']:.4f} {row['seconds']:.1f} s")
