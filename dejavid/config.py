@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "num_timesteps": 64,             # K, centroid length
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
-    "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
+    "w_one_init": False,
+    "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
     "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N

@@ -70,12 +70,18 @@ def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
 
 
 def build_optimizer(model: DejaVid, cfg: dict) -> torch.optim.AdamW:
-    """AdamW: theta at lr, mu at lr / ms_lr_div, each group with its own betas."""
-    return torch.optim.AdamW([
-        {"params": [model.theta], "lr": cfg["lr"], "betas": tuple(cfg["betas"]), "name": "theta"},
-        {"params": [model.mu], "lr": cfg["lr"] / cfg["ms_lr_div"], "betas": tuple(cfg["mu_betas"]),
-         "name": "mu"},
-    ], weight_decay=cfg["weight_decay"])
+    """AdamW: theta at lr, mu at lr / ms_lr_div, each group with its own betas.
+
+    With ``freeze_centroids`` mu gets no gradient and no optimizer group.
+    """
+    groups = [{"params": [model.theta], "lr": cfg["lr"], "betas": tuple(cfg["betas"]),
+               "name": "theta"}]
+    if cfg["freeze_centroids"]:
+        model.mu.requires_grad_(False)
+    else:
+        groups.append({"params": [model.mu], "lr": cfg["lr"] / cfg["ms_lr_div"],
+                       "betas": tuple(cfg["mu_betas"]), "name": "mu"})
+    return torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
 
 
 def lr_factor(epoch: int, num_epochs: int, warmup_epochs: int = 0, min_ratio: float = 0.0) -> float:
