@@ -1,0 +1,35 @@
+"""Shared fixtures: the real JapaneseVowels demo written once per test session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """aeon's JapaneseVowels in the on-disk format (train 270 / val 370 videos)."""
+    pytest.importorskip("aeon")
+    import prepare_demo
+    out = tmp_path_factory.mktemp("jv")
+    assert prepare_demo.main(["--out", str(out)]) == 0
+    return out
+
+
+def demo_overrides(data: Path, tmp: Path, **extra) -> list[str]:
+    """Command-line overrides pointing configs/japanese_vowels.yaml at ``data``."""
+    kv = {"id2feats": data, "id2splits": data / "id2splits.pkl",
+          "id2labels": data / "id2labels.pkl", "id2fname": data / "id2fname.pkl",
+          "cache_dir": tmp / "cache", "output_dir": tmp / "runs", **extra}
+    out = []
+    for k, v in kv.items():
+        out += [f"--{k}", str(v)]
+    return out
+
+
+DEMO_CONFIG = ROOT / "configs" / "japanese_vowels.yaml"
