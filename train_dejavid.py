@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     if ckpt is not None and list(ckpt["label_values"]) != list(index.label_values):
         raise ValueError("the classes in the data differ from those the checkpoint was trained on")
     pattern = step_pattern(cfg)
-    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"])
+    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
 
     if args.eval_only:
         model = DejaVid(ckpt["model"]["mu"], pattern, cfg["use_fixed_path"], backend=cfg["backend"])
@@ -89,13 +89,13 @@ def main(argv=None) -> int:
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"])
+    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
     log(f"{len(train_ds)} train / {len(eval_ds)} {cfg['eval_split']} videos, "
         f"{index.num_classes} classes, F = {index.feature_size}, K = {cfg['num_timesteps']}, "
         f"{count_parameters(model)} parameters, device {device}")
 
     metrics = MetricsLog(run_dir)
-    start_epoch, start_step, running, best = 0, 0, None, -1.0
+    start_epoch, start_step, running, best, history = 0, 0, None, -1.0, []
     if ckpt is not None:
         restore_model(model, ckpt)
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -103,13 +103,14 @@ def main(argv=None) -> int:
         set_rng_state(ckpt["rng"])
         start_epoch, start_step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
         running = Running(**ckpt["running"]) if ckpt["running"] else None
-        metrics.truncate_to(start_epoch)
+        history = list(ckpt["history"])
+        metrics.rewrite(history)
         log(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def checkpoint(path, epoch, step, run):
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
-                        best_top1=best)
+                        best_top1=best, history=history)
 
     with StopRequest() as stop:
         for epoch in range(start_epoch, cfg["num_epochs"]):
@@ -134,13 +135,15 @@ def main(argv=None) -> int:
                    "val_top1": res["top1"], "val_top5": res["top5"],
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}
             running = None
-            metrics.append(row)
-            log(format_epoch(row, cfg["num_epochs"]))
+            history.append(row)
             improved = row["val_top1"] > best
             best = max(best, row["val_top1"])
+            # The checkpoint is the source of truth; metrics.jsonl follows it.
             checkpoint(run_dir / "last.pt", epoch + 1, 0, None)
             if improved:
                 checkpoint(run_dir / "best.pt", epoch + 1, 0, None)
+            metrics.append(row)
+            log(format_epoch(row, cfg["num_epochs"]))
             if stop.requested:
                 log(f"stopped by {stop.requested} after epoch {epoch + 1}; continue with: "
                     f"python train_dejavid.py --resume {run_dir}")

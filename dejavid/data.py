@@ -251,7 +251,8 @@ def load_index(cfg: dict, progress: bool = True) -> DataIndex:
 class TSEDataset(Dataset):
     """Videos of one split: item -> (x [T, F] float32, label, row in the index)."""
 
-    def __init__(self, index: DataIndex, split: str, in_memory: bool = False):
+    def __init__(self, index: DataIndex, split: str, in_memory: bool = False,
+                 progress: bool = True):
         self.index = index
         self.rows = index.rows(split)
         if len(self.rows) == 0:
@@ -260,7 +261,8 @@ class TSEDataset(Dataset):
         self._cache: Optional[list] = None
         if in_memory:
             self._cache = [self._load(k) for k in tqdm(self.rows, desc=f"loading {split}",
-                                                       unit="video", leave=False)]
+                                                       unit="video", leave=False,
+                                                       disable=not progress)]
 
     def __len__(self) -> int:
         return len(self.rows)

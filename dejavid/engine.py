@@ -168,7 +168,7 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, cfg: dict,
                     label_values: list, epoch: int, step: int, running: Optional[Running],
-                    best_top1: float) -> None:
+                    best_top1: float, history: list[dict]) -> None:
     """``epoch`` is the epoch to continue with and ``step`` the batches of it already done."""
     state = {
         "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
@@ -182,6 +182,7 @@ def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, c
         "step": step,
         "running": running.as_dict() if running is not None else None,
         "best_top1": best_top1,
+        "history": list(history),   # metrics rows of finished epochs (source of metrics.jsonl)
         "rng": rng_state(),
     }
     atomic_torch_save(state, path)
@@ -228,9 +229,9 @@ class MetricsLog:
                 break  # a line cut by a crash: everything after it is untrusted
         return rows
 
-    def truncate_to(self, epochs_done: int) -> None:
-        """Drop lines for epochs after the checkpoint we resume from."""
-        rows = [r for r in self.read() if r["epoch"] <= epochs_done]
+    def rewrite(self, rows: list[dict]) -> None:
+        """Make the file hold exactly ``rows`` (on resume: the checkpoint's history, so that
+        lines of epochs after the checkpoint, or a line lost to a crash, are set right)."""
         atomic_write_text("".join(json.dumps(r) + "\n" for r in rows), self.path)
 
     def append(self, row: dict) -> None:

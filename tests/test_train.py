@@ -1,0 +1,203 @@
+"""End to end on the real demo: train, checkpoints, resume (clean stop, SIGINT, SIGKILL),
+determinism and evaluation with predictions."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_dejavid
+from conftest import DEMO_CONFIG, ROOT, demo_overrides
+
+FAST = ["--num_timesteps", "8", "--sample_size_per_class", "20", "--dba_max_iter", "10",
+        "--batch_size", "16", "--no-progress"]
+
+
+def _argv(data, tmp, run, epochs, *extra):
+    return ["--config", str(DEMO_CONFIG), *demo_overrides(data, tmp), "--num_epochs", str(epochs),
+            "--run_name", run, *FAST, *extra]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("seconds")
+    return rows
+
+
+def _weights(run_dir: Path):
+    ck = torch.load(run_dir / "last.pt", weights_only=False)
+    return ck["model"]["mu"], ck["model"]["theta"]
+
+
+def _same_run(a: Path, b: Path):
+    mu_a, th_a = _weights(a)
+    mu_b, th_b = _weights(b)
+    print("max |dmu|", (mu_a - mu_b).abs().max().item(), "max |dtheta|", (th_a - th_b).abs().max().item())
+    assert torch.equal(mu_a, mu_b) and torch.equal(th_a, th_b)
+    assert _metrics(a) == _metrics(b)
+
+
+@pytest.fixture(scope="module")
+def reference_run(demo_data, tmp_path_factory):
+    """An uninterrupted 3-epoch run every resume test is compared with."""
+    tmp = tmp_path_factory.mktemp("ref")
+    assert train_dejavid.main(_argv(demo_data, tmp, "full", 3)) == 0
+    return tmp / "runs" / "full"
+
+
+def test_end_to_end_outputs(reference_run, capsys):
+    rows = _metrics(reference_run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["val_top1"] > 0.85, rows           # real data, even a short run learns
+    for name in ("last.pt", "best.pt"):
+        ck = torch.load(reference_run / name, weights_only=False)
+        assert {"model", "optimizer", "scheduler", "epoch", "rng", "config", "label_values"} <= set(ck)
+    assert torch.load(reference_run / "last.pt", weights_only=False)["epoch"] == 3
+    assert torch.load(reference_run / "best.pt", weights_only=False)["label_values"] == list(range(1, 10))
+
+
+def test_second_run_reuses_cached_centroids(demo_data, reference_run, capsys):
+    tmp = reference_run.parents[1]
+    assert train_dejavid.main(_argv(demo_data, tmp, "again", 1)) == 0
+    cap = capsys.readouterr()
+    assert "reusing cached centroids" in cap.out + cap.err
+
+
+def test_determinism_same_seed_same_result(demo_data, reference_run, tmp_path):
+    assert train_dejavid.main(_argv(demo_data, tmp_path, "twin", 3)) == 0
+    _same_run(reference_run, tmp_path / "runs" / "twin")
+
+
+def test_existing_run_folder_is_not_overwritten(demo_data, reference_run):
+    tmp = reference_run.parents[1]
+    with pytest.raises(ValueError, match="--resume"):
+        train_dejavid.main(_argv(demo_data, tmp, "full", 3))
+
+
+def test_resume_after_clean_epochs(demo_data, reference_run, tmp_path):
+    # stop a 3-epoch run after its first epoch, then resume it
+    argv = _argv(demo_data, tmp_path, "r", 3)
+    run = tmp_path / "runs" / "r"
+
+    class StopAfterEpoch1(train_dejavid.StopRequest):
+        @property
+        def requested(self):
+            rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+            return "SIGTERM" if len(rows) >= 1 else None
+
+        @requested.setter
+        def requested(self, v):
+            pass
+
+    orig = train_dejavid.StopRequest
+    train_dejavid.StopRequest = StopAfterEpoch1
+    try:
+        assert train_dejavid.main(argv) == 130
+    finally:
+        train_dejavid.StopRequest = orig
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+    assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
+    _same_run(reference_run, run)
+
+
+def test_resume_mid_epoch_is_exact(demo_data, reference_run, tmp_path):
+    """A stop after 5 steps of epoch 2 writes a mid-epoch checkpoint; resuming it
+    ends exactly where the uninterrupted run ends."""
+    calls = {"n": 0}
+
+    class StopMidEpoch2(train_dejavid.StopRequest):
+        @property
+        def requested(self):
+            # read once per step (17 per epoch: 270 / 16) and once after each epoch
+            calls["n"] += 1
+            return "SIGINT" if calls["n"] >= 17 + 1 + 5 else None
+
+        @requested.setter
+        def requested(self, v):
+            pass
+
+    run = tmp_path / "runs" / "m"
+    orig = train_dejavid.StopRequest
+    train_dejavid.StopRequest = StopMidEpoch2
+    try:
+        assert train_dejavid.main(_argv(demo_data, tmp_path, "m", 3)) == 130
+    finally:
+        train_dejavid.StopRequest = orig
+    ck = torch.load(run / "last.pt", weights_only=False)
+    assert (ck["epoch"], ck["step"]) == (1, 5) and ck["snapshot"] is not None
+    assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
+    _same_run(reference_run, run)
+
+
+def test_resume_refuses_changed_training_keys(demo_data, reference_run):
+    with pytest.raises(ValueError, match="cannot change lr"):
+        train_dejavid.main(["--resume", str(reference_run), "--lr", "0.5"])
+
+
+def _spawn(argv, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "train_dejavid.py"), *argv], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _wait_for_checkpoint(run: Path, proc, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if (run / "last.pt").exists():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early:\n{proc.stdout.read()}")
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for training")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_identical_result(demo_data, reference_run, tmp_path, sig):
+    """A real process killed (SIGKILL: no chance to save; SIGINT: checkpoint and exit 130)
+    during epoch 2 and resumed ends with the same weights and metrics."""
+    run = tmp_path / "runs" / "k"
+    proc = _spawn(_argv(demo_data, tmp_path, "k", 3), ROOT)
+    _wait_for_checkpoint(run, proc)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=120)[0]
+    if sig == signal.SIGINT and proc.returncode != 0:
+        assert proc.returncode == 130, out
+        assert f"--resume {run}" in out
+    if proc.returncode != 0:
+        res = subprocess.run([sys.executable, str(ROOT / "train_dejavid.py"), "--resume", str(run),
+                              "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+    _same_run(reference_run, run)
+
+
+def test_eval_only_writes_predictions(demo_data, reference_run, tmp_path, capsys):
+    out_csv = tmp_path / "preds.csv"
+    best = reference_run / "best.pt"
+    assert train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--predictions", str(out_csv),
+                               "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader(open(out_csv)))
+    assert len(rows) == 370 and len({r["video_id"] for r in rows}) == 370
+    acc = sum(int(r["correct"]) for r in rows) / len(rows)
+    assert all(len(r["pred_top5"].split()) == 5 and len(r["dist_top5"].split()) == 5 for r in rows)
+    assert all(int(r["pred_top5"].split()[0]) == int(r["true_label"]) for r in rows if r["correct"] == "1")
+    dists = [list(map(float, r["dist_top5"].split())) for r in rows]
+    assert all(d == sorted(d) for d in dists)
+    best_val = max(r["val_top1"] for r in _metrics(reference_run))
+    assert f"top1 {acc:.4f}" in printed and acc == pytest.approx(best_val)
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "train_dejavid.py"), "--config",
+                          str(tmp_path / "nope.yaml")], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "config file not found" in res.stderr
+    assert "Traceback" not in res.stderr
