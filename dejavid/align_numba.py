@@ -1,0 +1,354 @@
+"""Fused numba CPU kernels for the DejaVid alignment (DESIGN.md sections 3-4).
+
+Same four functions, signatures, dtypes and tie rules as :mod:`dejavid.align_ref`:
+
+    x        [N, F]   all samples of a batch concatenated along time
+    offsets  [B + 1]  int64
+    mu/theta [C, K, F]
+    paths    [B, C, K, 2] int32, inclusive (lo, hi) sample steps per centroid row
+    dist     [B, C]
+
+The forward pass fuses local cost, accumulated cost and backtracking per
+(sample, class) pair, so its only temporary is one [K, T] matrix per pair; the
+backward pass accumulates straight into [C, K, F] (each class owned by one
+thread, samples summed in order, so results do not depend on the thread count).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .align import Backend
+
+try:
+    import numba
+    from numba import njit, prange
+    _HAVE_NUMBA = True
+except ImportError:  # the module must still import so that dispatch can fall back
+    _HAVE_NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):
+        if args and callable(args[0]):
+            return args[0]
+        return lambda fn: fn
+
+# Reassociation lets LLVM vectorise the feature reductions; no 'nnan'/'ninf',
+# the DP compares against +inf.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+def available() -> bool:
+    """True when numba can be imported."""
+    return _HAVE_NUMBA
+
+
+# --------------------------------------------------------------------------- kernels
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _local_cost_pair(xb, mu, w, D):
+    """D[i, j] = sum_f w[i, f] |mu[i, f] - xb[j, f]|;  xb [T, F], mu/w [K, F], D [K, >=T].
+
+    Four sample steps per pass over F, so each (mu, w) load feeds four
+    |.|-multiply-adds and the loop is bound by arithmetic rather than loads.
+    """
+    K, F = mu.shape
+    T = xb.shape[0]
+    zero = D.dtype.type(0)
+    T4 = T - T % 4
+    for i in range(K):
+        mi = mu[i]
+        wi = w[i]
+        for j in range(0, T4, 4):
+            x0 = xb[j]
+            x1 = xb[j + 1]
+            x2 = xb[j + 2]
+            x3 = xb[j + 3]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for f in range(F):
+                m = mi[f]
+                v = wi[f]
+                s0 += v * abs(m - x0[f])
+                s1 += v * abs(m - x1[f])
+                s2 += v * abs(m - x2[f])
+                s3 += v * abs(m - x3[f])
+            D[i, j] = s0
+            D[i, j + 1] = s1
+            D[i, j + 2] = s2
+            D[i, j + 3] = s3
+        for j in range(T4, T):
+            xj = xb[j]
+            s = zero
+            for f in range(F):
+                s += wi[f] * abs(mi[f] - xj[f])
+            D[i, j] = s
+
+
+@njit(nogil=True, cache=True)
+def _accumulate_pair(A, T, hvd):
+    """In place: local cost A [K, >=T] -> accumulated cost over its first T columns."""
+    K = A.shape[0]
+    for j in range(1, T):
+        A[0, j] += A[0, j - 1]
+    for i in range(1, K):
+        A[i, 0] += A[i - 1, 0]
+        for j in range(1, T):
+            best = min(A[i - 1, j], A[i, j - 1])
+            if hvd:
+                best = min(best, A[i - 1, j - 1])
+            A[i, j] += best
+
+
+@njit(nogil=True, cache=True)
+def _backtrack_pair(A, T, hvd, path):
+    """Path [K, 2] from (K-1, T-1) to (0, 0) with the tie rules of DESIGN section 3."""
+    K = A.shape[0]
+    i = K - 1
+    j = T - 1
+    path[i, 1] = j
+    while True:
+        path[i, 0] = j  # lowest j seen so far on row i
+        if i == 0 and j == 0:
+            break
+        if i == 0:
+            j -= 1
+            continue
+        if j == 0:
+            i -= 1
+            path[i, 1] = j
+            continue
+        a = A[i - 1, j]
+        b = A[i, j - 1]
+        if hvd:
+            g = A[i - 1, j - 1]
+            if a < b and a < g:
+                i -= 1
+            elif b < g:
+                j -= 1
+                continue
+            else:
+                i -= 1
+                j -= 1
+        elif a < b:
+            i -= 1
+        else:
+            j -= 1
+            continue
+        path[i, 1] = j  # entered a new row: its highest j is where we arrive
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _forward_all(x, offsets, mu, w, hvd, dist, paths):
+    B = offsets.shape[0] - 1
+    C, K, _ = mu.shape
+    # Class-major order: consecutive pairs share one class's (mu, w), kept in cache.
+    for p in prange(B * C):
+        c = p // B
+        b = p % B
+        t0 = offsets[b]
+        T = offsets[b + 1] - t0
+        A = np.empty((K, T), dtype=x.dtype)  # the pair's only temporary
+        _local_cost_pair(x[t0:t0 + T], mu[c], w[c], A)
+        _accumulate_pair(A, T, hvd)
+        dist[b, c] = A[K - 1, T - 1]
+        _backtrack_pair(A, T, hvd, paths[b, c])
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _local_cost_all(x, offsets, mu, w, out):
+    """Local costs only, out [B, C, K, Tmax] (benchmarking and tests)."""
+    B = offsets.shape[0] - 1
+    C = mu.shape[0]
+    for p in prange(B * C):
+        c = p // B
+        b = p % B
+        t0 = offsets[b]
+        _local_cost_pair(x[t0:offsets[b + 1]], mu[c], w[c], out[b, c])
+
+
+@njit(nogil=True, cache=True, parallel=True, fastmath=_FAST)
+def _path_cost_all(x, offsets, mu, w, paths, dist):
+    B = offsets.shape[0] - 1
+    C, K, F = mu.shape
+    zero = dist.dtype.type(0)
+    for p in prange(B * C):
+        c = p // B
+        b = p % B
+        t0 = offsets[b]
+        total = zero
+        for i in range(K):
+            mi = mu[c, i]
+            wi = w[c, i]
+            for j in range(paths[b, c, i, 0], paths[b, c, i, 1] + 1):
+                xj = x[t0 + j]
+                s = zero
+                for f in range(F):
+                    s += wi[f] * abs(mi[f] - xj[f])
+                total += s
+        dist[b, c] = total
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _param_grads(x, offsets, mu, w, paths, g, gmu, gtheta):
+    """gmu/gtheta [C, K, F] += sum_b g[b, c] * (...); one class per thread, b in order."""
+    B = offsets.shape[0] - 1
+    C, K, F = mu.shape
+    zero = gmu.dtype.type(0)
+    for c in prange(C):
+        for b in range(B):
+            gbc = g[b, c]
+            t0 = offsets[b]
+            for i in range(K):
+                mi = mu[c, i]
+                wi = w[c, i]
+                gm = gmu[c, i]
+                gt = gtheta[c, i]
+                for j in range(paths[b, c, i, 0], paths[b, c, i, 1] + 1):
+                    xj = x[t0 + j]
+                    for f in range(F):
+                        gw = gbc * wi[f]
+                        d = mi[f] - xj[f]
+                        gt[f] += gw * abs(d)
+                        # sign(d) * gw as selects, so the loop vectorises
+                        gm[f] += gw if d > zero else (-gw if d < zero else zero)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _x_grads(x, offsets, mu, w, paths, g, gx):
+    """gx [N, F]: one sample per thread, classes and rows in order."""
+    B = offsets.shape[0] - 1
+    C, K, F = mu.shape
+    zero = gx.dtype.type(0)
+    for b in prange(B):
+        t0 = offsets[b]
+        for c in range(C):
+            gbc = g[b, c]
+            for i in range(K):
+                mi = mu[c, i]
+                wi = w[c, i]
+                for j in range(paths[b, c, i, 0], paths[b, c, i, 1] + 1):
+                    xj = x[t0 + j]
+                    gj = gx[t0 + j]
+                    for f in range(F):
+                        d = mi[f] - xj[f]
+                        gw = gbc * wi[f]
+                        gj[f] -= gw if d > zero else (-gw if d < zero else zero)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _dba_all(x, offsets, paths, sums, counts):
+    B = offsets.shape[0] - 1
+    K, F = sums.shape
+    for i in prange(K):
+        s = sums[i]
+        for b in range(B):
+            t0 = offsets[b]
+            lo = paths[b, 0, i, 0]
+            hi = paths[b, 0, i, 1]
+            for j in range(lo, hi + 1):
+                xj = x[t0 + j]
+                for f in range(F):
+                    s[f] += xj[f]
+            counts[i] += hi - lo + 1
+
+
+@njit(nogil=True, cache=True)
+def _paths_in_range(offsets, paths):
+    B, C, K, _ = paths.shape
+    for b in range(B):
+        T = offsets[b + 1] - offsets[b]
+        for c in range(C):
+            for i in range(K):
+                lo = paths[b, c, i, 0]
+                hi = paths[b, c, i, 1]
+                if lo < 0 or hi < lo or hi >= T:
+                    return False
+    return True
+
+
+# --------------------------------------------------------------------------- wrappers
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """Contiguous CPU numpy view (copies only when the tensor is not contiguous)."""
+    if t.device.type != "cpu":
+        raise ValueError(f"the numba backend runs on CPU tensors, got a {t.device.type} tensor")
+    return t.detach().contiguous().numpy()
+
+
+def _check_paths(offsets: np.ndarray, paths: np.ndarray) -> None:
+    """The kernels index without bounds checks: reject paths outside the samples."""
+    if not _paths_in_range(offsets, paths):
+        raise ValueError("paths must hold 0 <= lo <= hi < T_b for every sample b, class and row")
+
+
+def _hvd(step_pattern: str) -> bool:
+    if step_pattern not in ("hv", "hvd"):
+        raise ValueError(f"step_pattern must be 'hv' or 'hvd', got {step_pattern!r}")
+    return step_pattern == "hvd"
+
+
+def local_cost_numba(x, offsets, mu, theta):
+    """D [B, C, K, Tmax] as :func:`align_ref.local_cost_ref`; padding columns are 0."""
+    xn, on = _np(x), _np(offsets)
+    B = on.shape[0] - 1
+    C, K, _ = mu.shape
+    tmax = int((on[1:] - on[:-1]).max())
+    out = np.zeros((B, C, K, tmax), dtype=xn.dtype)
+    _local_cost_all(xn, on, _np(mu), np.exp(_np(theta)), out)
+    return torch.from_numpy(out)
+
+
+def align_forward_numba(x, offsets, mu, theta, step_pattern):
+    """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32)."""
+    hvd = _hvd(step_pattern)
+    xn, on = _np(x), _np(offsets)
+    B = on.shape[0] - 1
+    C, K, _ = mu.shape
+    dist = np.empty((B, C), dtype=xn.dtype)
+    paths = np.empty((B, C, K, 2), dtype=np.int32)
+    _forward_all(xn, on, _np(mu), np.exp(_np(theta)), hvd, dist, paths)
+    return torch.from_numpy(dist), torch.from_numpy(paths)
+
+
+def path_cost_numba(x, offsets, mu, theta, paths):
+    """Distance [B, C] along given paths with the current (mu, theta)."""
+    xn, on, pn = _np(x), _np(offsets), _np(paths)
+    _check_paths(on, pn)
+    dist = np.empty(pn.shape[:2], dtype=xn.dtype)
+    _path_cost_all(xn, on, _np(mu), np.exp(_np(theta)), pn, dist)
+    return torch.from_numpy(dist)
+
+
+def path_grads_numba(x, offsets, mu, theta, paths, grad, need_x):
+    """(grad_x [N, F] or None, grad_mu [C, K, F], grad_theta [C, K, F]) along fixed paths."""
+    xn, on, mun, pn = _np(x), _np(offsets), _np(mu), _np(paths)
+    _check_paths(on, pn)
+    w = np.exp(_np(theta))
+    g = _np(grad).astype(xn.dtype, copy=False)
+    gmu = np.zeros_like(mun)
+    gtheta = np.zeros_like(mun)
+    _param_grads(xn, on, mun, w, pn, g, gmu, gtheta)
+    gx = None
+    if need_x:
+        gx_np = np.zeros_like(xn)
+        _x_grads(xn, on, mun, w, pn, g, gx_np)
+        gx = torch.from_numpy(gx_np)
+    return gx, torch.from_numpy(gmu), torch.from_numpy(gtheta)
+
+
+def dba_accumulate_numba(x, offsets, paths):
+    """DBA sums for one centroid: paths [B, 1, K, 2] -> (sums [K, F], counts [K])."""
+    xn, on, pn = _np(x), _np(offsets), _np(paths)
+    _check_paths(on, pn)
+    K = pn.shape[2]
+    sums = np.zeros((K, xn.shape[1]), dtype=xn.dtype)
+    counts = np.zeros(K, dtype=np.int64)
+    _dba_all(xn, on, pn, sums, counts)
+    return torch.from_numpy(sums), torch.from_numpy(counts.astype(xn.dtype))
+
+
+BACKEND = Backend("numba", align_forward_numba, path_cost_numba, path_grads_numba,
+                  dba_accumulate_numba)
