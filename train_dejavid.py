@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from dejavid import cli
+from dejavid import distributed as ddp
 from dejavid.centroids import load_or_compute_centroids
 from dejavid.config import format_config, load_config, parse_overrides, step_pattern
 from dejavid.data import TSEDataset, load_index
@@ -35,7 +36,6 @@ def main(argv=None) -> int:
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
     args, rest = cli.parse(p, argv)
     progress = not args.no_progress
-    log = tqdm.write
 
     ckpt = None
     if args.eval_only or args.resume:
@@ -52,7 +52,18 @@ def main(argv=None) -> int:
         cfg = load_config(None, rest, base=ckpt["config"])
     else:
         cfg = load_config(args.config, rest)
-    device = cli.resolve_device(cfg["device"])
+    info, device = ddp.init(cfg["device"])
+    try:
+        return run(args, cfg, ckpt, info, device, progress and info.is_main)
+    finally:
+        ddp.shutdown()
+
+
+def run(args, cfg, ckpt, info, device, progress) -> int:
+    log = tqdm.write if info.is_main else (lambda *a, **k: None)
+    if cfg["batch_size"] % info.world_size:
+        raise ValueError(f"batch_size {cfg['batch_size']} is the global batch and must divide by "
+                         f"the number of processes ({info.world_size})")
     cli.seed_everything(cfg["seed"])
 
     index = load_index(cfg, progress=progress)
@@ -66,7 +77,10 @@ def main(argv=None) -> int:
         model.fixed_path = False  # evaluation aligns with the trained parameters
         restore_model(model, ckpt)
         model.to(device)
-        res = evaluate(model, eval_ds, cfg, device, progress, keep_predictions=bool(args.predictions))
+        res = evaluate(model, eval_ds, cfg, device, progress,
+                       keep_predictions=bool(args.predictions), info=info)
+        if not info.is_main:
+            return 0
         print(f"eval on '{cfg['eval_split']}' ({res['count']} videos): loss {res['loss']:.4f} "
               f"top1 {res['top1']:.4f} top5 {res['top5']:.4f}")
         if args.predictions:
@@ -77,22 +91,35 @@ def main(argv=None) -> int:
     run_dir = Path(args.resume) if args.resume else cli.default_run_dir(cfg)
     if args.resume and not run_dir.is_dir():
         run_dir = run_dir.parent
+    if not args.resume and info.enabled:
+        run_dir = Path(ddp.gather_objects(str(run_dir), info)[0])  # rank 0's timestamped name
     if not args.resume and (run_dir / "last.pt").exists():
         raise ValueError(f"run folder {run_dir} already holds a run; continue it with "
                          f"--resume {run_dir} or pick another --run_name")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     log(f"run folder: {run_dir}\nconfig:\n{format_config(cfg)}")
 
-    mu0, cache_file = load_or_compute_centroids(index, cfg, pattern, cfg["backend"], progress, log)
+    # Rank 0 computes the centroids once; the other ranks wait, then read its cache file.
+    if info.is_main:
+        mu0, _ = load_or_compute_centroids(index, cfg, pattern, cfg["backend"], progress, log)
+    ddp.barrier(info)
+    if not info.is_main:
+        mu0, _ = load_or_compute_centroids(index, cfg, pattern, cfg["backend"], False, log)
     gen = torch.Generator().manual_seed(cfg["seed"])
     model = DejaVid(mu0, pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"], gen)
     model.to(device)
+    # Under torchrun, DDP averages gradients across ranks; `model` stays the plain module
+    # for snapshots, evaluation and checkpoints.
+    trained = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]
+                                                         if device.type == "cuda" else None)
+               if info.enabled else model)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
     log(f"{len(train_ds)} train / {len(eval_ds)} {cfg['eval_split']} videos, "
         f"{index.num_classes} classes, F = {index.feature_size}, K = {cfg['num_timesteps']}, "
-        f"{count_parameters(model)} parameters, device {device}")
+        f"{count_parameters(model)} parameters, device {device}, {info.world_size} process(es)")
 
     metrics = MetricsLog(run_dir)
     start_epoch, start_step, running, best, history = 0, 0, None, -1.0, []
@@ -104,10 +131,13 @@ def main(argv=None) -> int:
         start_epoch, start_step, best = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
         running = Running(**ckpt["running"]) if ckpt["running"] else None
         history = list(ckpt["history"])
-        metrics.rewrite(history)
+        if info.is_main:
+            metrics.rewrite(history)
         log(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def checkpoint(path, epoch, step, run):
+        if not info.is_main:
+            return
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
                         best_top1=best, history=history)
@@ -123,13 +153,13 @@ def main(argv=None) -> int:
                 log(f"stopped by {stop.requested} in epoch {epoch + 1} after {steps_done} steps; "
                     f"checkpoint written. Continue with: python train_dejavid.py --resume {run_dir}")
 
-            running = train_one_epoch(model, train_ds, optimizer, cfg, device, epoch, start_step,
-                                      running, stop, on_stop, progress)
+            running = train_one_epoch(trained, train_ds, optimizer, cfg, device, epoch, start_step,
+                                      running, stop, on_stop, progress, info)
             if running is None:
                 return 130
             start_step = 0
             scheduler.step()
-            res = evaluate(model, eval_ds, cfg, device, progress)
+            res = evaluate(model, eval_ds, cfg, device, progress, info=info)
             row = {"epoch": epoch + 1, "train_loss": running.loss_sum / running.count,
                    "train_top1": running.correct / running.count, "val_loss": res["loss"],
                    "val_top1": res["top1"], "val_top5": res["top5"],
@@ -142,9 +172,10 @@ def main(argv=None) -> int:
             checkpoint(run_dir / "last.pt", epoch + 1, 0, None)
             if improved:
                 checkpoint(run_dir / "best.pt", epoch + 1, 0, None)
-            metrics.append(row)
+            if info.is_main:
+                metrics.append(row)
             log(format_epoch(row, cfg["num_epochs"]))
-            if stop.requested:
+            if ddp.any_flag(bool(stop.requested), info, device):
                 log(f"stopped by {stop.requested} after epoch {epoch + 1}; continue with: "
                     f"python train_dejavid.py --resume {run_dir}")
                 return 130

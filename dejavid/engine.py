@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .data import Batch, DataIndex, TSEDataset, collate_packed
+from .distributed import DistInfo, all_sum, any_flag, gather_objects, shard
 from .io import append_line, atomic_path, atomic_torch_save, atomic_write_text
 from .model import DejaVid, loss_fn
 
@@ -71,35 +72,52 @@ class Running:
         return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
 
 
-def train_one_epoch(model: DejaVid, ds: TSEDataset, optimizer, cfg: dict, device, epoch: int,
+def _local_batches(ds: TSEDataset, shards: list[list[int]], num_workers: int):
+    """Yield this rank's Batch per global step, or None where its share is empty."""
+    it = iter(make_loader(ds, [b for b in shards if b], num_workers))
+    for b in shards:
+        yield next(it) if b else None
+
+
+def train_one_epoch(model, ds: TSEDataset, optimizer, cfg: dict, device, epoch: int,
                     start_step: int = 0, running: Optional[Running] = None,
                     stop: Optional[StopRequest] = None,
                     on_stop: Optional[Callable[[int, Running], None]] = None,
-                    progress: bool = True) -> Optional[Running]:
+                    progress: bool = True, info: DistInfo = DistInfo()) -> Optional[Running]:
     """One pass over the training split from ``start_step``.
 
-    Returns the epoch's running sums, or None when a stop was requested (after
+    ``cfg['batch_size']`` is the global batch; under torchrun each rank takes its
+    share of every global batch and ``model`` is the DDP-wrapped module.  The
+    loss is scaled so that DDP's gradient average equals the gradient of the
+    mean loss over the global batch, as in a single process.  ``running`` holds
+    global sums.  Returns them, or None when a stop was requested (after
     ``on_stop(steps_done, running)`` has written a checkpoint).
     """
     model.train()
     running = running or Running()
     batches = epoch_batches(len(ds), cfg["batch_size"], cfg["seed"], epoch, shuffle=True)
-    loader = make_loader(ds, batches[start_step:], cfg["num_workers"])
-    bar = tqdm(loader, total=len(batches), initial=start_step, desc=f"train {epoch + 1}",
-               unit="batch", leave=False, disable=not progress)
+    shards = [shard(b, info) for b in batches[start_step:]]
+    bar = tqdm(_local_batches(ds, shards, cfg["num_workers"]), total=len(batches),
+               initial=start_step, desc=f"train {epoch + 1}", unit="batch", leave=False,
+               disable=not progress)
     for step, batch in enumerate(bar, start=start_step):
+        n_global = len(batches[step])
+        if batch is None:  # more ranks than videos in this (last) batch
+            batch = Batch(torch.empty(0, ds.index.feature_size), torch.zeros(1, dtype=torch.int64),
+                          torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64))
         batch = batch.to(device)
-        dist = model(batch.x, batch.offsets)                      # [B, C]
-        loss = loss_fn(dist, batch.labels, cfg["std_eps"])
+        dist = model(batch.x, batch.offsets)                      # [B_local, C]
+        loss_sum = loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss_sum * (info.world_size / n_global)).backward()
         optimizer.step()
-        n = batch.labels.numel()
-        running.loss_sum += loss.item() * n
-        running.correct += int((dist.argmin(1) == batch.labels).sum())
-        running.count += n
+        correct = int((dist.argmin(1) == batch.labels).sum()) if batch.labels.numel() else 0
+        step_sums = all_sum([loss_sum.item(), correct, batch.labels.numel()], info, device)
+        running.loss_sum += step_sums[0]
+        running.correct += int(step_sums[1])
+        running.count += int(step_sums[2])
         bar.set_postfix(loss=f"{running.loss_sum / running.count:.4f}")
-        if stop is not None and stop.requested:
+        if stop is not None and any_flag(bool(stop.requested), info, device):
             if on_stop is not None:
                 on_stop(step + 1, running)
             return None
@@ -108,25 +126,28 @@ def train_one_epoch(model: DejaVid, ds: TSEDataset, optimizer, cfg: dict, device
 
 @torch.no_grad()
 def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool = True,
-             keep_predictions: bool = False) -> dict:
+             keep_predictions: bool = False, info: DistInfo = DistInfo()) -> dict:
     """Loss, top-1 and top-5 over every video of ``ds`` exactly once.
 
-    Videos are aligned with the current parameters (free path), whatever the
-    training-time path mode.
+    Under torchrun each rank evaluates a disjoint contiguous share (no padding)
+    and the sums are added.  Videos are aligned with the current parameters
+    (free path), whatever the training-time path mode.
     """
     model.eval()
     fixed, model.fixed_path = model.fixed_path, False
     bs = cfg["eval_batch_size"] or cfg["batch_size"]
-    loader = make_loader(ds, epoch_batches(len(ds), bs, 0, 0, shuffle=False), cfg["num_workers"])
+    mine = shard(list(range(len(ds))), info)
+    batches = [mine[s:s + bs] for s in range(0, len(mine), bs)]
     C = model.num_classes
     k5 = min(5, C)
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     preds = []
-    for batch in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+    for batch in tqdm(make_loader(ds, batches, cfg["num_workers"]), total=len(batches),
+                      desc="eval", unit="batch", leave=False, disable=not progress):
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)
         loss_sum += float(loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum"))
-        order = dist.argsort(dim=1, stable=True)[:, :k5]              # [B, 5] nearest classes
+        order = dist.argsort(dim=1, stable=True)[:, :k5]         # [B, 5] nearest classes
         top1 += int((order[:, 0] == batch.labels).sum())
         top5 += int((order == batch.labels[:, None]).any(1).sum())
         count += batch.labels.numel()
@@ -134,9 +155,11 @@ def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool =
             preds.append((batch.rows, batch.labels.cpu(), order.cpu(),
                           dist.gather(1, order).cpu()))
     model.fixed_path = fixed
-    out = {"loss": loss_sum / count, "top1": top1 / count, "top5": top5 / count, "count": count}
+    loss_sum, top1, top5, count = all_sum([loss_sum, top1, top5, count], info, device)
+    out = {"loss": loss_sum / count, "top1": top1 / count, "top5": top5 / count,
+           "count": int(count)}
     if keep_predictions:
-        out["predictions"] = preds
+        out["predictions"] = [p for part in gather_objects(preds, info) for p in part]
     return out
 
 

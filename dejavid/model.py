@@ -46,6 +46,10 @@ class DejaVid(nn.Module):
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """x [N, F], offsets [B + 1] -> distances [B, C]."""
+        if offsets.numel() == 1:
+            # An empty share of a batch under DDP: no distances, but a graph that reaches
+            # the parameters so this rank joins the gradient all-reduce.
+            return self.mu.new_zeros(0, self.num_classes) + 0.0 * (self.mu.sum() + self.theta.sum())
         paths = None
         if self.fixed_path:
             if self.mu_fixed.numel() == 0:
