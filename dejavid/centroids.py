@@ -48,13 +48,14 @@ def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto"
 
 
 def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
-        backend: str = "auto") -> torch.Tensor:
+        backend: str = "auto", skip_converged: bool = True) -> torch.Tensor:
     """DTW barycenter averaging of samples [S, K, F] from ``init`` [K, F], unit weights.
 
     Each iteration aligns every sample to the centroid and replaces centroid
     step i by the mean of all sample steps matched to it.  When the paths stop
     changing the centroid has reached a fixed point, so later iterations would
-    return it unchanged and are skipped.
+    return it unchanged and are skipped (``skip_converged=False`` runs them anyway,
+    for benchmarks).
     """
     x, offsets = _packed(samples)
     mu = init.clone()
@@ -63,7 +64,7 @@ def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: 
     with torch.no_grad():
         for _ in range(max_iter):
             _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend)
-            if prev is not None and torch.equal(paths, prev):
+            if skip_converged and prev is not None and torch.equal(paths, prev):
                 break
             sums, counts = dba_accumulate(x, offsets, paths, backend=backend)
             mu = sums / counts.unsqueeze(1)
