@@ -21,7 +21,6 @@ import torch
 from .align import Backend
 
 try:
-    import numba
     from numba import njit, prange
     _HAVE_NUMBA = True
 except ImportError:  # the module must still import so that dispatch can fall back
