@@ -1,0 +1,104 @@
+"""Tiny synthetic datasets in the on-disk format of DESIGN section 1, for tests.
+
+    videos = {"a": (torch.randn(5, 3), 0, "train"), "b": (torch.randn(4, 3), 1, "val")}
+    paths = write_dataset(tmp_path, videos)           # the four inputs, as Paths
+    cfg = make_config(paths, num_timesteps=4)         # a full, checked config dict
+    index = load_index(cfg, progress=False)
+
+File names are stable so tests can damage one file after writing: a per-file
+video ``vid`` lives in ``paths["id2feats"] / f"{vid}.pt"``, and dict-layout
+videos share ``paths["id2feats"] / DICT_FILE``.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+from dejavid.config import load_config
+
+DICT_FILE = "videos.pt"
+MAP_KEYS = ("id2splits", "id2labels", "id2fname")
+
+
+def feature_file(vid: Any) -> str:
+    """File name (relative to ``id2feats``) of a per-file video."""
+    return f"{vid}.pt"
+
+
+def write_dataset(root: str | Path, videos: Mapping[Any, tuple[Any, int, str]],
+                  layout: str | Mapping[Any, str] = "per_file") -> dict[str, Path]:
+    """Write ``videos`` (``{vid: (tensor [T, F], label, split)}``) under ``root``.
+
+    ``layout`` is ``'per_file'`` (one ``torch.save`` file per video),
+    ``'dict'`` (all videos in one file holding ``{vid: tensor}``), or a mapping
+    ``vid -> 'per_file' | 'dict'`` to mix both.  The "tensor" may be any object
+    (to test bad data); it is saved as given.
+
+    Returns ``{"id2feats": root/feats, "id2splits": root/id2splits.pkl,
+    "id2labels": ..., "id2fname": ...}``.
+    """
+    root = Path(root)
+    feats = root / "feats"
+    feats.mkdir(parents=True, exist_ok=True)
+    packed: dict = {}
+    fnames: dict = {}
+    for vid, (tensor, _, _) in videos.items():
+        kind = layout if isinstance(layout, str) else layout[vid]
+        if kind == "per_file":
+            fnames[vid] = feature_file(vid)
+            torch.save(tensor, feats / fnames[vid])
+        elif kind == "dict":
+            fnames[vid] = DICT_FILE
+            packed[vid] = tensor
+        else:
+            raise ValueError(f"layout must be 'per_file' or 'dict', got {kind!r}")
+    if packed:
+        torch.save(packed, feats / DICT_FILE)
+    paths = {"id2feats": feats}
+    maps = {"id2splits": {v: s for v, (_, _, s) in videos.items()},
+            "id2labels": {v: lab for v, (_, lab, _) in videos.items()},
+            "id2fname": fnames}
+    for key in MAP_KEYS:
+        paths[key] = root / f"{key}.pkl"
+        write_pickle(paths[key], maps[key])
+    return paths
+
+
+def write_pickle(path: str | Path, obj: Any) -> None:
+    """Overwrite one of the id2* maps (or put anything else there)."""
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+
+
+def read_pickle(path: str | Path) -> Any:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def _config_values(paths: Mapping[str, Path], overrides: dict) -> dict:
+    """The four data paths, plus cache/run folders beside the data (never the cwd)."""
+    work = Path(paths["id2feats"]).parent
+    values = {"cache_dir": work / "cache", "output_dir": work / "runs"}
+    values.update(paths)
+    values.update(overrides)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+
+def make_config(paths: Mapping[str, Path], **overrides) -> dict:
+    """A full config (defaults <- ``paths`` <- ``overrides``) via ``load_config``.
+
+    ``cache_dir`` and ``output_dir`` default to folders beside ``id2feats``.
+    Overrides are type-checked like any config value (e.g. ints for int keys).
+    """
+    return load_config(None, base=_config_values(paths, overrides))
+
+
+def write_config_yaml(path: str | Path, paths: Mapping[str, Path], **overrides) -> Path:
+    """Write a YAML config for the entry scripts (same values as :func:`make_config`)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(_config_values(paths, overrides), sort_keys=True))
+    return path
