@@ -7,6 +7,7 @@ does not match the default are errors that list what is valid.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,8 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "num_timesteps": 64,             # K, centroid length
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
-    "w_one_init": False,
-    "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
+    "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
+    "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)
     "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N
@@ -56,6 +57,28 @@ DEFAULTS: dict[str, Any] = {
 }
 
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads '1e-4' and '3E5' as floats.
+
+    PyYAML follows YAML 1.1, where a float needs a dot ('1.0e-4'), so the
+    notation every paper and shell user writes would arrive as a string.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml_load(text):
+    return yaml.load(text, Loader=_Loader)
 
 
 def _valid_keys() -> str:
@@ -105,7 +128,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
         tok = args[i]
         if not tok.startswith("--"):
             raise ValueError(f"expected --key value, got {tok!r}; valid keys: {_valid_keys()}")
-        key = tok[2:].replace("-", "_")
+        key = tok[2:]
         if "=" in key:
             key, raw = key.split("=", 1)
             i += 1
@@ -114,8 +137,9 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
                 raise ValueError(f"--{key} needs a value")
             raw = args[i + 1]
             i += 2
+        key = key.replace("-", "_")
         try:
-            value = yaml.safe_load(raw)
+            value = _yaml_load(raw)
         except yaml.YAMLError:
             value = raw
         if DEFAULTS.get(key) is not None and isinstance(DEFAULTS[key], str) and not isinstance(value, str):
@@ -135,7 +159,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
+            data = _yaml_load(fh) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of key: value")
         _apply(cfg, data.items(), str(path))

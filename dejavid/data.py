@@ -213,10 +213,10 @@ def load_index(cfg: dict, progress: bool = True) -> DataIndex:
         try:
             obj = load_tensor_file(path)
         except Exception as exc:
+            why = (str(exc).splitlines() or ["empty or cut-off file"])[0][:120]
             for k in rows:
                 problems.add(f"video {ids[k]!r} (file '{fname}'): cannot be read "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                             f"re-save it with torch.save")
+                             f"({type(exc).__name__}: {why}); re-save it with torch.save")
             continue
         for k in rows:
             try:

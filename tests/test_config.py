@@ -131,23 +131,17 @@ def test_override_dashes_in_key():
     assert load_config(None, ["--use-fixed-path", "false"])["use_fixed_path"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_overrides replaces '-' by '_' in the whole "
-                   "'--key=value' token, so the value is altered too ('my-run' -> 'my_run')")
 def test_override_equals_form_keeps_dashes_in_value():
     cfg = load_config(None, ["--run_name=my-run", "--id2feats=/data/hmdb-51/feats"])
     assert cfg["run_name"] == "my-run"
     assert cfg["id2feats"] == "/data/hmdb-51/feats"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: values are parsed with PyYAML (YAML 1.1), which "
-                   "reads '1e-4' as a string, so a float key rejects ordinary scientific notation")
 @pytest.mark.parametrize("args", [["--lr", "1e-4"], ["--lr=1e-4"]], ids=["space", "equals"])
 def test_override_scientific_notation(args):
     assert load_config(None, args)["lr"] == pytest.approx(1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: PyYAML reads 'lr: 1e-4' in a config file as a "
-                   "string, so the file is rejected with 'must be a number'")
 def test_yaml_scientific_notation(tmp_path):
     assert load_config(write_yaml(tmp_path, "lr: 1e-4\n"))["lr"] == pytest.approx(1e-4)
 

@@ -88,9 +88,6 @@ def test_unreadable_tensor_file(tmp_path, damage):
     assert "re-save it with torch.save" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an exception with an empty message (EOFError from "
-                   "torch.load of a 0-byte file) makes load_index's handler raise IndexError "
-                   "(str(exc).splitlines()[0]) instead of reporting the video")
 def test_empty_tensor_file(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     (paths["id2feats"] / feature_file("a2")).write_bytes(b"")
