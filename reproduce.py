@@ -13,6 +13,7 @@ every finished result and resumes a partly trained run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--plot_video", help="video id for the alignment plot "
                                         "(default: the first video of the evaluation split)")
     args, rest = cli.parse(p, argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("run reproduce.py as one process, not under torchrun")
     methods = parse_methods(args.methods)
     if any(k == "run_name" for k, _ in parse_overrides(rest)):
         raise ValueError("reproduce names its runs after the methods; choose the folder with --out")

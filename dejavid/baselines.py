@@ -102,7 +102,10 @@ def mean_pool(ds: TSEDataset, progress: bool = False, desc: str = "mean pooling"
 
 def meanpool_lr(train_ds: TSEDataset, eval_ds: TSEDataset, seed: int = 0,
                 progress: bool = False) -> Result:
-    """Standardised time-averaged features, multinomial logistic regression (L2, C = 1)."""
+    """Standardised time-averaged features, multinomial logistic regression (L2, C = 1).
+
+    Head: C * F + C parameters (F + 1 for two classes); the standardisation folds into it.
+    """
     LogisticRegression, StandardScaler = _sklearn()
     C = train_ds.index.num_classes
     Xtr, ytr = mean_pool(train_ds, progress, "mean pooling (train)")
@@ -144,7 +147,9 @@ def knn_class_distances(train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern:
     step pattern of DESIGN section 3, through :func:`dejavid.align.align` with
     theta = 0: every training video plays the part of a centroid.  ``align``
     wants centroids of one length, so the training videos are grouped by length.
-    With this cost both step patterns give DTW(x, y) = DTW(y, x).
+    With this cost both step patterns give DTW(x, y) = DTW(y, x).  Distances are
+    not normalised by path length (an 'hv' path has K + T - 1 cells), exactly as
+    DejaVid's own distance, so shorter references tend to be nearer.
     """
     device = torch.device(device)
     C = train_ds.index.num_classes

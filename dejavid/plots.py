@@ -59,7 +59,7 @@ def learning_curves(histories: dict[str, Sequence[dict]], path: str | Path,
                        label=f"{label}: {100 * top1:.1f}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    low = min([100 * r["val_top1"] for rows in histories.values() for r in rows[1:]]
+    low = min([100 * r["val_top1"] for rows in histories.values() for r in rows]
               + [100 * v for v in (reference or {}).values()] + [100.0])
     ax_acc.set_ylim(max(0.0, low - 5), 100.5)
     for ax in (ax_loss, ax_acc):

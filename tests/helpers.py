@@ -102,3 +102,40 @@ def write_config_yaml(path: str | Path, paths: Mapping[str, Path], **overrides) 
     path = Path(path)
     path.write_text(yaml.safe_dump(_config_values(paths, overrides), sort_keys=True))
     return path
+
+
+def ramp_videos(pairs: int, splits: Mapping[str, int] | None = None, seed: int = 0,
+                noise: float = 0.03, lengths: tuple[int, int] = (5, 12)) -> dict:
+    """Two classes that only temporal order separates: 0 rises, 1 falls (F = 2).
+
+    Each class-1 video is the time reverse of a class-0 video, so every pair has
+    exactly the same mean over time.  ``splits`` gives the number of pairs per
+    split (default: all ``pairs`` in 'train' and as many again in 'val').
+    Returns ``{vid: (tensor, label, split)}`` for :func:`write_dataset`.
+    """
+    g = torch.Generator().manual_seed(seed)
+    splits = dict(splits or {"train": pairs, "val": pairs})
+    videos = {}
+    for split, n in splits.items():
+        for p in range(n):
+            T = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+            t = torch.linspace(0.0, 1.0, T)
+            up = torch.stack([t, 0.5 * t], 1) + noise * torch.randn(T, 2, generator=g)
+            videos[f"{split}_up{p:03d}"] = (up, 0, split)
+            videos[f"{split}_down{p:03d}"] = (up.flip(0).contiguous(), 1, split)
+    return videos
+
+
+def level_videos(per_class: Mapping[str, int], num_classes: int = 3, seed: int = 0,
+                 noise: float = 0.1, lengths: tuple[int, int] = (3, 9)) -> dict:
+    """Classes that the mean over time separates: class c is the constant level c (F = 3) plus
+    noise.  ``per_class`` gives the videos per class and split."""
+    g = torch.Generator().manual_seed(seed)
+    videos = {}
+    for split, n in per_class.items():
+        for c in range(num_classes):
+            for k in range(n):
+                T = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+                x = float(c) + noise * torch.randn(T, 3, generator=g)
+                videos[f"{split}_c{c}_{k:03d}"] = (x, c, split)
+    return videos

@@ -1,0 +1,179 @@
+"""Baselines on tiny datasets whose right answer is known, the result cache and the table."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dejavid import baselines
+from dejavid.baselines import (Result, dba_centroid, format_table, knn_class_distances, knn_dtw,
+                               meanpool_lr, run_baseline, topk_counts)
+from dejavid.config import step_pattern
+from dejavid.data import TSEDataset, load_index
+
+from helpers import level_videos, make_config, ramp_videos, write_dataset
+
+TINY = {"num_timesteps": 6, "sample_size_per_class": 10, "dba_max_iter": 10,
+        "w_one_init": True, "batch_size": 8, "in_memory": True}
+
+
+def _setup(tmp_path, videos, **over):
+    cfg = make_config(write_dataset(tmp_path, videos), **{**TINY, **over})
+    index = load_index(cfg, progress=False)
+    return cfg, index, TSEDataset(index, "train", True, False), TSEDataset(index, "val", True, False)
+
+
+@pytest.fixture
+def order_only(tmp_path):
+    """Rising vs falling ramps: identical means, opposite temporal order."""
+    return _setup(tmp_path, ramp_videos(12))
+
+
+@pytest.fixture
+def mean_separates(tmp_path):
+    return _setup(tmp_path, level_videos({"train": 6, "val": 5}))
+
+
+def test_order_only_mean_pooling_is_at_chance(order_only):
+    pytest.importorskip("sklearn")
+    _, _, train, val = order_only
+    r = meanpool_lr(train, val)
+    print(r)
+    # Every falling video is a rising one reversed: same features, same prediction, so
+    # exactly one of each pair is right.
+    assert r.top1 == 0.5 and r.count == 24
+
+
+@pytest.mark.parametrize("pattern", ["hv", "hvd"])
+def test_order_only_dtw_methods_are_perfect(order_only, pattern):
+    cfg, index, train, val = order_only
+    cfg = {**cfg, "use_mm": {"hv": 0, "hvd": 1}[pattern]}
+    r = knn_dtw(train, val, pattern, batch_size=5)
+    d = dba_centroid(index, cfg, val, pattern, "cpu", log=lambda *a: None)
+    print(r, d, sep="\n")
+    assert r.top1 == 1.0 and d.top1 == 1.0
+
+
+def test_mean_separates_every_baseline_is_perfect(mean_separates):
+    pytest.importorskip("sklearn")
+    cfg, index, train, val = mean_separates
+    results = [meanpool_lr(train, val), knn_dtw(train, val, "hv"),
+               dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)]
+    print(*results, sep="\n")
+    assert [r.top1 for r in results] == [1.0, 1.0, 1.0]
+    assert [r.top5 for r in results] == [1.0, 1.0, 1.0]
+    C, K, F = 3, TINY["num_timesteps"], 3
+    assert results[0].head_params == results[0].trained_params == C * F + C
+    assert (results[1].head_params, results[1].trained_params) == (0, 0)
+    assert (results[2].head_params, results[2].trained_params) == (C * K * F, 0)
+
+
+def _dtw_np(a: np.ndarray, b: np.ndarray, pattern: str) -> float:
+    """Independent unit-weight L1 DTW (DESIGN section 3) between a [K, F] and b [T, F]."""
+    D = np.abs(a[:, None, :] - b[None, :, :]).sum(-1)
+    K, T = D.shape
+    A = np.full((K, T), np.inf)
+    for i in range(K):
+        for j in range(T):
+            prev = [A[i - 1, j] if i else np.inf, A[i, j - 1] if j else np.inf]
+            if pattern == "hvd":
+                prev.append(A[i - 1, j - 1] if i and j else np.inf)
+            A[i, j] = D[i, j] + (0.0 if i == j == 0 else min(prev))
+    return float(A[-1, -1])
+
+
+@pytest.mark.parametrize("pattern", ["hv", "hvd"])
+def test_knn_matches_brute_force_dtw(tmp_path, monkeypatch, pattern):
+    """Variable lengths (T = 1 included), references grouped by length and split into
+    chunks: the class distances equal an independent DTW over every pair."""
+    g = torch.Generator().manual_seed(3)
+    videos = {}
+    for n in range(40):
+        split = "train" if n < 26 else "val"
+        T = 1 if n in (2, 30) else int(torch.randint(2, 9, (1,), generator=g))
+        videos[f"v{n:02d}"] = (torch.randn(T, 4, generator=g), n % 6, split)
+    _, _, train, val = _setup(tmp_path, videos)
+    monkeypatch.setattr(baselines, "_KNN_BLOCK", 20)  # several align calls per length group
+    dist, labels = knn_class_distances(train, val, pattern, batch_size=3)
+    want = np.full((len(val), 6), np.inf)
+    for e in range(len(val)):
+        xe, _, _ = val[e]
+        for t in range(len(train)):
+            xt, yt, _ = train[t]
+            want[e, yt] = min(want[e, yt], _dtw_np(xt.numpy(), xe.numpy(), pattern))
+    print("max |diff|", np.abs(dist.numpy() - want).max())
+    np.testing.assert_allclose(dist.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert labels.tolist() == [val[e][1] for e in range(len(val))]
+    r = knn_dtw(train, val, pattern, batch_size=4)
+    order = np.argsort(want, axis=1, kind="stable")
+    y = labels.numpy()
+    assert r.top1 == pytest.approx((order[:, 0] == y).mean())
+    assert r.top5 == pytest.approx((order[:, :5] == y[:, None]).any(1).mean())
+
+
+def test_topk_counts_ties_go_to_the_lower_class():
+    dist = torch.tensor([[1.0, 1.0, 3.0], [2.0, 0.5, 0.5], [0.0, 1.0, 2.0]])
+    labels = torch.tensor([1, 1, 2])
+    assert topk_counts(dist, labels, k=1) == (1, 1)   # row 1: class 1 wins the tie with 2
+    assert topk_counts(dist, labels, k=2) == (1, 2)   # row 2: class 2 is third
+
+
+def test_results_are_cached_and_invalidated(tmp_path):
+    videos = ramp_videos(4)
+    paths = write_dataset(tmp_path / "d", videos)
+    out = tmp_path / "out"
+    logs = []
+
+    def run(**over):
+        cfg = make_config(paths, **{**TINY, **over})
+        index = load_index(cfg, progress=False)
+        train, val = TSEDataset(index, "train"), TSEDataset(index, "val")
+        return run_baseline("knn_dtw", out, index, cfg, train, val, step_pattern(cfg), "cpu",
+                            log=logs.append)
+
+    first = run()
+    assert (out / "knn_dtw.json").is_file() and not any("reusing" in m for m in logs)
+    logs.clear()
+    assert run() == first and any(m.startswith("reusing knn_dtw") for m in logs)
+    logs.clear()
+    run(use_mm=1)                                              # other step pattern
+    assert any("recomputing" in m for m in logs)
+    logs.clear()
+    torch.save(videos["val_up000"][0] + 1.0, paths["id2feats"] / "val_up000.pt")  # other data
+    run(use_mm=1)
+    assert any("recomputing" in m for m in logs)
+
+
+def _row(method, top1, **kw):
+    base = dict(top5=1.0, count=10, head_params=100, trained_params=50, train_seconds=1.5,
+                eval_seconds=None, notes="")
+    return Result(method, top1, **{**base, **kw})
+
+
+def test_table_rows_paper_numbers_and_share():
+    results = {m: _row(m, 0.5 + 0.1 * n) for n, m in enumerate(baselines.METHODS)}
+    table = format_table(results, name="k400", encoder_params=1e4)
+    print(table)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 5 + 1                               # header, five methods, paper
+    assert rows[-1].startswith("| DejaVid (paper) | 89.1 | 98.2 |")
+    assert "| **90.00** |" in rows[5] and "| 1 % |" in rows[5]  # best in bold; 100 / 1e4
+    assert "+20.00 points" in table                       # full vs the DBA row
+    hmdb = format_table(results, name="hmdb51")
+    assert "| DejaVid (paper) | 88.6 | — |" in hmdb and "| n/a |" in hmdb
+    assert "ssv2" not in format_table(results, name="japanese_vowels")
+    assert "(paper)" not in format_table(results, name="japanese_vowels")
+
+
+def test_missing_extras_name_the_install_command(order_only, monkeypatch):
+    _, _, train, val = order_only
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(baselines.MissingDependency, match="pip install scikit-learn"):
+        meanpool_lr(train, val)
+    from dejavid import plots
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(plots.MissingDependency, match="pip install matplotlib"):
+        plots.learning_curves({"a": []}, train.index.root / "x.png")

@@ -1,0 +1,141 @@
+"""reproduce.py end to end on a tiny dataset: all rows, numbers equal to the runs', reuse
+without retraining, resume of a stopped run, plots, errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reproduce
+import train_dejavid
+from conftest import ROOT
+from dejavid.baselines import METHODS, TITLES
+
+from helpers import ramp_videos, write_config_yaml, write_dataset
+
+PLOTS = ("learning_curves.png", "weights_per_class.png", "weights_mean.png", "alignment_path.png")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """Config of a dataset that only temporal order separates (rising vs falling ramps)."""
+    pytest.importorskip("sklearn")
+    tmp = tmp_path_factory.mktemp("repro")
+    paths = write_dataset(tmp / "data", ramp_videos(10))
+    return write_config_yaml(tmp / "tiny.yaml", paths, name="tiny", num_timesteps=4,
+                             num_epochs=3, batch_size=8, lr=0.05, w_one_init=True,
+                             sample_size_per_class=10, dba_max_iter=5, in_memory=True)
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny):
+    """One full reproduce run; returns its folder."""
+    assert reproduce.main(["--config", str(tiny), "--no-progress"]) == 0
+    return tiny.parent / "data" / "runs" / "reproduce-tiny"
+
+
+def _last_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def _metrics_without_time(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_table_has_every_row_and_the_runs_numbers(first_run):
+    table = (first_run / "results.md").read_text()
+    print(table)
+    rows = {r["method"]: r for r in json.loads((first_run / "results.json").read_text())["rows"]}
+    assert list(rows) == list(METHODS)
+    for m in METHODS:
+        line = next(line for line in table.splitlines() if line.startswith(f"| {TITLES[m]} |"))
+        assert f"{100 * rows[m]['top1']:.2f}" in line and f"{100 * rows[m]['top5']:.2f}" in line
+    for m in ("meanpool_lr", "knn_dtw", "dba_centroid"):
+        cached = json.loads((first_run / "baselines" / f"{m}.json").read_text())["result"]
+        assert cached == rows[m]
+    for m in ("dejavid_frozen", "dejavid"):
+        last = _last_metrics(first_run / m)
+        assert last["epoch"] == 3
+        assert (rows[m]["top1"], rows[m]["top5"]) == (last["val_top1"], last["val_top5"])
+    # The known answers: the mean cannot see temporal order, the alignment can.
+    assert rows["meanpool_lr"]["top1"] == 0.5
+    assert rows["knn_dtw"]["top1"] == rows["dba_centroid"]["top1"] == 1.0
+    assert rows["dejavid"]["top1"] == 1.0
+    C, K, F = 2, 4, 2
+    assert (rows["dejavid"]["head_params"], rows["dejavid"]["trained_params"]) == (2 * C * K * F,) * 2
+    assert rows["dejavid_frozen"]["trained_params"] == C * K * F
+    assert "(paper)" not in table
+
+
+def test_plots_are_written(first_run):
+    pytest.importorskip("matplotlib")
+    for name in PLOTS:
+        data = (first_run / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_second_run_reuses_everything(tiny, first_run, monkeypatch, capsys):
+    before = {p: p.stat().st_mtime_ns for p in first_run.rglob("*")
+              if p.suffix in (".pt", ".jsonl") or p.parent.name == "baselines"}
+    table = (first_run / "results.md").read_text()
+
+    def no_training(argv=None):
+        raise AssertionError(f"train_dejavid.main called again: {argv}")
+    monkeypatch.setattr(train_dejavid, "main", no_training)
+    assert reproduce.main(["--config", str(tiny), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing finished run") == 2
+    assert all(f"reusing {m} result" in out for m in ("meanpool_lr", "knn_dtw", "dba_centroid"))
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert after == before and len(before) >= 3 + 2 * 3
+    assert (first_run / "results.md").read_text() == table
+
+
+def test_stopped_run_is_resumed(tiny, first_run, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during epoch 2 (as train_dejavid's signal handler would flag it): exit 130,
+    then the same command resumes and ends with the uninterrupted run's metrics."""
+    argv = ["--config", str(tiny), "--no-progress", "--methods", "dejavid",
+            "--out", str(tmp_path / "r")]
+    real = train_dejavid.train_one_epoch
+
+    def stop_in_epoch_two(*args, **kwargs):
+        if args[5] == 1:
+            args[8].requested = "SIGINT"
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_dejavid, "train_one_epoch", stop_in_epoch_two)
+    assert reproduce.main(argv) == 130
+    assert not (tmp_path / "r" / "results.md").exists()
+    monkeypatch.setattr(train_dejavid, "train_one_epoch", real)
+    capsys.readouterr()
+    assert reproduce.main(argv) == 0
+    assert "resuming DejaVid (full)" in capsys.readouterr().out
+    assert (_metrics_without_time(tmp_path / "r" / "dejavid")
+            == _metrics_without_time(first_run / "dejavid"))
+
+
+def test_run_with_other_settings_is_an_error(tiny, first_run):
+    with pytest.raises(ValueError, match=r"lr: 0\.05 there, 0\.01 now"):
+        reproduce.main(["--config", str(tiny), "--no-progress", "--methods", "dejavid",
+                        "--lr", "0.01"])
+
+
+def test_paper_row_for_paper_datasets(tiny, tmp_path):
+    assert reproduce.main(["--config", str(tiny), "--no-progress", "--methods", "meanpool_lr",
+                           "--name", "hmdb51", "--out", str(tmp_path), "--no-plots",
+                           "--encoder_params", "1000"]) == 0
+    table = (tmp_path / "results.md").read_text()
+    assert "| DejaVid (paper) | 88.6 | — |" in table
+    assert "| 3 | 3 | 0.3 % |" in table      # two classes: one weight vector + bias, 3 of 1000
+    assert not any(tmp_path.glob("*.png"))
+
+
+def test_cli_errors_exit_2_without_traceback(tiny):
+    for extra in (["--methods", "nope"], ["--run_name", "x"]):
+        proc = subprocess.run([sys.executable, "reproduce.py", "--config", str(tiny), *extra],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
