@@ -80,7 +80,6 @@ def topk_counts(dist: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[i
 
 def _sklearn():
     try:
-        import sklearn  # noqa: F401
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
@@ -111,25 +110,29 @@ def meanpool_lr(train_ds: TSEDataset, eval_ds: TSEDataset, seed: int = 0,
     Xtr, ytr = mean_pool(train_ds, progress, "mean pooling (train)")
     Xev, yev = mean_pool(eval_ds, progress, "mean pooling (eval)")
     t0 = time.time()
-    scaler = StandardScaler() if LR_SETTINGS["standardize"] else None
-    if scaler is not None:
-        Xtr = scaler.fit_transform(Xtr)
+    scaler = StandardScaler()
     clf = LogisticRegression(C=LR_SETTINGS["C"], max_iter=LR_SETTINGS["max_iter"],
                              random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf.fit(Xtr, ytr)
+        clf.fit(scaler.fit_transform(Xtr), ytr)
     train_s = time.time() - t0
+    converged = True
+    for w in caught:
+        if "converge" in str(w.message).lower():
+            converged = False
+        else:
+            warnings.warn(w.message, w.category, stacklevel=2)
     if list(clf.classes_) != list(range(C)):
         raise AssertionError("every class has a training video, so the classes are 0..C-1")
     t0 = time.time()
-    proba = clf.predict_proba(scaler.transform(Xev) if scaler is not None else Xev)  # [N, C]
+    proba = clf.predict_proba(scaler.transform(Xev))  # [N, C]
     top1, top5 = topk_counts(torch.from_numpy(-proba), torch.from_numpy(yev))
     eval_s = time.time() - t0
     # A standardisation folds into the linear layer, so the head is coef + intercept.
     n_params = int(clf.coef_.size + clf.intercept_.size)
     notes = f"scikit-learn, standardised means, L2 C = {LR_SETTINGS['C']:g}"
-    if any("converge" in str(w.message).lower() for w in caught):
+    if not converged:
         notes += f"; did not converge in {LR_SETTINGS['max_iter']} iterations"
     return Result("meanpool_lr", top1 / len(yev), top5 / len(yev), len(yev), n_params, n_params,
                   train_s, eval_s, notes)
@@ -270,10 +273,10 @@ def run_baseline(method: str, out_dir: str | Path, index: DataIndex, cfg: dict,
     }[method]
     meta = baseline_meta(method, index, cfg, step_pattern)
 
-    def timed():
+    def announced():
         log(f"computing {TITLES[method]}")
         return compute()
-    return cached_result(Path(out_dir) / f"{method}.json", meta, timed, log)
+    return cached_result(Path(out_dir) / f"{method}.json", meta, announced, log)
 
 
 # --- trained runs --------------------------------------------------------------------------

@@ -72,8 +72,20 @@ def learning_curves(histories: dict[str, Sequence[dict]], path: str | Path,
 
 def _integer_ticks(ax) -> None:
     from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+
+
+def _colour_limit(values: np.ndarray) -> float:
+    """Symmetric colour limit: max |values|, or for large arrays the 99.5th percentile, so
+    that a few outliers among many weights do not wash out the rest (the colour bar then
+    shows the clipping with arrows)."""
+    a = np.abs(values)
+    return float(a.max() if a.size <= 10_000 else np.quantile(a, 0.995)) or 1.0
+
+
+def _extend(values: np.ndarray, vmax: float) -> str:
+    return "both" if float(np.abs(values).max()) > vmax else "neither"
 
 
 def _weight_image(ax, img: np.ndarray, vmax: float, xlabel: bool = True, ylabel: bool = True):
@@ -99,7 +111,7 @@ def weight_heatmaps(theta: torch.Tensor, label_values: Sequence, grid_path: str 
     th = theta.detach().float().cpu().numpy()  # [C, K, F]
     C = th.shape[0]
     shown = min(C, max_classes)
-    vmax = float(np.abs(th[:shown]).max()) or 1.0
+    vmax = _colour_limit(th[:shown])
     cols = math.ceil(math.sqrt(shown))
     rows = math.ceil(shown / cols)
     fig = _figure(figsize=(3.2 * cols + 1.0, 2.6 * rows + 0.8), layout="constrained")
@@ -111,7 +123,8 @@ def weight_heatmaps(theta: torch.Tensor, label_values: Sequence, grid_path: str 
             continue
         im = _weight_image(ax, th[c], vmax, xlabel=c + cols >= shown, ylabel=c % cols == 0)
         ax.set_title(f"class {label_values[c]}", fontsize=9)
-    fig.colorbar(im, ax=axes.tolist(), label="ln w  (0 = unit weight)", shrink=0.8)
+    fig.colorbar(im, ax=axes.tolist(), label="ln w  (0 = unit weight)", shrink=0.8,
+                 extend=_extend(th[:shown], vmax))
     fig.suptitle((title + ": " if title else "") + "learned log-weights per class"
                  + (f" (first {shown} of {C})" if shown < C else ""))
     grid = _save(fig, grid_path)
@@ -119,9 +132,9 @@ def weight_heatmaps(theta: torch.Tensor, label_values: Sequence, grid_path: str 
     mean = th.mean(0)  # [K, F]
     fig = _figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    vm = float(np.abs(mean).max()) or 1.0
+    vm = _colour_limit(mean)
     im = _weight_image(ax, mean, vm)
-    fig.colorbar(im, ax=ax, label="mean over classes of ln w")
+    fig.colorbar(im, ax=ax, label="mean over classes of ln w", extend=_extend(mean, vm))
     ax.set_title((title + ": " if title else "") + f"log-weights averaged over {C} classes")
     return grid, _save(fig, mean_path)
 
@@ -162,7 +175,9 @@ def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple[torch.Te
         ii, jj = path_cells(paths[label])
         im = ax.imshow(D.numpy(), aspect="auto", origin="lower", cmap="viridis",
                        interpolation="nearest")
-        ax.plot(jj, ii, color="white", lw=1.6, marker="o", ms=3, mfc="red", mec="red")
+        dots = len(ii) <= 60  # a long path reads better as a plain line
+        ax.plot(jj, ii, color="white", lw=1.6, marker="o" if dots else None, ms=3, mfc="red",
+                mec="red")
         _integer_ticks(ax)
         pred = int(dist.argmin())
         ax.set_title(f"{name}\ndistance {float(dist[label]):.3g}; predicted class "
