@@ -169,7 +169,8 @@ def test_table_rows_paper_numbers_and_share():
 
 def test_missing_extras_name_the_install_command(order_only, monkeypatch):
     _, _, train, val = order_only
-    monkeypatch.setitem(sys.modules, "sklearn", None)
+    for name in ("sklearn", "sklearn.linear_model", "sklearn.preprocessing"):
+        monkeypatch.setitem(sys.modules, name, None)   # as if not installed, even if imported
     with pytest.raises(baselines.MissingDependency, match="pip install scikit-learn"):
         meanpool_lr(train, val)
     from dejavid import plots
