@@ -43,38 +43,49 @@ DJV_HD T best_predecessor(T up, T left, T diag, bool hvd) {
   return hvd ? min_val(best, diag) : best;
 }
 
+// Cells of a row handled per step of accumulate_pair: all their loads are issued
+// before the dependent chain of min/add, so a GPU thread waits for memory once
+// per 16 cells instead of once per cell.
+constexpr int kRowChunk = 16;
+
 // In place: local cost A [K, T] (row stride ld) -> accumulated cost.
-// Loads of four cells are issued before their stores, so on the GPU a
-// thread has several independent loads in flight per dependency step.
 template <typename T>
 DJV_HD void accumulate_pair(T* A, int64_t ld, int64_t K, int64_t Tn, bool hvd) {
-  for (int64_t j = 1; j < Tn; ++j) A[j] += A[j - 1];
+  for (int64_t j = 1; j < Tn; j += kRowChunk) {  // row 0: running sum
+    T d[kRowChunk];
+#pragma unroll
+    for (int q = 0; q < kRowChunk; ++q) d[q] = j + q < Tn ? A[j + q] : T(0);
+    T left = A[j - 1];
+#pragma unroll
+    for (int q = 0; q < kRowChunk; ++q) {
+      if (j + q < Tn) {
+        left += d[q];
+        A[j + q] = left;
+      }
+    }
+  }
   for (int64_t i = 1; i < K; ++i) {
     T* cur = A + i * ld;
     const T* prev = cur - ld;
     T left = cur[0] + prev[0];  // column 0: only the step from above
     cur[0] = left;
     T diag = prev[0];
-    int64_t j = 1;
-    for (; j + 4 <= Tn; j += 4) {
-      const T u0 = prev[j], u1 = prev[j + 1], u2 = prev[j + 2], u3 = prev[j + 3];
-      const T d0 = cur[j], d1 = cur[j + 1], d2 = cur[j + 2], d3 = cur[j + 3];
-      const T a0 = d0 + best_predecessor(u0, left, diag, hvd);
-      const T a1 = d1 + best_predecessor(u1, a0, u0, hvd);
-      const T a2 = d2 + best_predecessor(u2, a1, u1, hvd);
-      const T a3 = d3 + best_predecessor(u3, a2, u2, hvd);
-      cur[j] = a0;
-      cur[j + 1] = a1;
-      cur[j + 2] = a2;
-      cur[j + 3] = a3;
-      left = a3;
-      diag = u3;
-    }
-    for (; j < Tn; ++j) {
-      const T up = prev[j];
-      left = cur[j] + best_predecessor(up, left, diag, hvd);
-      cur[j] = left;
-      diag = up;
+    for (int64_t j = 1; j < Tn; j += kRowChunk) {
+      T up[kRowChunk], d[kRowChunk];
+#pragma unroll
+      for (int q = 0; q < kRowChunk; ++q) {
+        const bool in = j + q < Tn;
+        up[q] = in ? prev[j + q] : T(0);
+        d[q] = in ? cur[j + q] : T(0);
+      }
+#pragma unroll
+      for (int q = 0; q < kRowChunk; ++q) {
+        if (j + q < Tn) {
+          left = d[q] + best_predecessor(up[q], left, diag, hvd);
+          cur[j + q] = left;
+          diag = up[q];
+        }
+      }
     }
   }
 }

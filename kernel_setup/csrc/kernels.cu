@@ -153,13 +153,15 @@ int launch_local_cost(const T* x, int64_t ncols, const T* mu, const T* w, int64_
 
 // ----------------------------------------------------------------------------- DP + backtrack
 
+// No __launch_bounds__: with it ptxas trades registers for occupancy and spills
+// the 16-cell chunks of accumulate_pair; this kernel is latency-bound per thread.
 constexpr int DTW_THREADS = 128;
 
 template <typename T>
-__global__ void __launch_bounds__(DTW_THREADS)
-dtw_kernel(T* __restrict__ cost, int64_t ldc, const int64_t* __restrict__ offsets, int64_t b0,
-           int64_t nb, int64_t C, int64_t K, bool hvd, T* __restrict__ dist,
-           int32_t* __restrict__ paths) {
+__global__ void dtw_kernel(T* __restrict__ cost, int64_t ldc,
+                           const int64_t* __restrict__ offsets, int64_t b0, int64_t nb,
+                           int64_t C, int64_t K, bool hvd, T* __restrict__ dist,
+                           int32_t* __restrict__ paths) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= nb * C) return;
   // Class-major: neighbouring threads share a class and read neighbouring columns.
