@@ -294,7 +294,8 @@ def _compare_backend(be, x, offsets, mu, theta, upstream, mode):
 def test_emulated_pair_steps_follow_tie_rules(emulated, pattern):
     """accumulate_pair / backtrack_pair (dtw_pair.h) on integer costs full of ties."""
     g = torch.Generator().manual_seed(0)
-    for K, T in [(1, 1), (1, 5), (5, 1), (2, 2), (3, 4), (6, 6), (9, 4), (4, 13), (17, 9)]:
+    for K, T in [(1, 1), (1, 5), (5, 1), (2, 2), (3, 4), (6, 6), (9, 4), (4, 13), (17, 9),
+                 (1, 40), (3, 17), (5, 33), (20, 35)]:  # crossing 16-cell row chunks
         for _ in range(10):
             D = torch.randint(0, 3, (K, T), generator=g).double()
             A, path = emulated.dtw_pair(D, pattern == "hvd")
