@@ -233,8 +233,8 @@ def main():
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"device {device}{gpu}, torch {torch.__version__}, {torch.get_num_threads()} torch "
           f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    print(f"float32 matmul ceiling ({n_mm}^3, same run{', TF32 off' if device.type == 'cuda' else ''}): "
-          f"{ceiling_u:.1f} {unit}LOP/s")
+    tf32 = ", TF32 off" if device.type == "cuda" else ""
+    print(f"float32 matmul ceiling ({n_mm}^3, same run{tf32}): {ceiling_u:.1f} {unit}LOP/s")
     header = (f"{'shape':7} {'method':15} {'measured on':18} {'fwd s':>8} {'fwd+bwd s':>10} "
               f"{'fwd ' + unit + '/s':>9} {'f+b ' + unit + '/s':>9} {'peak MB':>8} "
               f"{'f+b speedup':>11}")

@@ -29,7 +29,8 @@ def arch_flags(archs: str | None = None) -> list[str]:
     archs = archs or os.environ.get("DEJAVID_CUDA_ARCHS") or DEFAULT_ARCHS
     codes = [a.strip().replace(".", "") for a in re.split(r"[;, ]+", archs) if a.strip()]
     if not codes or not all(re.fullmatch(r"\d+[af]?", c) for c in codes):
-        raise ValueError(f"DEJAVID_CUDA_ARCHS must list compute capabilities like '80;90', got {archs!r}")
+        raise ValueError("DEJAVID_CUDA_ARCHS must list compute capabilities like '80;90', "
+                         f"got {archs!r}")
     flags = [f"-gencode=arch=compute_{c},code=sm_{c}" for c in codes]
     newest = max(codes, key=lambda c: int(re.match(r"\d+", c).group()))
     flags.append(f"-gencode=arch=compute_{newest},code=compute_{newest}")

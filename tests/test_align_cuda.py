@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dejavid import align_cuda, align_ref
-from dejavid.align import REF, align, dba_accumulate, get_backend
+from dejavid.align import align, dba_accumulate, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
@@ -237,7 +237,7 @@ def test_gpu_binding_checks_inputs():
     x, offsets, mu, theta, _ = _inputs((3, 2), 4, 2, 1, device="cuda")
     w = theta.exp()
     out = x.new_empty(1, 2, 5)
-    with pytest.raises(RuntimeError, match="mu must be on"):
+    with pytest.raises(RuntimeError, match="mu must be a CUDA tensor"):
         align_cuda._C.local_cost(x, mu.cpu(), w, out)
     with pytest.raises(RuntimeError, match="contiguous"):
         align_cuda._C.local_cost(x, mu, w, x.new_empty(1, 5, 2).transpose(1, 2))
