@@ -228,7 +228,7 @@ def main():
         p.error(f"--methods must be a subset of {METHODS}")
     ceiling, n_mm = matmul_gflops(device)
     # TFLOP/s on GPUs, GFLOP/s on CPUs.
-    unit, div = ("TF", 1e12) if device.type == "cuda" else ("GF", 1e9)
+    unit, div, prec = ("TF", 1e12, 2) if device.type == "cuda" else ("GF", 1e9, 1)
     ceiling_u = ceiling * 1e9 / div
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"device {device}{gpu}, torch {torch.__version__}, {torch.get_num_threads()} torch "
@@ -261,7 +261,7 @@ def main():
             speedup = f"{base['fwd_bwd_s'] / r['fwd_bwd_s']:10.1f}x" if base else f"{'-':>11}"
             name = r["backend"] if m == "ours" else m
             print(f"{s:7} {name:15} {r['label']:18} {r['fwd_s']:8.4f} {r['fwd_bwd_s']:10.4f} "
-                  f"{flops / r['fwd_s'] / div:9.1f} {flops / r['fwd_bwd_s'] / div:9.1f} "
+                  f"{flops / r['fwd_s'] / div:9.{prec}f} {flops / r['fwd_bwd_s'] / div:9.{prec}f} "
                   f"{r['peak_extra_mb']:8.1f} {speedup}")
         ours = rows.get("ours")
         if ours is None:
@@ -270,9 +270,11 @@ def main():
         if "local_cost_s" in ours:
             lc_rate = flops / ours["local_cost_s"] / div
             lc_note = (f"local-cost stage ({ours['backend']}): {ours['local_cost_s']:.4f} s, "
-                       f"{lc_rate:.1f} {unit}LOP/s = {100 * lc_rate / ceiling_u:.0f}% of matmul")
-        fwd_note = (f"forward ({ours['backend']}): {flops / ours['fwd_s'] / div:.1f} {unit}LOP/s = "
-                    f"{100 * flops / ours['fwd_s'] / div / ceiling_u:.0f}% of matmul")
+                       f"{lc_rate:.{prec}f} {unit}LOP/s = "
+                       f"{100 * lc_rate / ceiling_u:.0f}% of matmul")
+        fwd_rate = flops / ours["fwd_s"] / div
+        fwd_note = (f"forward ({ours['backend']}): {fwd_rate:.{prec}f} {unit}LOP/s = "
+                    f"{100 * fwd_rate / ceiling_u:.0f}% of matmul")
         print(lc_note)
         print(fwd_note)
         if headline is None:
