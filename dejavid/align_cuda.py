@@ -29,8 +29,10 @@ from .align import Backend
 
 try:
     import dejavid_kernels as _C
-except ImportError:  # not built: dejavid.align falls back to the reference with a warning
+    IMPORT_ERROR = None
+except ImportError as exc:  # not built (or built for another torch): dispatch falls back
     _C = None
+    IMPORT_ERROR = str(exc)  # e.g. an undefined symbol after a torch upgrade: rebuild
 
 # Elements of the local-cost scratch of one chunk (float32: 512 MiB).
 COST_BUDGET = 1 << 27
