@@ -139,9 +139,9 @@ import torch, host_emulation, test_align_cuda as t
 from dejavid import align_cuda, align_ref
 align_cuda._C = host_emulation.EmulatedKernels(host_emulation.build(sanitize=True))
 be = align_cuda.BACKEND
-for shape in [((1,), 3, 1, 2), ((1, 2, 7), 17, 5, 3), ((2, 70, 1, 7), 35, 64, 3)]:
-    for mode in t.MODES:
-        t._compare_backend(be, *t._inputs(*shape), mode)
+for shape, mode in [(((1,), 3, 1, 2), "hv"), (((2, 70, 1, 7), 35, 64, 3), "hv"),
+                    (((2, 70, 1, 7), 35, 64, 3), "fixed")]:
+    t._compare_backend(be, *t._inputs(*shape), mode)
 t._compare_backend(be, *t._inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64), "hvd")
 x, o, mu, th, _ = t._inputs((7, 1, 33, 90), 35, 5, 31)
 align_cuda.local_cost_cuda(x, o, mu, th)
