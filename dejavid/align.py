@@ -36,6 +36,7 @@ REF = Backend("ref", align_ref.align_forward_ref, align_ref.path_cost_ref,
               align_ref.path_grads_ref, align_ref.dba_accumulate_ref)
 
 _loaded: dict[str, Optional[Backend]] = {}
+_why_not: dict[str, str] = {}   # backend name -> why it cannot be used (import error text)
 _warned_cuda = False
 
 
@@ -45,9 +46,17 @@ def _load(name: str) -> Optional[Backend]:
         try:
             mod = importlib.import_module(f"dejavid.align_{name}")
             _loaded[name] = mod.BACKEND if mod.available() else None
-        except ImportError:
+            if getattr(mod, "IMPORT_ERROR", None):
+                _why_not[name] = mod.IMPORT_ERROR
+        except ImportError as exc:
             _loaded[name] = None
+            _why_not[name] = str(exc)
     return _loaded[name]
+
+
+def _why(name: str) -> str:
+    """' (import error: ...)' when the backend's module failed to import, else ''."""
+    return f" (import error: {_why_not[name]})" if name in _why_not else ""
 
 
 def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
@@ -68,8 +77,9 @@ def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
             be = _load("cuda")
             if be is None and not _warned_cuda:
                 _warned_cuda = True
-                warnings.warn("dejavid CUDA kernels are not built; using the slow pure-PyTorch "
-                              f"reference on GPU. Build them with: {CUDA_BUILD_COMMAND}",
+                warnings.warn("dejavid CUDA kernels are not built or do not load"
+                              f"{_why('cuda')}; using the slow pure-PyTorch reference on GPU. "
+                              f"Build them with: {CUDA_BUILD_COMMAND}",
                               RuntimeWarning, stacklevel=2)
             return be or REF
         if device.type == "cpu":
@@ -81,7 +91,8 @@ def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
     be = _load(name)
     if be is None:
         hint = "pip install numba" if name == "numba" else CUDA_BUILD_COMMAND
-        raise ValueError(f"backend {name!r} is not available here; install it with: {hint}")
+        raise ValueError(f"backend {name!r} is not available here{_why(name)}; "
+                         f"install it with: {hint}")
     return be
 
 
