@@ -5,7 +5,7 @@ import csv
 import json
 import random
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 

@@ -13,7 +13,6 @@ The same kernels are exercised two ways:
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,6 +22,8 @@ from dejavid.align import align, dba_accumulate, get_backend
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
 import host_emulation  # noqa: E402
+from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close, make_inputs,  # noqa: E402
+                    perturbed_paths, run_align)
 
 HAVE_GPU = torch.cuda.is_available() and align_cuda.available()
 needs_gpu = pytest.mark.skipif(
@@ -31,18 +32,8 @@ needs_gpu = pytest.mark.skipif(
 needs_cxx = pytest.mark.skipif(host_emulation.compiler() is None,
                                reason="host emulation needs a C++20 compiler (g++)")
 
-# (lengths of the samples of one batch, F, K, C): covers T in {1, 2, 7, 33, 150},
-# F in {1, 3, 1459}, K in {1, 5, 64}, mixed lengths in a batch, and one batch
-# holding every length 1 .. 150.
-SHAPES = [
-    ((1,), 3, 1, 2),
-    ((1, 2, 7), 3, 5, 3),
-    ((33, 1, 150, 2), 1, 5, 2),
-    ((7, 33, 2), 1459, 64, 3),
-    ((150, 33), 1459, 5, 2),
-    ((2, 150, 1, 7), 3, 64, 4),
-    (tuple(range(1, 151)), 3, 7, 3),
-]
+# The numba backend's shapes plus one batch holding every length 1 .. 150.
+SHAPES = _BASE_SHAPES + [(tuple(range(1, 151)), 3, 7, 3)]
 # Host emulation runs every CUDA thread as a host thread: smaller, still crossing
 # every tile edge (rows > 128, columns > 64, F not a multiple of 16, F = 1, T = 1).
 EMU_SHAPES = [
@@ -53,8 +44,6 @@ EMU_SHAPES = [
     ((2, 70, 1, 7), 35, 64, 3),
     (tuple(range(1, 151)), 2, 3, 2),
 ]
-MODES = ["hv", "hvd", "fixed"]
-RTOL = {torch.float32: 2e-5, torch.float64: 1e-11}
 
 
 def _rtol(dtype, batch):
@@ -66,33 +55,6 @@ def _shape_id(s):
     lengths = s[0]
     t = "1..150" if len(lengths) > 10 else "-".join(map(str, lengths))
     return f"T{t}_F{s[1]}_K{s[2]}_C{s[3]}"
-
-
-def _inputs(lengths, F, K, C, dtype=torch.float32, seed=0, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(sum(lengths), F, generator=g, dtype=dtype)
-    offsets = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int64)
-    mu = torch.randn(C, K, F, generator=g, dtype=dtype)
-    theta = 0.5 * torch.randn(C, K, F, generator=g, dtype=dtype)
-    upstream = torch.randn(len(lengths), C, generator=g, dtype=dtype)
-    return tuple(t.to(device) for t in (x, offsets, mu, theta, upstream))
-
-
-def _close(name, got, want, rtol):
-    """Max difference relative to the magnitude of the reference, printed first."""
-    assert got.shape == want.shape, name
-    got, want = got.cpu().double(), want.cpu().double()
-    diff = (got - want).abs().max().item() if got.numel() else 0.0
-    scale = max(1.0, want.abs().max().item() if want.numel() else 0.0)
-    print(f"{name}: max |diff| = {diff:.3e} (scale {scale:.3e})")
-    assert diff <= rtol * scale, f"{name}: max diff {diff} > {rtol} * {scale}"
-
-
-def _fixed_paths(x, offsets, mu, theta):
-    """Paths of a perturbed snapshot, so they differ from the optimal ones."""
-    g = torch.Generator().manual_seed(1)
-    snap = mu + 0.5 * torch.randn(mu.shape, generator=g, dtype=mu.dtype).to(mu.device)
-    return align_ref.align_forward_ref(x, offsets, snap, theta, "hvd")[1]
 
 
 def _exact(x, offsets, mu, theta, upstream, paths):
@@ -112,25 +74,16 @@ def _check_results(fast, ref_paths, exact, dtype):
     assert torch.equal(fast[1].cpu(), ref_paths.cpu()), "paths differ"
     for name, a, b in zip(("dist", "grad_x", "grad_mu", "grad_theta"), (fast[0], *fast[2:]), exact):
         assert a.dtype == dtype, name
-        _close(name, a, b, _rtol(dtype, ref_paths.shape[0]))
+        assert_close(name, a, b, _rtol(dtype, ref_paths.shape[0]))
 
 
 # =========================================================================== GPU
 
-def _run(backend, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
-    x, mu, theta = (t.detach().clone().requires_grad_() for t in (x, mu, theta))
-    if mode == "fixed":
-        dist, paths = align(x, offsets, mu, theta, paths=fixed_paths, backend=backend)
-    else:
-        dist, paths = align(x, offsets, mu, theta, step_pattern=mode, backend=backend)
-    dist.backward(upstream)
-    return dist.detach(), paths, x.grad, mu.grad, theta.grad
-
 
 def _compare_gpu(x, offsets, mu, theta, upstream, mode):
-    fixed = _fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    ref = _run("ref", x, offsets, mu, theta, upstream, mode, fixed)
-    fast = _run("cuda", x, offsets, mu, theta, upstream, mode, fixed)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
+    fast = run_align("cuda", x, offsets, mu, theta, upstream, mode, fixed)
     assert fast[0].device == x.device and fast[1].device == x.device
     _check_results(fast, ref[1], _exact(x, offsets, mu, theta, upstream, ref[1]), x.dtype)
     return fast
@@ -140,27 +93,27 @@ def _compare_gpu(x, offsets, mu, theta, upstream, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_gpu_parity_with_reference(shape, mode):
-    _compare_gpu(*_inputs(*shape, device="cuda"), mode)
+    _compare_gpu(*make_inputs(*shape, device="cuda"), mode)
 
 
 @needs_gpu
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_parity_float64(mode):
-    _compare_gpu(*_inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64, device="cuda"), mode)
+    _compare_gpu(*make_inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64, device="cuda"), mode)
 
 
 @needs_gpu
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_non_contiguous_inputs(mode):
-    x, offsets, mu, theta, upstream = _inputs((7, 33, 2), 40, 5, 3, device="cuda")
+    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3, device="cuda")
     x_nc = x.t().contiguous().t()                            # transposed view
     mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)  # permuted view
     theta_nc = torch.stack([theta, theta], -1)[..., 0]       # strided view
     up_nc = upstream.t().contiguous().t()
     assert not (x_nc.is_contiguous() or mu_nc.is_contiguous() or theta_nc.is_contiguous())
     fast_nc = _compare_gpu(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
-    fixed = _fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    fast = _run("cuda", x, offsets, mu, theta, upstream, mode, fixed)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    fast = run_align("cuda", x, offsets, mu, theta, upstream, mode, fixed)
     for a, b in zip(fast_nc, fast):
         assert torch.equal(a, b)
 
@@ -168,9 +121,9 @@ def test_gpu_non_contiguous_inputs(mode):
 @needs_gpu
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_gradcheck_float64(mode):
-    x, offsets, mu, theta, _ = _inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,
+    x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,
                                        device="cuda")
-    fixed = _fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
 
     def dist(x, mu, theta):
         if mode == "fixed":
@@ -184,38 +137,38 @@ def test_gpu_gradcheck_float64(mode):
 @needs_gpu
 def test_gpu_local_cost_matches_reference():
     lengths = (7, 1, 33, 70)
-    x, offsets, mu, theta, _ = _inputs(lengths, 1459, 5, 31, device="cuda")  # 155 rows
+    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 5, 31, device="cuda")  # 155 rows
     ref = align_ref.local_cost_ref(x, offsets, mu, theta)
     fast = align_cuda.local_cost_cuda(x, offsets, mu, theta)
     for b, T in enumerate(lengths):
-        _close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
 
 
 @needs_gpu
 @pytest.mark.parametrize("lengths", [(1,), (7, 150, 2, 33)])
 def test_gpu_dba_accumulate_parity(lengths):
-    x, offsets, mu, theta, _ = _inputs(lengths, 1459, 64, 1, device="cuda")
+    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 64, 1, device="cuda")
     paths = align_ref.align_forward_ref(x, offsets, mu, torch.zeros_like(theta), "hv")[1]
     s_ref, n_ref = dba_accumulate(x, offsets, paths, backend="ref")
     s_fast, n_fast = dba_accumulate(x, offsets, paths, backend="cuda")
     assert s_fast.dtype == x.dtype and n_fast.dtype == n_ref.dtype
     assert torch.equal(n_fast, n_ref)
-    _close("dba sums", s_fast, s_ref, RTOL[torch.float32])
+    assert_close("dba sums", s_fast, s_ref, RTOL[torch.float32])
 
 
 @needs_gpu
 def test_gpu_results_are_deterministic():
-    x, offsets, mu, theta, upstream = _inputs((33, 7, 150, 2, 33), 300, 16, 5, device="cuda")
-    first = _run("cuda", x, offsets, mu, theta, upstream, "hv")
+    x, offsets, mu, theta, upstream = make_inputs((33, 7, 150, 2, 33), 300, 16, 5, device="cuda")
+    first = run_align("cuda", x, offsets, mu, theta, upstream, "hv")
     for _ in range(2):
-        for a, b in zip(first, _run("cuda", x, offsets, mu, theta, upstream, "hv")):
+        for a, b in zip(first, run_align("cuda", x, offsets, mu, theta, upstream, "hv")):
             assert torch.equal(a, b)
 
 
 @needs_gpu
 @pytest.mark.parametrize("mode", ["hv", "hvd"])
 def test_gpu_chunked_forward_equals_single_chunk(mode, monkeypatch):
-    x, offsets, mu, theta, _ = _inputs((33, 7, 150, 2, 33, 1), 20, 8, 3, device="cuda")
+    x, offsets, mu, theta, _ = make_inputs((33, 7, 150, 2, 33, 1), 20, 8, 3, device="cuda")
     whole = align_cuda.align_forward_cuda(x, offsets, mu, theta, mode)
     monkeypatch.setattr(align_cuda, "COST_BUDGET", 3 * 8 * 40)  # several chunks, one over budget
     assert len(align_cuda._chunks(offsets, x.shape[0], 24, align_cuda.COST_BUDGET)) > 2
@@ -225,7 +178,7 @@ def test_gpu_chunked_forward_equals_single_chunk(mode, monkeypatch):
 
 @needs_gpu
 def test_gpu_invalid_fixed_paths_rejected():
-    x, offsets, mu, theta, _ = _inputs((3, 2), 4, 2, 1, device="cuda")
+    x, offsets, mu, theta, _ = make_inputs((3, 2), 4, 2, 1, device="cuda")
     paths = torch.zeros(2, 1, 2, 2, dtype=torch.int32, device="cuda")
     paths[1, 0, 1] = torch.tensor([0, 2])  # hi == T_b
     with pytest.raises(ValueError, match="paths"):
@@ -234,7 +187,7 @@ def test_gpu_invalid_fixed_paths_rejected():
 
 @needs_gpu
 def test_gpu_binding_checks_inputs():
-    x, offsets, mu, theta, _ = _inputs((3, 2), 4, 2, 1, device="cuda")
+    x, offsets, mu, theta, _ = make_inputs((3, 2), 4, 2, 1, device="cuda")
     w = theta.exp()
     out = x.new_empty(1, 2, 5)
     with pytest.raises(RuntimeError, match="mu must be a CUDA tensor"):
@@ -281,7 +234,7 @@ def _run_backend(be, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
 
 
 def _compare_backend(be, x, offsets, mu, theta, upstream, mode):
-    fixed = _fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     ref_paths = fixed if mode == "fixed" else align_ref.align_forward_ref(x, offsets, mu, theta,
                                                                           mode)[1]
     fast = _run_backend(be, x, offsets, mu, theta, upstream, mode, fixed)
@@ -309,18 +262,18 @@ def test_emulated_pair_steps_follow_tie_rules(emulated, pattern):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", EMU_SHAPES, ids=_shape_id)
 def test_emulated_parity_with_reference(emulated_backend, shape, mode):
-    _compare_backend(emulated_backend, *_inputs(*shape), mode)
+    _compare_backend(emulated_backend, *make_inputs(*shape), mode)
 
 
 @needs_cxx
 @pytest.mark.parametrize("mode", MODES)
 def test_emulated_parity_float64(emulated_backend, mode):
-    _compare_backend(emulated_backend, *_inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64), mode)
+    _compare_backend(emulated_backend, *make_inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64), mode)
 
 
 @needs_cxx
 def test_emulated_non_contiguous_inputs(emulated_backend):
-    x, offsets, mu, theta, upstream = _inputs((7, 33, 2), 40, 5, 3)
+    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3)
     x_nc = x.t().contiguous().t()
     mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)
     theta_nc = torch.stack([theta, theta], -1)[..., 0]
@@ -334,7 +287,7 @@ def test_emulated_non_contiguous_inputs(emulated_backend):
 @needs_cxx
 @pytest.mark.parametrize("mode", ["hv", "hvd"])
 def test_emulated_chunked_forward_equals_single_chunk(emulated_backend, mode, monkeypatch):
-    x, offsets, mu, theta, _ = _inputs((33, 7, 150, 2, 33, 1), 20, 8, 3)
+    x, offsets, mu, theta, _ = make_inputs((33, 7, 150, 2, 33, 1), 20, 8, 3)
     whole = align_cuda.align_forward_cuda(x, offsets, mu, theta, mode)
     monkeypatch.setattr(align_cuda, "COST_BUDGET", 3 * 8 * 40)  # several chunks, one over budget
     chunks = align_cuda._chunks(offsets, x.shape[0], 24, align_cuda.COST_BUDGET)
@@ -346,28 +299,28 @@ def test_emulated_chunked_forward_equals_single_chunk(emulated_backend, mode, mo
 @needs_cxx
 def test_emulated_local_cost_tile_edges(emulated_backend):
     lengths = (7, 1, 33, 90)                     # 131 columns: three column tiles
-    x, offsets, mu, theta, _ = _inputs(lengths, 35, 5, 31)  # 155 rows: two row tiles
+    x, offsets, mu, theta, _ = make_inputs(lengths, 35, 5, 31)  # 155 rows: two row tiles
     ref = align_ref.local_cost_ref(x, offsets, mu, theta)
     fast = align_cuda.local_cost_cuda(x, offsets, mu, theta)
     for b, T in enumerate(lengths):
-        _close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
 
 
 @needs_cxx
 @pytest.mark.parametrize("lengths", [(1,), (7, 150, 2, 33)])
 def test_emulated_dba_accumulate_parity(emulated_backend, lengths):
-    x, offsets, mu, theta, _ = _inputs(lengths, 37, 64, 1)
+    x, offsets, mu, theta, _ = make_inputs(lengths, 37, 64, 1)
     paths = align_ref.align_forward_ref(x, offsets, mu, torch.zeros_like(theta), "hv")[1]
     s_ref, n_ref = align_ref.dba_accumulate_ref(x, offsets, paths)
     s_fast, n_fast = emulated_backend.dba_accumulate(x, offsets, paths)
     assert s_fast.dtype == x.dtype and n_fast.dtype == n_ref.dtype
     assert torch.equal(n_fast, n_ref)
-    _close("dba sums", s_fast, s_ref, RTOL[torch.float32])
+    assert_close("dba sums", s_fast, s_ref, RTOL[torch.float32])
 
 
 @needs_cxx
 def test_emulated_invalid_paths_and_dtypes_rejected(emulated_backend):
-    x, offsets, mu, theta, upstream = _inputs((3, 2), 4, 2, 1)
+    x, offsets, mu, theta, upstream = make_inputs((3, 2), 4, 2, 1)
     paths = torch.zeros(2, 1, 2, 2, dtype=torch.int32)
     paths[1, 0, 1] = torch.tensor([0, 2])  # hi == T_b
     with pytest.raises(ValueError, match="paths"):

@@ -8,7 +8,7 @@ from dejavid import align as align_mod
 from dejavid.align import CUDA_BUILD_COMMAND, get_backend
 
 try:
-    import dejavid_kernels  # noqa: F401
+    import dejavid_kernels  # noqa: F401  (only whether it imports)
     HAVE_KERNELS = True
 except ImportError:
     HAVE_KERNELS = False

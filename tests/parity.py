@@ -1,0 +1,58 @@
+"""Shared pieces of the backend-vs-reference parity tests (numba, CUDA)."""
+import numpy as np
+import torch
+
+from dejavid import align_ref
+from dejavid.align import align
+
+# (lengths of the samples of one batch, F, K, C): covers T in {1, 2, 7, 33, 150},
+# F in {1, 3, 1459}, K in {1, 5, 64}, with mixed lengths inside a batch.
+SHAPES = [
+    ((1,), 3, 1, 2),
+    ((1, 2, 7), 3, 5, 3),
+    ((33, 1, 150, 2), 1, 5, 2),
+    ((7, 33, 2), 1459, 64, 3),
+    ((150, 33), 1459, 5, 2),
+    ((2, 150, 1, 7), 3, 64, 4),
+]
+MODES = ["hv", "hvd", "fixed"]
+RTOL = {torch.float32: 2e-5, torch.float64: 1e-11}
+
+
+def make_inputs(lengths, F, K, C, dtype=torch.float32, seed=0, device="cpu"):
+    """Seeded (x [N, F], offsets [B + 1], mu, theta [C, K, F], upstream [B, C]) on ``device``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(sum(lengths), F, generator=g, dtype=dtype)
+    offsets = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int64)
+    mu = torch.randn(C, K, F, generator=g, dtype=dtype)
+    theta = 0.5 * torch.randn(C, K, F, generator=g, dtype=dtype)
+    upstream = torch.randn(len(lengths), C, generator=g, dtype=dtype)
+    return tuple(t.to(device) for t in (x, offsets, mu, theta, upstream))
+
+
+def assert_close(name, got, want, rtol):
+    """Max difference relative to the magnitude of the reference, printed first."""
+    assert got.shape == want.shape, name
+    got, want = got.detach().cpu().double(), want.detach().cpu().double()
+    diff = (got - want).abs().max().item() if got.numel() else 0.0
+    scale = max(1.0, want.abs().max().item() if want.numel() else 0.0)
+    print(f"{name}: max |diff| = {diff:.3e} (scale {scale:.3e})")
+    assert diff <= rtol * scale, f"{name}: max diff {diff} > {rtol} * {scale}"
+
+
+def perturbed_paths(x, offsets, mu, theta):
+    """Paths of a perturbed snapshot, so they differ from the optimal ones."""
+    g = torch.Generator().manual_seed(1)
+    snap = mu + 0.5 * torch.randn(mu.shape, generator=g, dtype=mu.dtype).to(mu.device)
+    return align_ref.align_forward_ref(x, offsets, snap, theta, "hvd")[1]
+
+
+def run_align(backend, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
+    """(dist, paths, grad_x, grad_mu, grad_theta) of one forward + backward through align()."""
+    x, mu, theta = (t.detach().clone().requires_grad_() for t in (x, mu, theta))
+    if mode == "fixed":
+        dist, paths = align(x, offsets, mu, theta, paths=fixed_paths, backend=backend)
+    else:
+        dist, paths = align(x, offsets, mu, theta, step_pattern=mode, backend=backend)
+    dist.backward(upstream)
+    return dist.detach(), paths, x.grad, mu.grad, theta.grad
