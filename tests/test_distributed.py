@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -93,3 +95,46 @@ def test_global_batch_must_divide_by_world_size(tmp_path):
                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode != 0
     assert "must divide by the number of processes (3)" in res.stdout + res.stderr
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_run_stopped_under_torchrun_resumes_in_one_process(tmp_path):
+    """A 2-rank run stopped by SIGTERM (to torchrun, which forwards it) writes a checkpoint;
+    resumed by a single process it ends where an uninterrupted single-process run ends."""
+    cfg = _write_dataset(tmp_path)
+    train = str(ROOT / "train_dejavid.py")
+    # Batches of 2 (1 per rank): 21 steps an epoch, so the signal lands inside the run;
+    # few epochs, so that DDP's float summation order moves the weights by < 1e-5.
+    epochs = ["--num_epochs", "6", "--batch_size", "2", "--no-progress"]
+    _run([sys.executable, train, "--config", str(cfg), "--run_name", "single", *epochs], ROOT)
+
+    run = tmp_path / "runs" / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(31500 + os.getpid() % 1000)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(torchrun + [train, "--config", str(cfg), "--run_name", "ddp", *epochs],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    t0 = time.time()
+    while not (run / "last.pt").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() - t0 < 300, "timed out waiting for the first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, "the run ended before the signal: nothing was resumed\n" + out
+    assert f"--resume {run}" in out, out
+
+    resumed = _run([sys.executable, train, "--resume", str(run), "--no-progress"], ROOT)
+    assert "resuming at epoch" in resumed and "1 process(es)" in resumed
+    print([l for l in resumed.splitlines() if "resuming" in l])
+    a = torch.load(tmp_path / "runs" / "single" / "last.pt", weights_only=False)
+    b = torch.load(run / "last.pt", weights_only=False)
+    for key in ("mu", "theta"):
+        diff = (a["model"][key] - b["model"][key]).abs().max().item()
+        print(key, "max diff", diff)
+        assert diff < 1e-5
+    assert len(a["history"]) == len(b["history"]) == 6
+    for ra, rb in zip(a["history"], b["history"]):
+        for k in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
+            assert ra[k] == pytest.approx(rb[k], abs=1e-5), (k, ra, rb)
