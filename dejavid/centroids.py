@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +17,8 @@ from .data import DataIndex, TSEDataset
 from .io import atomic_torch_save
 
 CACHE_VERSION = 1
+# An interrupted centroid computation loses at most this much work.
+PARTIAL_SAVE_SECONDS = 30.0
 
 
 def resample(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -103,29 +106,55 @@ def cache_path(cache_dir: str | Path, meta: dict) -> Path:
 
 
 def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: str = "auto",
-                      progress: bool = True) -> torch.Tensor:
-    """mu [C, K, F] (float32) from the training split."""
+                      progress: bool = True, partial: Optional[Path] = None,
+                      log=print) -> tuple[torch.Tensor, float]:
+    """(mu [C, K, F] float32 from the training split, compute seconds).
+
+    With ``partial``, the classes done so far (and the sampling RNG's state) are
+    saved there atomically at most every ``PARTIAL_SAVE_SECONDS``, and a matching
+    partial file from an interrupted run is continued: the result is the same as
+    an uninterrupted computation.  The file is removed when all classes are done.
+    """
     K = cfg["num_timesteps"]
+    meta = centroid_meta(index, cfg, step_pattern)
     rng = np.random.default_rng(cfg["centroid_seed"])
     ds = TSEDataset(index, cfg["train_split"])
     rows_of_class = [[] for _ in range(index.num_classes)]
     for n, k in enumerate(ds.rows):
         rows_of_class[index.labels[k]].append(n)
     mu = torch.empty(index.num_classes, K, index.feature_size)
-    for c in tqdm(range(index.num_classes), desc="centroids", unit="class", disable=not progress):
+    start, seconds = 0, 0.0
+    state = _read_partial(partial, meta) if partial is not None else None
+    if state is not None:
+        start, seconds = state["done"], state["seconds"]
+        mu[:start] = state["mu"][:start]
+        rng.bit_generator.state = state["rng"]
+        log(f"continuing the interrupted centroid computation at class {start + 1}/{index.num_classes}")
+    t_start, last_save = time.time() - seconds, time.time()
+    for c in tqdm(range(start, index.num_classes), desc="centroids", unit="class",
+                  initial=start, total=index.num_classes, disable=not progress):
         members = np.array(rows_of_class[c])
         take = min(cfg["sample_size_per_class"], len(members))
         chosen = np.sort(rng.choice(members, size=take, replace=False))
         samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
-        start = samples[medoid_index(samples, step_pattern, backend)]
-        mu[c] = dba(samples, start, step_pattern, cfg["dba_max_iter"], backend)
-    return mu
+        start_series = samples[medoid_index(samples, step_pattern, backend)]
+        mu[c] = dba(samples, start_series, step_pattern, cfg["dba_max_iter"], backend)
+        if partial is not None and c + 1 < index.num_classes and time.time() - last_save >= PARTIAL_SAVE_SECONDS:
+            atomic_torch_save({"meta": meta, "done": c + 1, "mu": mu[:c + 1].clone(),
+                               "rng": rng.bit_generator.state, "seconds": time.time() - t_start},
+                              partial)
+            last_save = time.time()
+    return mu, time.time() - t_start
 
 
 def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
                               backend: str = "auto", progress: bool = True,
                               log=print) -> tuple[torch.Tensor, Path]:
-    """Reuse the cached centroids for these exact inputs, or compute and cache them."""
+    """Reuse the cached centroids for these exact inputs, or compute and cache them.
+
+    An interrupted computation leaves a ``.partial`` file beside the cache path
+    and the next call continues from it.
+    """
     meta = centroid_meta(index, cfg, step_pattern)
     path = cache_path(cfg["cache_dir"], meta)
     cached = _read_cache(path, meta)
@@ -135,9 +164,37 @@ def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
     log(f"computing centroids ({index.num_classes} classes, K = {meta['num_timesteps']}, "
         f"up to {meta['sample_size_per_class']} videos per class, "
         f"{meta['dba_max_iter']} DBA iterations) -> {path}")
-    mu = compute_centroids(index, cfg, step_pattern, backend, progress)
-    atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values}, path)
+    partial = partial_path(path)
+    mu, seconds = compute_centroids(index, cfg, step_pattern, backend, progress, partial, log=log)
+    atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values,
+                       "seconds": seconds}, path)
+    partial.unlink(missing_ok=True)
     return mu, path
+
+
+def partial_path(path: Path) -> Path:
+    """Where an unfinished computation of the cache file ``path`` keeps its progress."""
+    return path.with_name(path.stem + ".partial.pt")
+
+
+def cached_seconds(path: str | Path) -> Optional[float]:
+    """Compute time recorded in a centroid cache file (None for caches written before it was)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return blob.get("seconds") if isinstance(blob, dict) else None
+
+
+def _read_partial(path: Path, meta: dict) -> Optional[dict]:
+    """The saved progress of an interrupted computation with these exact inputs, or None."""
+    if not path.is_file():
+        return None
+    try:
+        # The RNG state is a plain dict of ints and strings: safe for weights_only.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # unreadable progress costs a recomputation, never a wrong result
+    if not isinstance(state, dict) or state.get("meta") != meta:
+        return None
+    return state
 
 
 def _read_cache(path: Path, meta: dict) -> Optional[torch.Tensor]:

@@ -178,3 +178,13 @@ def test_missing_extras_name_the_install_command(order_only, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(plots.MissingDependency, match="pip install matplotlib"):
         plots.learning_curves({"a": []}, train.index.root / "x.png")
+
+
+def test_dba_row_reports_the_compute_time_of_cached_centroids(mean_separates):
+    """Centroids computed earlier (e.g. by train_dejavid) keep their compute time in the cache."""
+    cfg, index, _, val = mean_separates
+    first = dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)
+    again = dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)
+    assert first.train_seconds > 0 and "from the cache" not in first.notes
+    assert 0 < again.train_seconds <= first.train_seconds  # the computation inside that call
+    assert "from the cache" in again.notes and "without its compute time" not in again.notes

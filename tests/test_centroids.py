@@ -203,3 +203,54 @@ def test_dba_distance_along_path_matches(demo_data, tmp_path):
     from dejavid.align import align
     d, paths = align(x, off, s[:1], torch.zeros(1, 7, 3), "hv", backend="ref")
     torch.testing.assert_close(d, path_cost_ref(x, off, s[:1], torch.zeros(1, 7, 3), paths))
+
+
+def test_interrupted_computation_continues_to_the_same_result(demo_data, tmp_path, monkeypatch):
+    """Stopped after 4 of 9 classes (Ctrl-C), the next call picks up at class 5, with the
+    sampling RNG where it was, and caches exactly what an uninterrupted run computes."""
+    from dejavid import centroids
+    base = ("--sample_size_per_class", "6", "--dba_max_iter", "3", "--num_timesteps", "6")
+    index = load_index(_cfg(demo_data, tmp_path, *base), progress=False)
+    want, _ = load_or_compute_centroids(index, _cfg(demo_data, tmp_path / "a", *base), "hv",
+                                        progress=False, log=lambda m: None)
+
+    cfg = _cfg(demo_data, tmp_path / "b", *base)
+    monkeypatch.setattr(centroids, "PARTIAL_SAVE_SECONDS", 0.0)
+    real_dba, calls = centroids.dba, []
+
+    def dba_then_interrupt(*args, **kwargs):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_dba(*args, **kwargs)
+
+    monkeypatch.setattr(centroids, "dba", dba_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_compute_centroids(index, cfg, "hv", progress=False, log=lambda m: None)
+    cache = centroids.cache_path(cfg["cache_dir"], centroids.centroid_meta(index, cfg, "hv"))
+    partial = centroids.partial_path(cache)
+    assert not cache.exists() and partial.is_file()
+
+    monkeypatch.setattr(centroids, "dba", real_dba)
+    logs = []
+    got, path = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    assert any("at class 5/9" in m for m in logs), logs
+    assert torch.equal(got, want)
+    assert path == cache and not partial.exists()
+    assert centroids.cached_seconds(cache) > 0
+
+
+def test_partial_progress_of_other_inputs_is_ignored(demo_data, tmp_path, monkeypatch):
+    from dejavid import centroids
+    base = ("--sample_size_per_class", "4", "--dba_max_iter", "2", "--num_timesteps", "5")
+    cfg = _cfg(demo_data, tmp_path, *base)
+    index = load_index(cfg, progress=False)
+    meta = centroids.centroid_meta(index, cfg, "hv")
+    partial = centroids.partial_path(centroids.cache_path(cfg["cache_dir"], meta))
+    partial.parent.mkdir(parents=True)
+    torch.save({"meta": dict(meta, centroid_seed=7), "done": 8, "mu": torch.zeros(8, 5, 12),
+                "rng": {}, "seconds": 1.0}, partial)
+    logs = []
+    mu, _ = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    assert not any("continuing" in m for m in logs)
+    assert not torch.equal(mu[:8], torch.zeros(8, 5, 12))
