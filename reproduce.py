@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import dejavid  # noqa: F401  (before torch: sets OpenMP's wait policy, see dejavid/__init__.py)
 import torch
 from tqdm import tqdm
 

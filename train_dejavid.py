@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import dejavid  # noqa: F401  (before torch: sets OpenMP's wait policy, see dejavid/__init__.py)
 import torch
 from tqdm import tqdm
 
