@@ -136,16 +136,17 @@ ASAN_PROBE = """
 import sys
 sys.path[:0] = [{tests!r}, {emulation!r}]
 import torch, host_emulation, test_align_cuda as t
+from parity import make_inputs
 from dejavid import align_cuda, align_ref
 align_cuda._C = host_emulation.EmulatedKernels(host_emulation.build(sanitize=True))
 be = align_cuda.BACKEND
 for shape, mode in [(((1,), 3, 1, 2), "hv"), (((2, 70, 1, 7), 35, 64, 3), "hv"),
                     (((2, 70, 1, 7), 35, 64, 3), "fixed")]:
-    t._compare_backend(be, *t._inputs(*shape), mode)
-t._compare_backend(be, *t._inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64), "hvd")
-x, o, mu, th, _ = t._inputs((7, 1, 33, 90), 35, 5, 31)
+    t._compare_backend(be, *make_inputs(*shape), mode)
+t._compare_backend(be, *make_inputs((5, 33, 1), 17, 6, 3, dtype=torch.float64), "hvd")
+x, o, mu, th, _ = make_inputs((7, 1, 33, 90), 35, 5, 31)
 align_cuda.local_cost_cuda(x, o, mu, th)
-x, o, mu, th, _ = t._inputs((7, 150, 2, 33), 37, 64, 1)
+x, o, mu, th, _ = make_inputs((7, 150, 2, 33), 37, 64, 1)
 be.dba_accumulate(x, o, align_ref.align_forward_ref(x, o, mu, th, "hv")[1])
 print("clean")
 """
