@@ -56,3 +56,26 @@ def run_align(backend, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
         dist, paths = align(x, offsets, mu, theta, step_pattern=mode, backend=backend)
     dist.backward(upstream)
     return dist.detach(), paths, x.grad, mu.grad, theta.grad
+
+
+def non_contiguous(x, mu, theta, upstream):
+    """The same values as strided views: transposed x and upstream, permuted mu, strided theta."""
+    views = (x.t().contiguous().t(), mu.transpose(0, 1).contiguous().transpose(0, 1),
+             torch.stack([theta, theta], -1)[..., 0], upstream.t().contiguous().t())
+    assert not any(v.is_contiguous() for v in views[:3])
+    return views
+
+
+def gradcheck_align(backend, mode, device="cpu"):
+    """float64 gradcheck of align() w.r.t. x, mu and theta on a tiny batch (lengths 3, 1, 4)."""
+    x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,
+                                           device=device)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+
+    def dist(x, mu, theta):
+        if mode == "fixed":
+            return align(x, offsets, mu, theta, paths=fixed, backend=backend)[0]
+        return align(x, offsets, mu, theta, step_pattern=mode, backend=backend)[0]
+
+    args = tuple(t.clone().requires_grad_() for t in (x, mu, theta))
+    return torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)

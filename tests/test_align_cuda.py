@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
 import host_emulation  # noqa: E402
 from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close, make_inputs,  # noqa: E402
-                    perturbed_paths, run_align)
+                    gradcheck_align, non_contiguous, perturbed_paths, run_align)
 
 HAVE_GPU = torch.cuda.is_available() and align_cuda.available()
 needs_gpu = pytest.mark.skipif(
@@ -106,11 +106,7 @@ def test_gpu_parity_float64(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_non_contiguous_inputs(mode):
     x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3, device="cuda")
-    x_nc = x.t().contiguous().t()                            # transposed view
-    mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)  # permuted view
-    theta_nc = torch.stack([theta, theta], -1)[..., 0]       # strided view
-    up_nc = upstream.t().contiguous().t()
-    assert not (x_nc.is_contiguous() or mu_nc.is_contiguous() or theta_nc.is_contiguous())
+    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
     fast_nc = _compare_gpu(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
     fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     fast = run_align("cuda", x, offsets, mu, theta, upstream, mode, fixed)
@@ -121,17 +117,7 @@ def test_gpu_non_contiguous_inputs(mode):
 @needs_gpu
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_gradcheck_float64(mode):
-    x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,
-                                       device="cuda")
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-
-    def dist(x, mu, theta):
-        if mode == "fixed":
-            return align(x, offsets, mu, theta, paths=fixed, backend="cuda")[0]
-        return align(x, offsets, mu, theta, step_pattern=mode, backend="cuda")[0]
-
-    args = tuple(t.clone().requires_grad_() for t in (x, mu, theta))
-    assert torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)
+    assert gradcheck_align("cuda", mode, device="cuda")
 
 
 @needs_gpu
@@ -274,10 +260,7 @@ def test_emulated_parity_float64(emulated_backend, mode):
 @needs_cxx
 def test_emulated_non_contiguous_inputs(emulated_backend):
     x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3)
-    x_nc = x.t().contiguous().t()
-    mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)
-    theta_nc = torch.stack([theta, theta], -1)[..., 0]
-    up_nc = upstream.t().contiguous().t()
+    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
     fast_nc = _compare_backend(emulated_backend, x_nc, offsets, mu_nc, theta_nc, up_nc, "hv")
     fast = _run_backend(emulated_backend, x, offsets, mu, theta, upstream, "hv")
     for a, b in zip(fast_nc, fast):

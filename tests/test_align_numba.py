@@ -8,7 +8,7 @@ from dejavid.align import align, dba_accumulate, get_backend
 numba = pytest.importorskip("numba")
 from dejavid import align_numba  # noqa: E402  (needs numba)
 from parity import (MODES, RTOL, SHAPES, assert_close, make_inputs,  # noqa: E402
-                    perturbed_paths, run_align)
+                    gradcheck_align, non_contiguous, perturbed_paths, run_align)
 
 
 def _compare(x, offsets, mu, theta, upstream, mode):
@@ -40,11 +40,7 @@ def test_parity_float64(mode):
 def test_non_contiguous_inputs(mode):
     lengths, F, K, C = (7, 33, 2), 40, 5, 3
     x, offsets, mu, theta, upstream = make_inputs(lengths, F, K, C)
-    x_nc = x.t().contiguous().t()                          # transposed view
-    mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)  # permuted view
-    theta_nc = torch.stack([theta, theta], -1)[..., 0]      # strided view
-    up_nc = upstream.t().contiguous().t()
-    assert not (x_nc.is_contiguous() or mu_nc.is_contiguous() or theta_nc.is_contiguous())
+    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
     fast_nc = _compare(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
     fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     fast = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
@@ -54,16 +50,7 @@ def test_non_contiguous_inputs(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_float64(mode):
-    x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3)
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-
-    def dist(x, mu, theta):
-        if mode == "fixed":
-            return align(x, offsets, mu, theta, paths=fixed, backend="numba")[0]
-        return align(x, offsets, mu, theta, step_pattern=mode, backend="numba")[0]
-
-    args = tuple(t.clone().requires_grad_() for t in (x, mu, theta))
-    assert torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)
+    assert gradcheck_align("numba", mode)
 
 
 def test_local_cost_matches_reference():
