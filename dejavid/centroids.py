@@ -107,16 +107,16 @@ def cache_path(cache_dir: str | Path, meta: dict) -> Path:
 
 def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: str = "auto",
                       progress: bool = True, partial: Optional[Path] = None,
-                      log=print) -> tuple[torch.Tensor, float]:
+                      meta: Optional[dict] = None, log=print) -> tuple[torch.Tensor, float]:
     """(mu [C, K, F] float32 from the training split, compute seconds).
 
     With ``partial``, the classes done so far (and the sampling RNG's state) are
     saved there atomically at most every ``PARTIAL_SAVE_SECONDS``, and a matching
     partial file from an interrupted run is continued: the result is the same as
-    an uninterrupted computation.  The file is removed when all classes are done.
+    an uninterrupted computation.  ``meta`` (the cache's :func:`centroid_meta`)
+    tags the partial file; it is required with ``partial``.
     """
     K = cfg["num_timesteps"]
-    meta = centroid_meta(index, cfg, step_pattern)
     rng = np.random.default_rng(cfg["centroid_seed"])
     ds = TSEDataset(index, cfg["train_split"])
     rows_of_class = [[] for _ in range(index.num_classes)]
@@ -139,7 +139,8 @@ def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: s
         samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
         start_series = samples[medoid_index(samples, step_pattern, backend)]
         mu[c] = dba(samples, start_series, step_pattern, cfg["dba_max_iter"], backend)
-        if partial is not None and c + 1 < index.num_classes and time.time() - last_save >= PARTIAL_SAVE_SECONDS:
+        due = time.time() - last_save >= PARTIAL_SAVE_SECONDS
+        if partial is not None and c + 1 < index.num_classes and due:
             atomic_torch_save({"meta": meta, "done": c + 1, "mu": mu[:c + 1].clone(),
                                "rng": rng.bit_generator.state, "seconds": time.time() - t_start},
                               partial)
@@ -165,7 +166,9 @@ def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
         f"up to {meta['sample_size_per_class']} videos per class, "
         f"{meta['dba_max_iter']} DBA iterations) -> {path}")
     partial = partial_path(path)
-    mu, seconds = compute_centroids(index, cfg, step_pattern, backend, progress, partial, log=log)
+    mu, seconds = compute_centroids(index, cfg, step_pattern, backend, progress, partial, meta,
+                                    log=log)
+    # compute_centroids keeps the partial file until the very end; the cache replaces it.
     atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values,
                        "seconds": seconds}, path)
     partial.unlink(missing_ok=True)
@@ -178,8 +181,11 @@ def partial_path(path: Path) -> Path:
 
 
 def cached_seconds(path: str | Path) -> Optional[float]:
-    """Compute time recorded in a centroid cache file (None for caches written before it was)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    """Compute time recorded in a centroid cache file (None for caches written before it was).
+
+    Memory-mapped: only the small header is read, not the [C, K, F] centroids again.
+    """
+    blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return blob.get("seconds") if isinstance(blob, dict) else None
 
 
