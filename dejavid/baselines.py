@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .align import align
 from .centroids import cache_path, cached_seconds, centroid_meta, load_or_compute_centroids
 from .data import DataIndex, TSEDataset, collate_packed
-from .engine import evaluate, load_checkpoint
+from .engine import evaluate, load_checkpoint, rank_classes
 from .io import atomic_write_text
 from .model import DejaVid
 
@@ -71,9 +71,9 @@ class Result:
 
 
 def topk_counts(dist: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[int, int]:
-    """(top-1 hits, top-k hits) ranking classes by ascending ``dist`` [B, C]; ties -> lower class."""
-    order = dist.argsort(dim=1, stable=True)[:, :min(k, dist.shape[1])]
-    return int((order[:, 0] == labels).sum()), int((order == labels[:, None]).any(1).sum())
+    """(top-1 hits, top-k hits) ranking classes by ascending ``dist`` [B, C]; ties -> lower class,
+    as DejaVid's own evaluation ranks them."""
+    return rank_classes(dist, labels, k)[1:]
 
 
 # --- (1) mean pooling + logistic regression -------------------------------------------------

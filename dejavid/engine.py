@@ -124,6 +124,14 @@ def train_one_epoch(model, ds: TSEDataset, optimizer, cfg: dict, device, epoch: 
     return running
 
 
+def rank_classes(dist: torch.Tensor, labels: torch.Tensor, k: int = 5):
+    """Classes by ascending distance, ties to the lower class: (order [B, min(k, C)],
+    top-1 hits, top-k hits) for distances ``dist`` [B, C] and true ``labels`` [B]."""
+    order = dist.argsort(dim=1, stable=True)[:, :min(k, dist.shape[1])]
+    return (order, int((order[:, 0] == labels).sum()),
+            int((order == labels[:, None]).any(1).sum()))
+
+
 @torch.no_grad()
 def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool = True,
              keep_predictions: bool = False, info: DistInfo = DistInfo()) -> dict:
@@ -138,8 +146,6 @@ def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool =
     bs = cfg["eval_batch_size"] or cfg["batch_size"]
     mine = shard(list(range(len(ds))), info)
     batches = [mine[s:s + bs] for s in range(0, len(mine), bs)]
-    C = model.num_classes
-    k5 = min(5, C)
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     preds = []
     for batch in tqdm(make_loader(ds, batches, cfg["num_workers"]), total=len(batches),
@@ -147,9 +153,9 @@ def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool =
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)
         loss_sum += float(loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum"))
-        order = dist.argsort(dim=1, stable=True)[:, :k5]         # [B, 5] nearest classes
-        top1 += int((order[:, 0] == batch.labels).sum())
-        top5 += int((order == batch.labels[:, None]).any(1).sum())
+        order, hits1, hits5 = rank_classes(dist, batch.labels)   # order [B, 5] nearest classes
+        top1 += hits1
+        top5 += hits5
         count += batch.labels.numel()
         if keep_predictions:
             preds.append((batch.rows, batch.labels.cpu(), order.cpu(),
