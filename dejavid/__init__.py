@@ -8,3 +8,9 @@ import os
 # only takes effect when dejavid is imported before torch, as the entry scripts do.
 # A value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# numba's vector width on Intel AVX-512 server cores: see dejavid/cpu_tuning.py.  Like
+# the wait policy above, it only takes effect when dejavid is imported before numba.
+from . import cpu_tuning as _cpu_tuning  # noqa: E402
+
+_cpu_tuning.apply()

@@ -356,6 +356,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+def _exp(theta: torch.Tensor) -> np.ndarray:
+    """w = exp(theta) as a contiguous array (torch's exp: vectorised and threaded)."""
+    return _np(torch.exp(theta.detach()))
+
+
 def _check_paths(offsets: np.ndarray, paths: np.ndarray) -> None:
     """The kernels index without bounds checks: reject paths outside the samples."""
     if not _paths_in_range(offsets, paths):
@@ -375,7 +380,7 @@ def local_cost_numba(x, offsets, mu, theta):
     C, K, _ = mu.shape
     tmax = int((on[1:] - on[:-1]).max())
     out = np.zeros((B, C, K, tmax), dtype=xn.dtype)
-    _local_cost_all(xn, on, _np(mu), np.exp(_np(theta)), out)
+    _local_cost_all(xn, on, _np(mu), _exp(theta), out)
     return torch.from_numpy(out)
 
 
@@ -387,7 +392,7 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern):
     C, K, _ = mu.shape
     dist = np.empty((B, C), dtype=xn.dtype)
     paths = np.empty((B, C, K, 2), dtype=np.int32)
-    _forward_all(xn, on, _np(mu), np.exp(_np(theta)), hvd, dist, paths)
+    _forward_all(xn, on, _np(mu), _exp(theta), hvd, dist, paths)
     return torch.from_numpy(dist), torch.from_numpy(paths)
 
 
@@ -396,7 +401,7 @@ def path_cost_numba(x, offsets, mu, theta, paths):
     xn, on, pn = _np(x), _np(offsets), _np(paths)
     _check_paths(on, pn)
     dist = np.empty(pn.shape[:2], dtype=xn.dtype)
-    _path_cost_all(xn, on, _np(mu), np.exp(_np(theta)), pn, dist)
+    _path_cost_all(xn, on, _np(mu), _exp(theta), pn, dist)
     return torch.from_numpy(dist)
 
 
@@ -404,7 +409,7 @@ def path_grads_numba(x, offsets, mu, theta, paths, grad, need_x):
     """(grad_x [N, F] or None, grad_mu [C, K, F], grad_theta [C, K, F]) along fixed paths."""
     xn, on, mun, pn = _np(x), _np(offsets), _np(mu), _np(paths)
     _check_paths(on, pn)
-    w = np.exp(_np(theta))
+    w = _exp(theta)
     g = _np(grad).astype(xn.dtype, copy=False)
     gmu = np.zeros_like(mun)
     gtheta = np.zeros_like(mun)
