@@ -13,6 +13,7 @@ import argparse
 import platform
 import time
 
+import dejavid  # noqa: F401  (before torch and numba, as the entry scripts)
 import torch
 
 from dejavid.align import get_backend
@@ -50,6 +51,8 @@ def main() -> None:
               f"{t2 - t1:.2f} s, until converged {t3 - t2:.2f} s", flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"backend {be}")
+    from dejavid import cpu_tuning
+    print(cpu_tuning.describe())
     print(f"shape: {args.classes} classes x {args.samples} samples x K {args.K} x F {args.F}")
     print(f"medoids {t_med:.1f} s; DBA {args.iters} iterations forced {t_forced:.1f} s; "
           f"DBA until converged {t_product:.1f} s")

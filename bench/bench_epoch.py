@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-from torch.utils.data import Dataset
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import dejavid  # noqa: E402,F401  (before torch and numba, as the entry scripts)
+import torch  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
 
 from dejavid.align import get_backend  # noqa: E402
 from dejavid.config import load_config, step_pattern  # noqa: E402
@@ -117,6 +118,9 @@ def main(argv=None):
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"device {device}{gpu}, backend {backend}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads")
+    if device.type == "cpu":
+        from dejavid import cpu_tuning
+        print(cpu_tuning.describe())
     mean_t = float(train_ds.lengths.float().mean())
     print(f"synthetic HMDB51-shaped data: {n_train} train / {n_val} val videos, F {F}, C {C}, "
           f"K {K}, T {HMDB51['T'][0]}..{HMDB51['T'][1]} (mean {mean_t:.1f}), "
