@@ -90,14 +90,22 @@ def _local_cost_pair(xb, mu, w, D):
     Register-blocked like a GEMM micro-kernel: 4 centroid rows x 4 sample steps per
     pass over F, 16 accumulators, so each loaded (mu, w) pair feeds four sample steps
     and each loaded x value four rows.  With one row per pass the loop was bound by
-    the loads from L2 (1.8x slower single-threaded at the HMDB51 shape); the edges
-    (K or T not a multiple of 4) go through :func:`_cost_rows`.
+    the loads from L2 (1.8x slower single-threaded at the HMDB51 shape).  T is covered
+    by blocks of 4 and then up to three blocks of 3 sample steps (T = 33 = 6 x 4 +
+    3 x 3), because a column left over runs about 3x slower per element (one row at a
+    time, bound by loads); that made T = 33, 34, 35 cost 3-11 % more per column than
+    T = 32.  What is left (rows K % 4; columns when T < 6, or T = 5) goes through
+    :func:`_cost_rows`.
     """
     K, F = mu.shape
     T = xb.shape[0]
     zero = D.dtype.type(0)
     K4 = K - K % 4
-    T4 = T - T % 4
+    n3 = (4 - T % 4) % 4        # blocks of 3 that make the rest a multiple of 4
+    if 3 * n3 > T:
+        n3 = 0
+    T4 = ((T - 3 * n3) // 4) * 4  # columns in blocks of 4
+    TC = T4 + 3 * n3              # columns in blocks of 4 or 3; [TC, T) by _cost_rows
     for i in range(0, K4, 4):
         m0 = mu[i]
         v0 = w[i]
@@ -161,7 +169,51 @@ def _local_cost_pair(xb, mu, w, D):
             D[i + 3, j + 1] = s31
             D[i + 3, j + 2] = s32
             D[i + 3, j + 3] = s33
-    _cost_rows(xb, mu, w, D, 0, K4, T4)   # last T % 4 columns of the blocked rows
+        for j in range(T4, TC, 3):
+            x0 = xb[j]
+            x1 = xb[j + 1]
+            x2 = xb[j + 2]
+            s00 = s01 = s02 = zero
+            s10 = s11 = s12 = zero
+            s20 = s21 = s22 = zero
+            s30 = s31 = s32 = zero
+            for f in range(F):
+                y0 = x0[f]
+                y1 = x1[f]
+                y2 = x2[f]
+                a = m0[f]
+                v = v0[f]
+                s00 += v * abs(a - y0)
+                s01 += v * abs(a - y1)
+                s02 += v * abs(a - y2)
+                a = m1[f]
+                v = v1[f]
+                s10 += v * abs(a - y0)
+                s11 += v * abs(a - y1)
+                s12 += v * abs(a - y2)
+                a = m2[f]
+                v = v2[f]
+                s20 += v * abs(a - y0)
+                s21 += v * abs(a - y1)
+                s22 += v * abs(a - y2)
+                a = m3[f]
+                v = v3[f]
+                s30 += v * abs(a - y0)
+                s31 += v * abs(a - y1)
+                s32 += v * abs(a - y2)
+            D[i, j] = s00
+            D[i, j + 1] = s01
+            D[i, j + 2] = s02
+            D[i + 1, j] = s10
+            D[i + 1, j + 1] = s11
+            D[i + 1, j + 2] = s12
+            D[i + 2, j] = s20
+            D[i + 2, j + 1] = s21
+            D[i + 2, j + 2] = s22
+            D[i + 3, j] = s30
+            D[i + 3, j + 1] = s31
+            D[i + 3, j + 2] = s32
+    _cost_rows(xb, mu, w, D, 0, K4, TC)   # last T % 4 columns of the blocked rows
     _cost_rows(xb, mu, w, D, K4, K, 0)    # last K % 4 rows, every column
 
 

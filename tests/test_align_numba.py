@@ -54,7 +54,9 @@ def test_gradcheck_float64(mode):
 
 
 def test_local_cost_matches_reference():
-    lengths = (7, 1, 33)
+    # Every way the micro-kernel covers T: blocks of 4 only (4, 8), of 4 and 3 (7, 13,
+    # 33, 34, 35), of 3 only (3, 6, 9) and the columns left over (1, 2, 5).
+    lengths = (7, 1, 33, 2, 3, 4, 5, 6, 8, 9, 13, 34, 35)
     x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 5, 2)
     ref = align_ref.local_cost_ref(x, offsets, mu, theta)
     fast = align_numba.local_cost_numba(x, offsets, mu, theta)
