@@ -72,7 +72,7 @@ def apply(env=None) -> str | None:
         import llvmlite.binding as llb
         cpu_name = llb.get_host_cpu_name()
         cpu_features = llb.get_host_cpu_features().flatten()
-    except (ImportError, RuntimeError):
+    except (ImportError, OSError, RuntimeError):
         return None
     value = numba_features(env, cpu_name, cpu_features)
     if value is not None:
