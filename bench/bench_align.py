@@ -11,8 +11,9 @@ compilation, CUDA context); GFLOP/s (TFLOP/s on CUDA) counting 3 flops per
 forward+backward batch.  The ceiling is the same run's float32 matmul rate
 (TF32 disabled on CUDA); the local-cost stage of "ours" is compared with it in
 alternation, one matmul then one stage call per round, and the median of the
-rounds' ratios is reported (with their min and max).  "ours" is what ``dejavid.align`` picks on the device:
-numba on CPU, the CUDA kernels on a GPU (the run stops if they are not built).
+rounds' ratios is reported (with their min and max).  "ours" is what
+``dejavid.align`` picks on the device: numba on CPU, the CUDA kernels on a GPU
+(the run stops if they are not built).
 
 Each method runs in its own subprocess so that memory figures do not mix.  On
 CPU the peak is the kernel's high-water mark of resident memory (VmHWM, reset
@@ -184,9 +185,10 @@ def _paired_local_cost(stage, device, flops, rounds):
     """Local-cost stage against the float32 matmul, measured in alternation in this process.
 
     Each round times one matmul and then one call of the stage (after an untimed one),
-    and takes the ratio of their rates; the median of the rounds' ratios is the figure reported.  On a noisy
-    machine (shared host, changing clocks) the two sides of a ratio then see the same
-    conditions, where a best-of-n ceiling from another moment would not.
+    and takes the ratio of their rates; the median of the rounds' ratios is the figure
+    reported.  On a noisy machine (shared host, changing clocks) the two sides of a
+    ratio then see the same conditions, where a best-of-n ceiling from another moment
+    would not.
     """
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -213,7 +213,7 @@ def _local_cost_pair(xb, mu, w, D):
             D[i + 3, j] = s30
             D[i + 3, j + 1] = s31
             D[i + 3, j + 2] = s32
-    _cost_rows(xb, mu, w, D, 0, K4, TC)   # last T % 4 columns of the blocked rows
+    _cost_rows(xb, mu, w, D, 0, K4, TC)   # columns [TC, T) of the blocked rows
     _cost_rows(xb, mu, w, D, K4, K, 0)    # last K % 4 rows, every column
 
 

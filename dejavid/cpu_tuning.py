@@ -4,9 +4,10 @@ LLVM's tuning for Intel cores with AVX-512 prefers 256-bit vectors (older cores
 lower their clock under 512-bit code), so numba emits 256-bit code there.  The
 local cost needs three vector operations per element (subtract, abs,
 multiply-add); on Sapphire/Emerald/Granite Rapids cores three 256-bit operations
-issue per cycle against two 512-bit ones, so 512-bit code does 16 x 2 / 3 instead
-of 8 elements per cycle: measured 20-30 % faster on the local cost and the
-forward pass (bench/RESULTS.md).
+issue per cycle against two 512-bit ones, so 512-bit code can do 16 x 2 / 3 = 10.7
+elements per cycle instead of 8.  Measured on Emerald Rapids: the numba kernels
+1.1x faster (alternating processes, bench/bench_vector_width.py), the local cost
+37 % of the matmul rate against 31 % (bench/RESULTS.md).
 
 numba reads ``NUMBA_CPU_FEATURES`` once, when it is imported, and uses it for the
 whole process; :func:`apply` sets it (host features plus ``-prefer-256-bit``) when
@@ -67,7 +68,7 @@ def apply(env=None) -> str | None:
     if "numba" in sys.modules:
         return None
     if env.get(ENV_VAR, "auto").strip().lower() == "0":
-        return None
+        return None  # before loading LLVM: off means no cost at all
     try:
         import llvmlite.binding as llb
         cpu_name = llb.get_host_cpu_name()
