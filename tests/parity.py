@@ -66,6 +66,31 @@ def non_contiguous(x, mu, theta, upstream):
     return views
 
 
+def check_strided_inputs(compare, run, mode, device="cpu"):
+    """Strided views of the inputs must pass ``compare`` (against the reference) and give
+    bitwise the results ``run`` gives for the contiguous inputs.
+
+    compare(x, offsets, mu, theta, upstream, mode) -> results;
+    run(x, offsets, mu, theta, upstream, mode, fixed_paths) -> results.
+    """
+    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3, device=device)
+    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
+    fast_nc = compare(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    fast = run(x, offsets, mu, theta, upstream, mode, fixed)
+    for a, b in zip(fast_nc, fast):
+        assert torch.equal(a, b)
+
+
+def check_local_cost(local_cost, lengths, F, K, C, device="cpu"):
+    """local_cost(x, offsets, mu, theta) -> D [B, C, K, Tmax] against the reference."""
+    x, offsets, mu, theta, _ = make_inputs(lengths, F, K, C, device=device)
+    ref = align_ref.local_cost_ref(x, offsets, mu, theta)
+    fast = local_cost(x, offsets, mu, theta)
+    for b, T in enumerate(lengths):
+        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+
+
 def gradcheck_align(backend, mode, device="cpu"):
     """float64 gradcheck of align() w.r.t. x, mu and theta on a tiny batch (lengths 3, 1, 4)."""
     x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,

@@ -10,6 +10,7 @@ The same kernels are exercised two ways:
   shapes only; the per-pair DP and backtrack are also checked against the
   reference on costs full of ties.
 """
+import functools
 import sys
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from dejavid.align import align, dba_accumulate, get_backend
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
 import host_emulation  # noqa: E402
-from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close, make_inputs,  # noqa: E402
-                    gradcheck_align, non_contiguous, perturbed_paths, run_align)
+from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close,  # noqa: E402
+                    check_local_cost, check_strided_inputs, make_inputs, gradcheck_align,
+                    perturbed_paths, run_align)
 
 HAVE_GPU = torch.cuda.is_available() and align_cuda.available()
 needs_gpu = pytest.mark.skipif(
@@ -105,13 +107,7 @@ def test_gpu_parity_float64(mode):
 @needs_gpu
 @pytest.mark.parametrize("mode", MODES)
 def test_gpu_non_contiguous_inputs(mode):
-    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3, device="cuda")
-    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
-    fast_nc = _compare_gpu(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    fast = run_align("cuda", x, offsets, mu, theta, upstream, mode, fixed)
-    for a, b in zip(fast_nc, fast):
-        assert torch.equal(a, b)
+    check_strided_inputs(_compare_gpu, functools.partial(run_align, "cuda"), mode, device="cuda")
 
 
 @needs_gpu
@@ -122,12 +118,8 @@ def test_gpu_gradcheck_float64(mode):
 
 @needs_gpu
 def test_gpu_local_cost_matches_reference():
-    lengths = (7, 1, 33, 70)
-    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 5, 31, device="cuda")  # 155 rows
-    ref = align_ref.local_cost_ref(x, offsets, mu, theta)
-    fast = align_cuda.local_cost_cuda(x, offsets, mu, theta)
-    for b, T in enumerate(lengths):
-        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+    # 155 rows (5 x 31 classes): two row tiles
+    check_local_cost(align_cuda.local_cost_cuda, (7, 1, 33, 70), 1459, 5, 31, device="cuda")
 
 
 @needs_gpu
@@ -259,12 +251,8 @@ def test_emulated_parity_float64(emulated_backend, mode):
 
 @needs_cxx
 def test_emulated_non_contiguous_inputs(emulated_backend):
-    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2), 40, 5, 3)
-    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
-    fast_nc = _compare_backend(emulated_backend, x_nc, offsets, mu_nc, theta_nc, up_nc, "hv")
-    fast = _run_backend(emulated_backend, x, offsets, mu, theta, upstream, "hv")
-    for a, b in zip(fast_nc, fast):
-        assert torch.equal(a, b)
+    check_strided_inputs(functools.partial(_compare_backend, emulated_backend),
+                         functools.partial(_run_backend, emulated_backend), "hv")
 
 
 @needs_cxx
@@ -281,12 +269,8 @@ def test_emulated_chunked_forward_equals_single_chunk(emulated_backend, mode, mo
 
 @needs_cxx
 def test_emulated_local_cost_tile_edges(emulated_backend):
-    lengths = (7, 1, 33, 90)                     # 131 columns: three column tiles
-    x, offsets, mu, theta, _ = make_inputs(lengths, 35, 5, 31)  # 155 rows: two row tiles
-    ref = align_ref.local_cost_ref(x, offsets, mu, theta)
-    fast = align_cuda.local_cost_cuda(x, offsets, mu, theta)
-    for b, T in enumerate(lengths):
-        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+    # 131 columns: three column tiles; 155 rows (5 x 31 classes): two row tiles
+    check_local_cost(align_cuda.local_cost_cuda, (7, 1, 33, 90), 35, 5, 31)
 
 
 @needs_cxx

@@ -1,4 +1,6 @@
 """numba backend vs the pure-PyTorch reference, through the public align()."""
+import functools
+
 import pytest
 import torch
 
@@ -7,8 +9,9 @@ from dejavid.align import align, dba_accumulate, get_backend
 
 numba = pytest.importorskip("numba")
 from dejavid import align_numba  # noqa: E402  (needs numba)
-from parity import (MODES, RTOL, SHAPES, assert_close, make_inputs,  # noqa: E402
-                    gradcheck_align, non_contiguous, perturbed_paths, run_align)
+from parity import (MODES, RTOL, SHAPES, assert_close, check_local_cost,  # noqa: E402
+                    check_strided_inputs, make_inputs, gradcheck_align, perturbed_paths,
+                    run_align)
 
 
 def _compare(x, offsets, mu, theta, upstream, mode):
@@ -38,14 +41,7 @@ def test_parity_float64(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_non_contiguous_inputs(mode):
-    lengths, F, K, C = (7, 33, 2), 40, 5, 3
-    x, offsets, mu, theta, upstream = make_inputs(lengths, F, K, C)
-    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, upstream)
-    fast_nc = _compare(x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    fast = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
-    for a, b in zip(fast_nc, fast):
-        assert torch.equal(a, b)
+    check_strided_inputs(_compare, functools.partial(run_align, "numba"), mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -56,12 +52,8 @@ def test_gradcheck_float64(mode):
 def test_local_cost_matches_reference():
     # Every way the micro-kernel covers T: blocks of 4 only (4, 8), of 4 and 3 (7, 13,
     # 33, 34, 35), of 3 only (3, 6, 9) and the columns left over (1, 2, 5).
-    lengths = (7, 1, 33, 2, 3, 4, 5, 6, 8, 9, 13, 34, 35)
-    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 5, 2)
-    ref = align_ref.local_cost_ref(x, offsets, mu, theta)
-    fast = align_numba.local_cost_numba(x, offsets, mu, theta)
-    for b, T in enumerate(lengths):
-        assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
+    check_local_cost(align_numba.local_cost_numba, (7, 1, 33, 2, 3, 4, 5, 6, 8, 9, 13, 34, 35),
+                     1459, 5, 2)
 
 
 def test_hvd_distance_matches_dtw_python():
