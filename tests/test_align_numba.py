@@ -1,6 +1,7 @@
 """numba backend vs the pure-PyTorch reference, through the public align()."""
 import functools
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,6 +55,35 @@ def test_local_cost_matches_reference():
     # 33, 34, 35), of 3 only (3, 6, 9) and the columns left over (1, 2, 5).
     check_local_cost(align_numba.local_cost_numba, (7, 1, 33, 2, 3, 4, 5, 6, 8, 9, 13, 34, 35),
                      1459, 5, 2)
+
+
+def test_rows_padded_to_whole_cache_lines():
+    # The local-cost kernels run on rows rounded up to 16 float32 (one 64-byte line)
+    # once F >= 128, zero beyond F, on a 64-byte aligned base.
+    widths = [align_numba._row_width(F) for F in (1, 3, 127, 128, 130, 1459, 1808)]
+    assert widths == [1, 3, 127, 128, 144, 1472, 1808]
+    theta = torch.randn(2, 3, 130)
+    w = align_numba._rows(theta, 144, exp=True)
+    assert w.shape == (2, 3, 144) and w.ctypes.data % 64 == 0
+    assert np.array_equal(w[..., :130], torch.exp(theta).numpy()) and not w[..., 130:].any()
+    x = torch.randn(1 + 5 * 144)[1:].view(5, 144)  # contiguous, 4 bytes off a line
+    xr = align_numba._rows(x, 144)
+    assert xr.ctypes.data % 64 == 0 and np.array_equal(xr, x.numpy())
+    y = torch.randn(5, 144)
+    assert np.shares_memory(align_numba._rows(y, 144), y.numpy())  # aligned: no copy
+
+
+@pytest.mark.parametrize("mode", ["hv", "hvd"])
+def test_padded_rows_on_misaligned_views(mode):
+    # F = 130 runs on 144-column rows; x starts 4 bytes into its storage, mu is strided.
+    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2, 1), 130, 5, 3)
+    x_off = torch.cat([torch.zeros(1), x.flatten()])[1:].view_as(x)
+    mu_nc = mu.transpose(0, 1).contiguous().transpose(0, 1)
+    fast = _compare(x_off, offsets, mu_nc, theta, upstream, mode)
+    plain = run_align("numba", x, offsets, mu, theta, upstream, mode, None)
+    for a, b in zip(fast, plain):
+        assert torch.equal(a, b)
+    check_local_cost(align_numba.local_cost_numba, (7, 33, 2, 1), 130, 5, 3)
 
 
 def test_hvd_distance_matches_dtw_python():
