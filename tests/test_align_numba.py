@@ -62,10 +62,10 @@ def test_rows_padded_to_whole_cache_lines():
     # once F >= 128, zero beyond F, on a 64-byte aligned base.
     widths = [align_numba._row_width(F) for F in (1, 3, 127, 128, 130, 1459, 1808)]
     assert widths == [1, 3, 127, 128, 144, 1472, 1808]
-    theta = torch.randn(2, 3, 130)
-    w = align_numba._rows(theta, 144, exp=True)
-    assert w.shape == (2, 3, 144) and w.ctypes.data % 64 == 0
-    assert np.array_equal(w[..., :130], torch.exp(theta).numpy()) and not w[..., 130:].any()
+    x = torch.randn(2, 5, 130).transpose(0, 1)
+    xr = align_numba._rows(x, 144)
+    assert xr.shape == (5, 2, 144) and xr.ctypes.data % 64 == 0
+    assert np.array_equal(xr[..., :130], x.numpy()) and not xr[..., 130:].any()
     x = torch.randn(1 + 5 * 144)[1:].view(5, 144)  # contiguous, 4 bytes off a line
     xr = align_numba._rows(x, 144)
     assert xr.ctypes.data % 64 == 0 and np.array_equal(xr, x.numpy())
@@ -84,6 +84,7 @@ def test_padded_rows_on_misaligned_views(mode):
     for a, b in zip(fast, plain):
         assert torch.equal(a, b)
     check_local_cost(align_numba.local_cost_numba, (7, 33, 2, 1), 130, 5, 3)
+    check_local_cost(align_numba.local_cost_numba, (5,), 130, 3, 1)  # fewer pairs than threads
 
 
 def test_hvd_distance_matches_dtw_python():
