@@ -84,7 +84,17 @@ def test_padded_rows_on_misaligned_views(mode):
     for a, b in zip(fast, plain):
         assert torch.equal(a, b)
     check_local_cost(align_numba.local_cost_numba, (7, 33, 2, 1), 130, 5, 3)
-    check_local_cost(align_numba.local_cost_numba, (5,), 130, 3, 1)  # fewer pairs than threads
+
+
+def test_cost_inputs_copy_only_for_enough_classes(monkeypatch):
+    x, offsets, mu, theta, _ = make_inputs((4, 3), 130, 5, 3)
+    xr, _, _, rows = align_numba._cost_inputs(x, mu, theta)  # 3 classes: padded copies
+    assert xr.shape == (7, 144) and rows.shape == (numba.get_num_threads(), 2, 5, 144)
+    xr, _, _, rows = align_numba._cost_inputs(x, mu[:2], theta[:2])  # 2: read in place
+    assert np.shares_memory(xr, x.numpy()) and rows.shape[3] == 0
+    # One pair, so at least one task has nothing to do, still through the copies.
+    monkeypatch.setattr(align_numba, "_PAD_MIN_C", 1)
+    check_local_cost(align_numba.local_cost_numba, (5,), 130, 3, 1)
 
 
 def test_hvd_distance_matches_dtw_python():
