@@ -9,10 +9,11 @@ Same four functions, signatures, dtypes and tie rules as :mod:`dejavid.align_ref
     dist     [B, C]
 
 The forward pass fuses local cost, accumulated cost and backtracking per
-(sample, class) pair, so its temporaries are one [K, T] matrix per pair, one
-class's (mu, w) rows per thread and, when F is padded to whole cache lines, a
-copy of x (see ``_row_width``); the backward pass accumulates straight into [C, K, F] (each class owned by one
-thread, samples summed in order, so results do not depend on the thread count).
+(sample, class) pair, so its temporaries are one [K, T] matrix per pair and,
+with 3 or more classes, one class's (mu, w) rows per thread and a copy of x,
+both on whole cache lines (see ``_row_width``); the backward pass accumulates
+straight into [C, K, F] (each class owned by one thread, samples summed in
+order, so results do not depend on the thread count).
 """
 from __future__ import annotations
 
@@ -286,6 +287,18 @@ def _class_rows(mu, w, c, rows):
             dst[f] = src[f]
 
 
+@njit(nogil=True, cache=True)
+def _class_of(mu, w, c, own, current, copy):
+    """(mu rows, w rows, class now in ``own``) for class c: the task's scratch
+    ``own`` [2, K, W], refilled when c is not the class it holds, or with ``copy``
+    false mu[c] and w[c] themselves."""
+    if not copy:
+        return mu[c], w[c], current
+    if c != current:
+        _class_rows(mu, w, c, own)
+    return own[0], own[1], c
+
+
 @njit(nogil=True, cache=True, parallel=True)
 def _forward_all(x, offsets, mu, w, rows, hvd, dist, paths):
     """Every (sample, class) pair; ``rows`` [n, 2, K, W] is scratch for n tasks.
@@ -306,16 +319,11 @@ def _forward_all(x, offsets, mu, w, rows, hvd, dist, paths):
         for p in range(task * P // n, (task + 1) * P // n):
             c = p // B
             b = p % B
-            if c != current and copy:
-                _class_rows(mu, w, c, own)
-                current = c
+            m, v, current = _class_of(mu, w, c, own, current, copy)
             t0 = offsets[b]
             T = offsets[b + 1] - t0
             A = np.empty((K, T), dtype=x.dtype)  # the pair's only [K, T] temporary
-            if copy:
-                _local_cost_pair(x[t0:t0 + T], own[0], own[1], A)
-            else:
-                _local_cost_pair(x[t0:t0 + T], mu[c], w[c], A)
+            _local_cost_pair(x[t0:t0 + T], m, v, A)
             _accumulate_pair(A, T, hvd)
             dist[b, c] = A[K - 1, T - 1]
             _backtrack_pair(A, T, hvd, paths[b, c])
@@ -336,14 +344,9 @@ def _local_cost_all(x, offsets, mu, w, rows, out):
         for p in range(task * P // n, (task + 1) * P // n):
             c = p // B
             b = p % B
-            if c != current and copy:
-                _class_rows(mu, w, c, own)
-                current = c
+            m, v, current = _class_of(mu, w, c, own, current, copy)
             t0 = offsets[b]
-            if copy:
-                _local_cost_pair(x[t0:offsets[b + 1]], own[0], own[1], out[b, c])
-            else:
-                _local_cost_pair(x[t0:offsets[b + 1]], mu[c], w[c], out[b, c])
+            _local_cost_pair(x[t0:offsets[b + 1]], m, v, out[b, c])
 
 
 @njit(nogil=True, cache=True, parallel=True, fastmath=_FAST)
@@ -475,8 +478,9 @@ def _row_width(F: int) -> int:
     loads of the micro-kernel straddle two lines, and every 4x4 block ends with a
     scalar remainder.  Rows padded with zeros (w = 0 there, so the padding adds
     exactly 0 to every sum) on a 64-byte aligned base make every load whole:
-    the local-cost stage went from 35 % to 43 % of the same-run matmul at the HMDB51
-    shape (2-core Intel machine, medians of 12 alternating rounds).  Small F is left alone: up to 15 padding columns would cost more than they save.
+    the local-cost stage went from 35 % to 43 % of the same-run matmul at the
+    HMDB51 shape (2-core Intel machine, medians of 12 alternating rounds).  Small F
+    is left alone: up to 15 padding columns would cost more than they save.
     """
     if F < _PAD_MIN_F or F % _LINE == 0:
         return F
