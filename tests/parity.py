@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from dejavid import align_ref
-from dejavid.align import align
+from dejavid.align import align, dba_accumulate
 
 # (lengths of the samples of one batch, F, K, C): covers T in {1, 2, 7, 33, 150},
 # F in {1, 3, 1459}, K in {1, 5, 64}, with mixed lengths inside a batch.
@@ -104,3 +104,14 @@ def gradcheck_align(backend, mode, device="cpu"):
 
     args = tuple(t.clone().requires_grad_() for t in (x, mu, theta))
     return torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)
+
+
+def check_dba_accumulate(backend, lengths, device="cpu"):
+    """DBA sums and counts of ``backend`` against the reference along the reference's paths."""
+    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 64, 1, device=device)
+    paths = align_ref.align_forward_ref(x, offsets, mu, torch.zeros_like(theta), "hv")[1]
+    s_ref, n_ref = dba_accumulate(x, offsets, paths, backend="ref")
+    s_fast, n_fast = dba_accumulate(x, offsets, paths, backend=backend)
+    assert s_fast.dtype == x.dtype and n_fast.dtype == n_ref.dtype
+    assert torch.equal(n_fast, n_ref)
+    assert_close("dba sums", s_fast, s_ref, RTOL[torch.float32])

@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from dejavid import align_cuda, align_ref
-from dejavid.align import align, dba_accumulate, get_backend
+from dejavid.align import align, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
 import host_emulation  # noqa: E402
 from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close,  # noqa: E402
-                    check_local_cost, check_strided_inputs, make_inputs, gradcheck_align,
+                    check_dba_accumulate, check_local_cost, check_strided_inputs, make_inputs, gradcheck_align,
                     perturbed_paths, run_align)
 
 HAVE_GPU = torch.cuda.is_available() and align_cuda.available()
@@ -125,13 +125,7 @@ def test_gpu_local_cost_matches_reference():
 @needs_gpu
 @pytest.mark.parametrize("lengths", [(1,), (7, 150, 2, 33)])
 def test_gpu_dba_accumulate_parity(lengths):
-    x, offsets, mu, theta, _ = make_inputs(lengths, 1459, 64, 1, device="cuda")
-    paths = align_ref.align_forward_ref(x, offsets, mu, torch.zeros_like(theta), "hv")[1]
-    s_ref, n_ref = dba_accumulate(x, offsets, paths, backend="ref")
-    s_fast, n_fast = dba_accumulate(x, offsets, paths, backend="cuda")
-    assert s_fast.dtype == x.dtype and n_fast.dtype == n_ref.dtype
-    assert torch.equal(n_fast, n_ref)
-    assert_close("dba sums", s_fast, s_ref, RTOL[torch.float32])
+    check_dba_accumulate("cuda", lengths, device="cuda")
 
 
 @needs_gpu
