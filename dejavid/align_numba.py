@@ -451,10 +451,14 @@ def _paths_in_range(offsets, paths):
 
 # --------------------------------------------------------------------------- wrappers
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    """Contiguous CPU numpy view (copies only when the tensor is not contiguous)."""
+def _require_cpu(t: torch.Tensor) -> None:
     if t.device.type != "cpu":
         raise ValueError(f"the numba backend runs on CPU tensors, got a {t.device.type} tensor")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """Contiguous CPU numpy view (copies only when the tensor is not contiguous)."""
+    _require_cpu(t)
     return t.detach().contiguous().numpy()
 
 
@@ -490,8 +494,7 @@ def _row_width(F: int) -> int:
 def _rows(t: torch.Tensor, width: int) -> np.ndarray:
     """t [..., F] as a contiguous, 64-byte aligned array [..., width], zero beyond F;
     no copy when t already is one."""
-    if t.device.type != "cpu":
-        raise ValueError(f"the numba backend runs on CPU tensors, got a {t.device.type} tensor")
+    _require_cpu(t)
     t = t.detach()
     F = t.shape[-1]
     if width == F and t.is_contiguous() and t.data_ptr() % 64 == 0:
