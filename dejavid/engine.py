@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import signal
 from dataclasses import dataclass
@@ -36,13 +37,39 @@ def make_loader(ds: TSEDataset, batches: list[list[int]], num_workers: int) -> D
                       num_workers=num_workers, persistent_workers=False)
 
 
+STOP_AFTER_ENV = "DEJAVID_STOP_AFTER_STEPS"
+
+
 class StopRequest:
     """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and exits.
-    A second signal interrupts at once."""
+    A second signal interrupts at once.
 
-    def __init__(self):
+    ``DEJAVID_STOP_AFTER_STEPS=N`` requests the same stop after this process's N-th
+    training step, as a signal landing then would.  It exists so that tests (and users
+    checking their resume set-up) can stop a run at a step they choose: a real signal
+    lands wherever the run happens to be, and under DDP the number of steps done decides
+    how far the weights drift from a single-process run.  Every rank reads the same value,
+    so all ranks stop after the same step."""
+
+    def __init__(self, env=None):
         self.requested: Optional[str] = None
         self._old = {}
+        value = (os.environ if env is None else env).get(STOP_AFTER_ENV, "")
+        try:
+            self._steps_left = int(value) if value else None
+        except ValueError:
+            raise ValueError(f"{STOP_AFTER_ENV} must be a whole number of steps, "
+                             f"not {value!r}") from None
+        if self._steps_left is not None and self._steps_left < 1:
+            raise ValueError(f"{STOP_AFTER_ENV} must be at least 1, not {value!r}")
+
+    def step_done(self) -> None:
+        """Count one finished training step (for ``DEJAVID_STOP_AFTER_STEPS``)."""
+        if self._steps_left is None or self.requested:
+            return
+        self._steps_left -= 1
+        if self._steps_left == 0:
+            self.requested = STOP_AFTER_ENV
 
     def _handler(self, signum, frame):
         if self.requested:
@@ -117,6 +144,8 @@ def train_one_epoch(model, ds: TSEDataset, optimizer, cfg: dict, device, epoch: 
         running.correct += int(step_sums[1])
         running.count += int(step_sums[2])
         bar.set_postfix(loss=f"{running.loss_sum / running.count:.4f}")
+        if stop is not None:
+            stop.step_done()
         if stop is not None and any_flag(bool(stop.requested), info, device):
             if on_stop is not None:
                 on_stop(step + 1, running)

@@ -4,16 +4,15 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import signal
+import shutil
 import subprocess
 import sys
-import time
-
 import pytest
 import torch
 
 from conftest import ROOT
 from dejavid.distributed import DistInfo, shard
+from dejavid.engine import StopRequest
 
 
 def test_shard_covers_each_position_once():
@@ -50,6 +49,13 @@ def _write_dataset(root):
     return cfg
 
 
+def _torchrun(nproc: int) -> list[str]:
+    # --standalone picks a free port itself: fixed ports collide with a previous run's
+    # socket or with another test session on the same machine.
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(nproc)]
+
+
 def _run(cmd, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
@@ -61,8 +67,7 @@ def _run(cmd, cwd):
 def test_torchrun_two_ranks_equals_single_process(tmp_path):
     cfg = _write_dataset(tmp_path)
     train = str(ROOT / "train_dejavid.py")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(29500 + os.getpid() % 1000)]
+    torchrun = _torchrun(2)
     _run([sys.executable, train, "--config", str(cfg), "--run_name", "single", "--no-progress"], ROOT)
     out = _run(torchrun + [train, "--config", str(cfg), "--run_name", "ddp", "--no-progress"], ROOT)
     assert "2 process(es)" in out
@@ -88,8 +93,7 @@ def test_torchrun_two_ranks_equals_single_process(tmp_path):
 
 def test_global_batch_must_divide_by_world_size(tmp_path):
     cfg = _write_dataset(tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
-                "--master_port", str(30500 + os.getpid() % 1000)]
+    torchrun = _torchrun(3)
     res = subprocess.run(torchrun + [str(ROOT / "train_dejavid.py"), "--config", str(cfg),
                                      "--no-progress"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -97,44 +101,84 @@ def test_global_batch_must_divide_by_world_size(tmp_path):
     assert "must divide by the number of processes (3)" in res.stdout + res.stderr
 
 
+def _params_and_history(path):
+    ck = torch.load(path, weights_only=False)
+    return ck["model"], ck["history"]
+
+
+# Largest |difference| in mu and theta between a 2-rank run stopped after step 30 and resumed
+# by one process, and an uninterrupted single-process run (3 epochs of 21 steps).  It comes
+# only from DDP's gradient summation order in the 30 two-rank steps.  Measured on AMD EPYC
+# (znver4) with the numba kernels at 256-bit (default there) and at 512-bit vectors
+# (DEJAVID_NUMBA_512=1, the code Intel Sapphire Rapids and later get): see the note in the
+# README's torchrun section.  The bound keeps a margin of about 10x over the largest.
+WORLD_SIZE_CHANGE_BOUND = 1e-4
+STOP_AFTER = 30
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
-def test_run_stopped_under_torchrun_resumes_in_one_process(tmp_path):
-    """A 2-rank run stopped by SIGTERM (to torchrun, which forwards it) writes a checkpoint;
-    resumed by a single process it ends where an uninterrupted single-process run ends."""
+def test_run_stopped_under_torchrun_resumes_exactly(tmp_path):
+    """A 2-rank run stopped after a chosen step (DEJAVID_STOP_AFTER_STEPS, handled like a
+    SIGTERM) and resumed with 2 ranks ends bitwise where an uninterrupted 2-rank run ends.
+    The same checkpoint resumed by a single process finishes, close to a single-process run."""
     cfg = _write_dataset(tmp_path)
     train = str(ROOT / "train_dejavid.py")
-    # Batches of 2 (1 per rank): 21 steps an epoch, so the signal lands inside the run;
-    # few epochs, so that DDP's float summation order moves the weights by < 1e-5.
-    epochs = ["--num_epochs", "6", "--batch_size", "2", "--no-progress"]
-    _run([sys.executable, train, "--config", str(cfg), "--run_name", "single", *epochs], ROOT)
+    # Batches of 2 (1 per rank): 21 steps an epoch; the stop lands in epoch 2, step 9.
+    epochs = ["--num_epochs", "3", "--batch_size", "2", "--no-progress"]
+    torchrun = _torchrun(2)
+    runs = tmp_path / "runs"
+    _run(torchrun + [train, "--config", str(cfg), "--run_name", "ddp_full", *epochs], ROOT)
 
-    run = tmp_path / "runs" / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(31500 + os.getpid() % 1000)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(torchrun + [train, "--config", str(cfg), "--run_name", "ddp", *epochs],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    t0 = time.time()
-    while not (run / "last.pt").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.time() - t0 < 300, "timed out waiting for the first checkpoint"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode != 0, "the run ended before the signal: nothing was resumed\n" + out
-    assert f"--resume {run}" in out, out
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               DEJAVID_STOP_AFTER_STEPS=str(STOP_AFTER))
+    res = subprocess.run(torchrun + [train, "--config", str(cfg), "--run_name", "ddp", *epochs],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, "the run was not stopped\n" + out
+    assert "stopped by DEJAVID_STOP_AFTER_STEPS in epoch 2 after 9 steps" in out, out
+    assert f"--resume {runs / 'ddp'}" in out, out
+    shutil.copytree(runs / "ddp", runs / "ddp_then_single")
 
-    resumed = _run([sys.executable, train, "--resume", str(run), "--no-progress"], ROOT)
-    assert "resuming at epoch" in resumed and "1 process(es)" in resumed
-    print([l for l in resumed.splitlines() if "resuming" in l])
-    a = torch.load(tmp_path / "runs" / "single" / "last.pt", weights_only=False)
-    b = torch.load(run / "last.pt", weights_only=False)
+    resumed = _run(torchrun + [train, "--resume", str(runs / "ddp"), "--no-progress"], ROOT)
+    assert "resuming at epoch 2, step 9" in resumed and "2 process(es)" in resumed, resumed
+    full, full_hist = _params_and_history(runs / "ddp_full" / "last.pt")
+    again, again_hist = _params_and_history(runs / "ddp" / "last.pt")
     for key in ("mu", "theta"):
-        diff = (a["model"][key] - b["model"][key]).abs().max().item()
-        print(key, "max diff", diff)
-        assert diff < 1e-5
-    assert len(a["history"]) == len(b["history"]) == 6
-    for ra, rb in zip(a["history"], b["history"]):
+        assert torch.equal(full[key], again[key]), key
+    untimed = lambda hist: [{k: v for k, v in row.items() if k != "seconds"} for row in hist]
+    assert untimed(full_hist) == untimed(again_hist)
+
+    # Another world size: the run finishes, and ends near a single-process run.
+    _run([sys.executable, train, "--config", str(cfg), "--run_name", "single", *epochs], ROOT)
+    single = _run([sys.executable, train, "--resume", str(runs / "ddp_then_single"),
+                   "--no-progress"], ROOT)
+    assert "resuming at epoch 2, step 9" in single and "1 process(es)" in single, single
+    a, a_hist = _params_and_history(runs / "single" / "last.pt")
+    b, b_hist = _params_and_history(runs / "ddp_then_single" / "last.pt")
+    for key in ("mu", "theta"):
+        diff = (a[key] - b[key]).abs().max().item()
+        print(key, "max diff after a world-size change", diff)
+        assert diff < WORLD_SIZE_CHANGE_BOUND, key
+    assert len(a_hist) == len(b_hist) == 3
+    for ra, rb in zip(a_hist, b_hist):
         for k in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
-            assert ra[k] == pytest.approx(rb[k], abs=1e-5), (k, ra, rb)
+            assert ra[k] == pytest.approx(rb[k], abs=WORLD_SIZE_CHANGE_BOUND), (k, ra, rb)
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-3"])
+def test_stop_after_steps_rejects_bad_values(value):
+    with pytest.raises(ValueError, match="DEJAVID_STOP_AFTER_STEPS"):
+        StopRequest({"DEJAVID_STOP_AFTER_STEPS": value})
+
+
+def test_stop_after_steps_requests_a_stop_at_that_step():
+    stop = StopRequest({"DEJAVID_STOP_AFTER_STEPS": "3"})
+    seen = []
+    for _ in range(5):
+        stop.step_done()
+        seen.append(stop.requested)
+    assert seen == [None, None, "DEJAVID_STOP_AFTER_STEPS"] + ["DEJAVID_STOP_AFTER_STEPS"] * 2
+    idle = StopRequest({})
+    for _ in range(5):
+        idle.step_done()
+    assert idle.requested is None
