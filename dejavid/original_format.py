@@ -161,7 +161,9 @@ def load_original_tensor(path: str | Path, what: str = "tensor") -> torch.Tensor
                          f"[C, K, F] as the original DejaVid writes it")
     if not obj.is_floating_point():
         raise ValueError(f"{what} file {path} holds a {obj.dtype} tensor; expected float values")
-    obj = obj.detach().to("cpu", torch.float32).contiguous()
+    # A fresh tensor: nothing the pickle attached to the loaded one (state set on it by a
+    # BUILD opcode, say) comes along.
+    obj = obj.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
     if obj.dim() != 3:
         raise ValueError(f"{what} file {path} holds a tensor of shape {tuple(obj.shape)}; the "
                          f"original writes [C, K, F] (classes, centroid steps, features)")
