@@ -85,7 +85,7 @@ def test_user_errors():
         EncoderLogits(4).fit(X, y[:-1])
 
 
-def test_config_key_checks(tmp_path):
+def test_config_key_checks():
     cfg = load_config(None, ["--logit_columns", "51", "--num_classes", "51", "--feature_size", "1459"])
     assert isinstance(encoder_logits_for(cfg, 51, 1459), EncoderLogits)
     assert encoder_logits_for(load_config(None), 51, 1459) is None

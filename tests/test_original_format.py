@@ -4,7 +4,6 @@ machine without running anything they hold."""
 from __future__ import annotations
 
 import csv
-import io
 import os
 import pickle
 import subprocess
