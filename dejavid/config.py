@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
     "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
     "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)
+    "freeze_weights": False,         # train the centroids only (theta stays at its initial value;
+                                     # with w_one_init that is w = 1); not with freeze_centroids
+    "logit_columns": 0,              # the last C features of each step are the encoder's class
+                                     # logits (C = num_classes); 0: none
     "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N
@@ -178,13 +182,25 @@ def validate(cfg: dict) -> None:
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",
-                "num_classes", "feature_size"):
+                "num_classes", "feature_size", "logit_columns"):
         if cfg[key] < 0:
             raise ValueError(f"{key} must be >= 0, got {cfg[key]}")
     if cfg["lr"] <= 0 or cfg["ms_lr_div"] <= 0:
         raise ValueError("lr and ms_lr_div must be > 0")
     if cfg["eval_split"] not in ("val", "test"):
         raise ValueError(f"eval_split must be 'val' or 'test', got {cfg['eval_split']!r}")
+    if cfg["freeze_centroids"] and cfg["freeze_weights"]:
+        raise ValueError("freeze_centroids and freeze_weights are both true: nothing would be "
+                         "trained; set one of them to false")
+    if cfg["logit_columns"]:
+        if cfg["num_classes"] and cfg["logit_columns"] != cfg["num_classes"]:
+            raise ValueError(f"logit_columns = {cfg['logit_columns']} but num_classes = "
+                             f"{cfg['num_classes']}: the encoder's logits are one column per "
+                             f"class, so set logit_columns to {cfg['num_classes']} (or 0 if the "
+                             f"features hold no logits)")
+        if cfg["feature_size"] and cfg["logit_columns"] > cfg["feature_size"]:
+            raise ValueError(f"logit_columns = {cfg['logit_columns']} exceeds feature_size = "
+                             f"{cfg['feature_size']}; the logits are the last columns of each step")
     if cfg["backend"] not in ("auto", "ref", "numba", "cuda"):
         raise ValueError(f"backend must be auto, ref, numba or cuda, got {cfg['backend']!r}")
 

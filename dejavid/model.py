@@ -76,10 +76,20 @@ def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
 def build_optimizer(model: DejaVid, cfg: dict) -> torch.optim.AdamW:
     """AdamW: theta at lr, mu at lr / ms_lr_div, each group with its own betas.
 
-    With ``freeze_centroids`` mu gets no gradient and no optimizer group.
+    ``weight_decay`` is the optimizer-wide default, so it reaches both groups (each decays
+    at its own learning rate), as the original's AdamW default of 0.01 does.  A frozen
+    parameter (``freeze_centroids``: mu; ``freeze_weights``: theta) gets no gradient and
+    no group, so neither the update nor the decoupled weight decay can move it.
     """
-    groups = [{"params": [model.theta], "lr": cfg["lr"], "betas": tuple(cfg["betas"]),
-               "name": "theta"}]
+    if cfg["freeze_centroids"] and cfg["freeze_weights"]:
+        raise ValueError("freeze_centroids and freeze_weights are both true: nothing would be "
+                         "trained; set one of them to false")
+    groups = []
+    if cfg["freeze_weights"]:
+        model.theta.requires_grad_(False)
+    else:
+        groups.append({"params": [model.theta], "lr": cfg["lr"], "betas": tuple(cfg["betas"]),
+                       "name": "theta"})
     if cfg["freeze_centroids"]:
         model.mu.requires_grad_(False)
     else:

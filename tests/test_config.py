@@ -191,7 +191,7 @@ ISSUE_VALUES = {
     "k400": {"num_classes": 400, "feature_size": 1808},
     "ssv2": {"num_classes": 174, "feature_size": 6328},
 }
-COMMON_VALUES = {"num_timesteps": 64, "use_mm": 0, "use_fixed_path": True, "ms_lr_div": 3.0,
+COMMON_VALUES = {"num_timesteps": 8, "use_mm": 0, "use_fixed_path": True, "ms_lr_div": 3.0,
                  "batch_size": 384, "betas": [0.9, 0.999], "sample_size_per_class": 50,
                  "dba_max_iter": 100}
 

@@ -1,0 +1,91 @@
+"""freeze_weights ("centroids only") and freeze_centroids ("weights only"): the frozen
+parameter stays bitwise unchanged through training, AdamW's decoupled weight decay included,
+while the other one trains."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import train_dejavid
+from dejavid.centroids import load_or_compute_centroids
+from dejavid.config import load_config
+from dejavid.data import TSEDataset, load_index
+from dejavid.engine import train_one_epoch
+from dejavid.model import DejaVid, build_optimizer, build_scheduler
+from helpers import level_videos, make_config, write_config_yaml, write_dataset
+
+FROZEN = {"freeze_weights": "theta", "freeze_centroids": "mu"}
+# Large enough that one step of decay alone would move every parameter (lr * wd = 5e-4).
+SETTINGS = dict(num_timesteps=4, batch_size=6, lr=0.05, weight_decay=0.01, num_epochs=3,
+                sample_size_per_class=4, dba_max_iter=3, seed=3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("freeze"), level_videos({"train": 6, "val": 2}))
+
+
+def test_both_frozen_is_an_error(data):
+    with pytest.raises(ValueError, match="nothing would be trained"):
+        make_config(data, freeze_weights=True, freeze_centroids=True)
+    cfg = make_config(data)
+    cfg.update(freeze_weights=True, freeze_centroids=True)   # past the config checks
+    model = DejaVid(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="set one of them to false"):
+        build_optimizer(model, cfg)
+
+
+@pytest.mark.parametrize("key", sorted(FROZEN))
+def test_optimizer_leaves_out_the_frozen_parameter(data, key):
+    cfg = make_config(data, **{key: True})
+    model = DejaVid(torch.randn(2, 3, 4))
+    opt = build_optimizer(model, cfg)
+    frozen = FROZEN[key]
+    trained = ({"theta", "mu"} - {frozen}).pop()
+    assert [g["name"] for g in opt.param_groups] == [trained]
+    assert not getattr(model, frozen).requires_grad
+    assert getattr(model, trained).requires_grad
+
+
+@pytest.mark.parametrize("key", sorted(FROZEN))
+def test_frozen_parameter_is_bitwise_unchanged_by_training(data, key):
+    """Three epochs with fixed paths and weight decay 0.01, through the training loop."""
+    cfg = make_config(data, **SETTINGS, **{key: True})
+    index = load_index(cfg, progress=False)
+    mu0, _ = load_or_compute_centroids(index, cfg, "hv", progress=False, log=lambda *a: None)
+    model = DejaVid(mu0, "hv", fixed_path=True, generator=torch.Generator().manual_seed(0))
+    start = {"theta": model.theta.detach().clone(), "mu": model.mu.detach().clone()}
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg)
+    ds = TSEDataset(index, "train")
+    for epoch in range(cfg["num_epochs"]):
+        model.snapshot()
+        assert train_one_epoch(model, ds, opt, cfg, torch.device("cpu"), epoch,
+                               progress=False) is not None
+        sched.step()
+    frozen = FROZEN[key]
+    trained = ({"theta", "mu"} - {frozen}).pop()
+    assert torch.equal(getattr(model, frozen).detach(), start[frozen])
+    moved = (getattr(model, trained).detach() - start[trained]).abs().max().item()
+    print(f"{trained} moved by up to {moved:.3g}")
+    assert moved > 1e-3
+
+
+@pytest.mark.parametrize("key", sorted(FROZEN))
+def test_train_script_honours_the_freeze(data, tmp_path, key):
+    """End to end: centroids only with w_one_init keeps w = 1 exactly; weights only keeps the
+    cached DBA centroids exactly."""
+    cfg_path = write_config_yaml(tmp_path / "c.yaml", data, **SETTINGS, w_one_init=True,
+                                 output_dir=str(tmp_path / "runs"), run_name="r", **{key: True})
+    assert train_dejavid.main(["--config", str(cfg_path), "--no-progress"]) == 0
+    ckpt = torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
+    mu, theta = ckpt["model"]["mu"], ckpt["model"]["theta"]
+    cfg = load_config(cfg_path)
+    cached, _ = load_or_compute_centroids(load_index(cfg, progress=False), cfg, "hv",
+                                          progress=False, log=lambda *a: None)
+    if key == "freeze_weights":
+        assert torch.equal(theta, torch.zeros_like(theta))          # w = exp(0) = 1
+        assert not torch.equal(mu, cached)
+    else:
+        assert torch.equal(mu, cached)
+        assert not torch.equal(theta, torch.zeros_like(theta))
