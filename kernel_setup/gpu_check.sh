@@ -169,7 +169,7 @@ fig_train() { grep -o 'best val top-1 [0-9.]*' "$1" | tail -n 1; }
 figures() {  # headline of step $1 from its log, or nothing
     local f
     f=$(step_log "$1")
-    [[ -f "$f" ]] || return 0
+    [[ "${STATUS[$1]}" != SKIP && -f "$f" ]] || return 0
     case "${NAMES[$1]}" in
         pytest*) fig_pytest "$f" ;;
         bench_align) fig_align "$f" ;;
@@ -202,7 +202,7 @@ fi
 cd "$ROOT" || exit 1
 export PYTHONPATH="$ROOT/kernel_setup:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1       # output survives a timeout kill, and interleaves in order
-exec > >(tee -a "$LOG") 2>&1
+exec > >(tee "$LOG") 2>&1
 TEE_PID=$!
 
 now() { date +%s.%N; }
@@ -216,19 +216,20 @@ for i in "${!NAMES[@]}"; do
     n=$(( i + 1 ))
     printf '\n===== %d/%d %s =====\n' "$n" "$NSTEPS" "${NAMES[$i]}"
     SECS[i]=-
+    rm -f "$(step_log "$i")"    # a folder reused from an earlier run: no stale figures
     if [[ -n "${NEEDS[$i]}" ]] && ! "${NEEDS[$i]}" "$i"; then
         STATUS[i]=SKIP; NOTES[i]=$WHY
         echo "skipped: $WHY"
         continue
     fi
     left=$(( TOTAL_BUDGET - $(elapsed) - KILL_AFTER ))
-    limit=${TIMEOUTS[$i]}
-    (( left < limit )) && limit=$left
-    if (( limit < 5 )); then
+    if (( left < 5 )); then
         STATUS[i]=SKIP; NOTES[i]="no time left"
         echo "skipped: no time left in the ${TOTAL_BUDGET}s budget"
         continue
     fi
+    limit=${TIMEOUTS[$i]}
+    (( left < limit )) && limit=$left
     echo "\$ ${CMDS[$i]}"
     echo "(timeout ${limit}s)"
     t0=$(now)

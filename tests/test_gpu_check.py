@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -207,7 +208,10 @@ case "$1" in
     setup.py) [[ -n "${FAKE_BUILD_FAIL:-}" ]] && { echo "error: nvcc failed" >&2; exit 1; }
               echo "built for DEJAVID_CUDA_ARCHS=$DEJAVID_CUDA_ARCHS in $PWD" ;;
     -m) echo "40 passed, 2 skipped in 31.20s" ;;
-    bench/bench_align.py) cat "$FAKE_DIR/bench_align.txt" ;;
+    bench/bench_align.py) if [[ -n "${FAKE_ALIGN_HANG:-}" ]]; then
+                              head -n 7 "$FAKE_DIR/bench_align.txt"
+                              sleep 60 & echo $! > "$FAKE_DIR/grandchild.pid"; wait
+                          else cat "$FAKE_DIR/bench_align.txt"; fi ;;
     bench/bench_epoch.py) cat "$FAKE_DIR/bench_epoch.txt" ;;
     prepare_demo.py) mkdir -p "$3" && touch "$3/id2splits.pkl" && echo "JapaneseVowels -> $3" ;;
     train_dejavid.py) echo "epoch 5/5 loss 0.5 val@1 0.9784"
@@ -294,3 +298,28 @@ def test_fake_run_after_failed_build_skips_cuda_steps(tmp_path, bench_epoch_out)
     assert "bench_align" not in calls and "-m pytest" not in calls
     assert "--backend auto" in calls and "--backend cuda" not in calls
     assert "6 of 10 steps did not pass" in proc.stdout
+
+
+def test_fake_run_cuts_a_hung_step_and_keeps_the_budget(tmp_path, bench_epoch_out):
+    repo, fake, env = _fake_repo(tmp_path, bench_epoch_out)
+    script = repo / "kernel_setup" / "gpu_check.sh"
+    text = script.read_text()
+    assert "\nTOTAL_BUDGET=465\n" in text and "\nKILL_AFTER=5 " in text
+    script.write_text(text.replace("\nTOTAL_BUDGET=465\n", "\nTOTAL_BUDGET=11\n"))
+    env["FAKE_ALIGN_HANG"] = "1"
+    t0 = time.monotonic()
+    proc = _run([], env=env, script=script)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 1 and wall < 11 + 5 + 5, wall
+    rows = _summary(proc.stdout)
+    # its limit: what is left of the budget, less the kill grace (the steps before take ~1 s)
+    assert rows["bench_align"][0] == "FAIL"
+    assert re.fullmatch(r"timed out after [56]s", rows["bench_align"][2]), rows["bench_align"]
+    for name in ("bench_epoch K=8", "bench_epoch K=64", "prepare demo"):
+        assert rows[name] == ("SKIP", "-", "no time left"), (name, rows[name])
+    assert rows["demo train (5 epochs)"][0] == "SKIP"  # (no demo data: its reason comes first)
+    # output printed before the kill is kept; the step's child processes are gone too
+    assert "hmdb51  original" in (tmp_path / "logs" / "06-bench_align.log").read_text()
+    pid = int((fake / "grandchild.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
