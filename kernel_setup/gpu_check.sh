@@ -82,12 +82,12 @@ fi
 add_step "nvidia-smi" 10 "nvidia-smi" ""
 # (VERSIONS_PY holds no single quote.)
 add_step "versions" 20 "$PY -c '$VERSIONS_PY' && { command -v nvcc && nvcc --version | tail -n 2 || echo 'nvcc not on PATH (the build also looks in CUDA_HOME)'; }" ""
-# In place: the module lands in kernel_setup/ (on PYTHONPATH below); objects go to
-# the log folder.  A stale module is removed first so a failed build cannot pass.
+# In place: the module lands in kernel_setup/ (on PYTHONPATH below); objects and
+# the linked copy go to the log folder.  A stale module is removed first so a failed build cannot pass.
 # setup.py turns DEJAVID_CUDA_ARCHS into -gencode flags, and torch then adds no arch
 # flags of its own (TORCH_CUDA_ARCH_LIST would be ignored).
 add_step "build (one arch)" 90 \
-    "rm -f kernel_setup/dejavid_kernels*.so && arch=$ARCH_EXPR && echo \"building for arch \$arch\" && cd kernel_setup && DEJAVID_CUDA_ARCHS=\$arch $PY setup.py build_ext --inplace --build-temp $(q "$LOGDIR/build")" ""
+    "rm -f kernel_setup/dejavid_kernels*.so && arch=$ARCH_EXPR && echo \"building for arch \$arch\" && cd kernel_setup && DEJAVID_CUDA_ARCHS=\$arch $PY setup.py build_ext --inplace --build-temp $(q "$LOGDIR/build") --build-lib $(q "$LOGDIR/build/lib")" ""
 add_step "import kernels" 20 \
     "$PY -c 'import dejavid_kernels as K; from dejavid import align_cuda; print(K.__file__); assert align_cuda.available(), \"dejavid.align_cuda does not see the kernels and a GPU\"; print(\"dejavid_kernels loaded, cuda backend available\")'" need_build
 add_step "pytest cuda + build" 90 \
