@@ -9,12 +9,33 @@ from pathlib import Path
 import torch
 
 
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; put the old value straight back.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def plain_write_mode(path: Path) -> int:
+    """The permission bits a plain ``open(path, 'w')`` would leave: an existing file keeps
+    its mode, a new one gets 0o666 less the user's umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_current_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The file ends with the mode a plain write would give it (``mkstemp`` makes its
+    files 0600, which would hide checkpoints and caches from collaborators on a
+    shared file system)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, plain_write_mode(path))
     os.close(fd)
     try:
         yield Path(tmp)
