@@ -226,4 +226,5 @@ class DejaVidClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The nearest class of each series (ties to the class listed first in ``classes_``)."""
-        return self.classes_[np.argmin(self._distances(X), axis=1)]
+        nearest = np.argmin(self._distances(X), axis=1)
+        return self.classes_[nearest]
