@@ -143,3 +143,34 @@ def test_auto_device_trains_on_the_gpu(vowels):
     clf = DejaVidClassifier(**{**FAST, "device": "auto"}).fit(Xtr, ytr)
     assert clf.model_.mu.device.type == "cuda"
     assert clf.score(Xte, yte) > 0.8
+
+
+def test_works_without_scikit_learn():
+    """scikit-learn is optional: the core package and the estimator import and train
+    without it, with get_params/set_params that rebuild an equal estimator (clone's recipe)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = """
+import sys
+for m in ("sklearn", "sklearn.base", "sklearn.exceptions"):
+    sys.modules[m] = None          # as if not installed
+import numpy as np
+from dejavid import DejaVidClassifier
+clf = DejaVidClassifier(num_epochs=2, num_timesteps=4, sample_size_per_class=5, dba_max_iter=2,
+                        device="cpu")
+twin = type(clf)(**clf.get_params())
+assert twin.get_params() == clf.get_params() and twin.set_params(lr=0.2).lr == 0.2
+try:
+    clf.set_params(nope=1)
+    raise SystemExit("no error")
+except ValueError as exc:
+    assert "invalid parameter 'nope'" in str(exc)
+up = np.linspace(-1, 1, 5, dtype=np.float32)[:, None].repeat(2, 1)
+X, y = [up, -up] * 4, ["up", "down"] * 4
+print(clf.fit(X, y).score(X, y), clf.predict_proba(X).sum(1).round(6).tolist())
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == "1.0" and "[1.0, 1.0" in out.stdout
