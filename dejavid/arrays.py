@@ -58,10 +58,11 @@ def as_sequences(X, what: str = "X") -> list[torch.Tensor]:
     return out
 
 
-def index_from_arrays(X, y, label_values: Optional[Sequence] = None, split: str = "train",
+def index_from_arrays(X, y, label_values: Optional[Sequence] = None,
+                      split: str | Sequence[str] = "train",
                       ids: Optional[Sequence] = None) -> tuple[DataIndex, list[torch.Tensor]]:
-    """(index, tensors) for series ``X`` with labels ``y`` (any hashable values), all in
-    ``split``.
+    """(index, tensors) for series ``X`` with labels ``y`` (any hashable values); ``split``
+    names the split of every series, or gives one split per series.
 
     ``label_values`` fixes the classes and their order (default: the sorted distinct
     values of ``y``); a label outside them is a ValueError.  The index's fingerprints
@@ -79,8 +80,11 @@ def index_from_arrays(X, y, label_values: Optional[Sequence] = None, split: str 
         raise ValueError(f"labels {', '.join(unknown[:10])} are not among the classes "
                          f"{list(label_values)}")
     ids = list(range(len(tensors))) if ids is None else list(ids)
+    splits = [split] * len(tensors) if isinstance(split, str) else list(split)
+    if len(splits) != len(tensors):
+        raise ValueError(f"{len(splits)} splits given for {len(tensors)} series")
     index = DataIndex(
-        root=Path("<memory>"), ids=ids, files=[""] * len(tensors), splits=[split] * len(tensors),
+        root=Path("<memory>"), ids=ids, files=[""] * len(tensors), splits=splits,
         labels=np.array([remap[v] for v in y], dtype=np.int64),
         lengths=np.array([t.shape[0] for t in tensors], dtype=np.int64),
         label_values=list(label_values), feature_size=int(tensors[0].shape[1]),

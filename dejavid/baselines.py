@@ -62,30 +62,38 @@ def mean_pool(ds, progress: bool = False, desc: str = "mean pooling"):
     return X, y
 
 
+def fit_pooled_lr(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 1000,
+                  seed: int = 0):
+    """(scaler, logistic regression, converged) fitted on pooled features X [N, F]; a
+    convergence warning is reported through ``converged``, other warnings pass on."""
+    LogisticRegression, StandardScaler = _sklearn()
+    scaler = StandardScaler()
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(scaler.fit_transform(X), y)
+    converged = True
+    for w in caught:
+        if "converge" in str(w.message).lower():
+            converged = False
+        else:
+            warnings.warn(w.message, w.category, stacklevel=3)
+    return scaler, clf, converged
+
+
 def meanpool_lr(train_ds, eval_ds, seed: int = 0,
                 progress: bool = False) -> Result:
     """Standardised time-averaged features, multinomial logistic regression (L2, C = 1).
 
     Head: C * F + C parameters (F + 1 for two classes); the standardisation folds into it.
     """
-    LogisticRegression, StandardScaler = _sklearn()
     C = train_ds.index.num_classes
     Xtr, ytr = mean_pool(train_ds, progress, "mean pooling (train)")
     Xev, yev = mean_pool(eval_ds, progress, "mean pooling (eval)")
     t0 = time.time()
-    scaler = StandardScaler()
-    clf = LogisticRegression(C=LR_SETTINGS["C"], max_iter=LR_SETTINGS["max_iter"],
-                             random_state=seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        clf.fit(scaler.fit_transform(Xtr), ytr)
+    scaler, clf, converged = fit_pooled_lr(Xtr, ytr, LR_SETTINGS["C"], LR_SETTINGS["max_iter"],
+                                           seed)
     train_s = time.time() - t0
-    converged = True
-    for w in caught:
-        if "converge" in str(w.message).lower():
-            converged = False
-        else:
-            warnings.warn(w.message, w.category, stacklevel=2)
     if list(clf.classes_) != list(range(C)):
         raise AssertionError("every class has a training video, so the classes are 0..C-1")
     t0 = time.time()

@@ -82,7 +82,53 @@ def check_labels(X_len: int, y) -> np.ndarray:
     return y
 
 
-class DejaVidClassifier(ClassifierMixin, BaseEstimator):
+def fit_inputs(X, y):
+    """(tensors, y array, classes, in-memory training dataset) for an estimator's fit."""
+    from .arrays import ArrayDataset, as_sequences, index_from_arrays
+    tensors = as_sequences(X)
+    y = check_labels(len(tensors), y)
+    classes = np.unique(y)
+    index, tensors = index_from_arrays(tensors, y.tolist(), label_values=classes.tolist())
+    return ArrayDataset(index, tensors, "train"), classes
+
+
+class DistanceClassifier(ClassifierMixin, BaseEstimator):
+    """Shared predict / predict_proba / decision_function of classifiers that score each
+    series by a distance to every class (smaller is nearer); subclasses provide
+    ``_class_distances(tensors)`` -> [N, C] and set ``classes_``, ``n_features_in_``."""
+
+    def _distances(self, X) -> np.ndarray:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
+                                 f"first")
+        from .arrays import as_sequences
+        tensors = as_sequences(X)
+        if tensors[0].shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
+                             f"classifier was fitted on {self.n_features_in_}")
+        return self._class_distances(tensors)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Negative distances [N, C]: larger means nearer (columns follow ``classes_``)."""
+        return -self._distances(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """[N, C] softmax of the per-series standardised negative distances (the logits
+        DejaVid is trained with)."""
+        import torch
+
+        from .model import standardized_logits
+        dist = torch.from_numpy(np.asarray(self._distances(X), dtype=np.float64))
+        return torch.softmax(standardized_logits(dist, getattr(self, "std_eps", 1e-6)),
+                             dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The nearest class of each series (ties to the class listed first in ``classes_``)."""
+        nearest = np.argmin(self._distances(X), axis=1)
+        return self.classes_[nearest]
+
+
+class DejaVidClassifier(DistanceClassifier):
     """DejaVid classifier: per-class learned centroid series with per-step, per-feature
     weights, compared to each input series by an alignment distance (DESIGN sections 3-6).
 
@@ -160,15 +206,10 @@ class DejaVidClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Train on series ``X`` (list of [T, F], or [N, T, F]) with labels ``y`` (any values)."""
-        from .arrays import ArrayDataset, as_sequences, index_from_arrays
         from .train import fit
 
         settings = self._settings()   # invalid hyper-parameters fail before any work
-        tensors = as_sequences(X)
-        y = check_labels(len(tensors), y)
-        classes = np.unique(y)
-        index, tensors = index_from_arrays(tensors, y.tolist(), label_values=classes.tolist())
-        train_ds = ArrayDataset(index, tensors, "train")
+        train_ds, classes = fit_inputs(X, y)
         result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
                      run_dir=self.run_dir, config=self.get_params() if self.run_dir else None,
                      progress=self.verbose,
@@ -177,25 +218,16 @@ class DejaVidClassifier(ClassifierMixin, BaseEstimator):
             raise KeyboardInterrupt(f"training stopped by {result.stopped}; the checkpoint "
                                     f"is in {self.run_dir}")
         self.classes_ = classes
-        self.n_features_in_ = index.feature_size
+        self.n_features_in_ = train_ds.index.feature_size
         self.model_ = result.model
         self.history_ = result.history
         return self
 
-    def _distances(self, X):
-        """DejaVid distances [N, C] (numpy float32), free path, in batches."""
-        if not hasattr(self, "model_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
-                                 f"first")
+    def _class_distances(self, tensors) -> np.ndarray:
+        """DejaVid distances [N, C] (float32), free path, in batches."""
         import torch
 
-        from .arrays import as_sequences
         from .data import collate_packed
-
-        tensors = as_sequences(X)
-        if tensors[0].shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
-                             f"classifier was fitted on {self.n_features_in_}")
         model = self.model_
         device = model.mu.device
         fixed, model.fixed_path = model.fixed_path, False   # align with the trained parameters
@@ -211,20 +243,3 @@ class DejaVidClassifier(ClassifierMixin, BaseEstimator):
         finally:
             model.fixed_path = fixed
         return torch.cat(out).numpy()
-
-    def decision_function(self, X) -> np.ndarray:
-        """Negative DejaVid distances [N, C]: larger means nearer (columns follow ``classes_``)."""
-        return -self._distances(X)
-
-    def predict_proba(self, X) -> np.ndarray:
-        """[N, C] softmax of the standardised logits the model was trained with."""
-        import torch
-
-        from .model import standardized_logits
-        dist = torch.from_numpy(self._distances(X)).double()
-        return torch.softmax(standardized_logits(dist, self.std_eps), dim=1).numpy()
-
-    def predict(self, X) -> np.ndarray:
-        """The nearest class of each series (ties to the class listed first in ``classes_``)."""
-        nearest = np.argmin(self._distances(X), axis=1)
-        return self.classes_[nearest]

@@ -174,3 +174,39 @@ print(clf.fit(X, y).score(X, y), clf.predict_proba(X).sum(1).round(6).tolist())
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[0] == "1.0" and "[1.0, 1.0" in out.stdout
+
+
+@pytest.mark.parametrize("make", ["MeanPoolLogisticRegression", "KNeighborsDTW",
+                                  "NearestDBACentroid"])
+def test_baseline_estimators_share_the_interface(vowels, make):
+    """The table's baselines as estimators: clone, cross-validation, probabilities, and the
+    same accuracy as the table's row function on the same split."""
+    from dejavid import baseline_estimators, baselines
+    from dejavid.arrays import ArrayDataset, index_from_arrays
+    Xtr, ytr, Xte, yte = vowels
+    kwargs = {"NearestDBACentroid": dict(num_timesteps=8, sample_size_per_class=8,
+                                         dba_max_iter=5)}.get(make, {})
+    est = getattr(baseline_estimators, make)(**kwargs)
+    assert clone(est).get_params() == est.get_params()
+    est.fit(Xtr, ytr)
+    acc = est.score(Xte, yte)
+    proba = est.predict_proba(Xte)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(est.classes_[est.decision_function(Xte).argmax(1)],
+                                  est.predict(Xte))
+    assert cross_val_score(clone(est), Xtr, ytr, cv=3).shape == (3,)
+    # the row function reports the same top-1 on the same data
+    labels = sorted(set(ytr))
+    index, tensors = index_from_arrays(list(Xtr) + list(Xte), list(ytr) + list(yte), labels,
+                                       split=["train"] * len(Xtr) + ["val"] * len(Xte))
+    train, val = ArrayDataset(index, tensors, "train"), ArrayDataset(index, tensors, "val")
+    if make == "MeanPoolLogisticRegression":
+        row = baselines.meanpool_lr(train, val)
+    elif make == "KNeighborsDTW":
+        row = baselines.knn_dtw(train, val, "hv")
+    else:
+        from dejavid.settings import CentroidSpec
+        row = baselines.dba_centroid(train, val, CentroidSpec(**{**kwargs, "step_pattern": "hv"}),
+                                     None, log=lambda *a: None)
+    print(make, acc, row.top1)
+    assert acc == pytest.approx(row.top1)
