@@ -138,16 +138,23 @@ class DataIndex:
         return h.hexdigest()
 
 
-def load_index(cfg: dict, progress: bool = True) -> DataIndex:
-    """Read the four inputs, check every video, return the index or raise.
+def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Path,
+               id2fname: str | Path, *, train_split: str = "train", num_classes: int = 0,
+               feature_size: int = 0, progress: bool = True) -> DataIndex:
+    """Read the four inputs of DESIGN section 1, check every video, return the index or raise.
+
+    ``id2feats`` is the folder of feature files; the other three are pickled dicts
+    video_id -> split / integer label / file name under ``id2feats``.  Classes are
+    those with a ``train_split`` video; ``num_classes`` / ``feature_size`` (0: take
+    from the data) must match the data when given.
 
     Raises FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
     """
-    id2splits = load_pickle_map(cfg["id2splits"], "id2splits")
-    id2labels = load_pickle_map(cfg["id2labels"], "id2labels")
-    id2fname = load_pickle_map(cfg["id2fname"], "id2fname")
-    root = Path(cfg["id2feats"]) if cfg["id2feats"] else None
+    id2splits = load_pickle_map(id2splits, "id2splits")
+    id2labels = load_pickle_map(id2labels, "id2labels")
+    id2fname = load_pickle_map(id2fname, "id2fname")
+    root = Path(id2feats) if str(id2feats) else None
     if root is None:
         raise ValueError("config key 'id2feats' is empty: set it to the folder holding the feature files")
     if not root.is_dir():
@@ -180,22 +187,21 @@ def load_index(cfg: dict, progress: bool = True) -> DataIndex:
     if not ids:
         raise ValueError("the dataset maps are empty: no video ids found")
 
-    train_labels = {int(id2labels[v]) for v in ids if id2splits[v] == cfg["train_split"]}
+    train_labels = {int(id2labels[v]) for v in ids if id2splits[v] == train_split}
     for vid in ids:
         lab = int(id2labels[vid])
-        if id2splits[vid] != cfg["train_split"] and lab not in train_labels:
+        if id2splits[vid] != train_split and lab not in train_labels:
             problems.add(f"video {vid!r} (file '{id2fname[vid]}'): label {lab} of split "
                          f"'{id2splits[vid]}' has no training video; every class needs at least "
-                         f"one '{cfg['train_split']}' video")
+                         f"one '{train_split}' video")
     problems.raise_if_any()
     label_values = sorted(train_labels)
-    if cfg["num_classes"] and cfg["num_classes"] != len(label_values):
-        raise ValueError(f"config num_classes = {cfg['num_classes']} but the data has "
+    if num_classes and num_classes != len(label_values):
+        raise ValueError(f"config num_classes = {num_classes} but the data has "
                          f"{len(label_values)} classes with training videos; fix num_classes "
                          f"(or set it to 0 to take it from the data)")
     remap = {v: k for k, v in enumerate(label_values)}
 
-    feature_size = cfg["feature_size"]
     lengths = np.zeros(len(ids), dtype=np.int64)
     digests = [""] * len(ids)
     by_file: "OrderedDict[str, list[int]]" = OrderedDict()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import reproduce
-import train_dejavid
 from conftest import ROOT
-from dejavid.baselines import METHODS, TITLES
+from dejavid import train as train_mod
+from dejavid.results import METHODS, TITLES
 
 from helpers import ramp_videos, write_config_yaml, write_dataset
 
@@ -83,9 +83,9 @@ def test_second_run_reuses_everything(tiny, first_run, monkeypatch, capsys):
               if p.suffix in (".pt", ".jsonl") or p.parent.name == "baselines"}
     table = (first_run / "results.md").read_text()
 
-    def no_training(argv=None):
-        raise AssertionError(f"train_dejavid.main called again: {argv}")
-    monkeypatch.setattr(train_dejavid, "main", no_training)
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit called again")
+    monkeypatch.setattr(reproduce, "fit", no_training)
     assert reproduce.main(["--config", str(tiny), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("reusing finished run") == 2
@@ -100,16 +100,16 @@ def test_stopped_run_is_resumed(tiny, first_run, tmp_path, monkeypatch, capsys):
     then the same command resumes and ends with the uninterrupted run's metrics."""
     argv = ["--config", str(tiny), "--no-progress", "--methods", "dejavid",
             "--out", str(tmp_path / "r")]
-    real = train_dejavid.train_one_epoch
+    real = train_mod.train_one_epoch
 
     def stop_in_epoch_two(*args, **kwargs):
-        if args[5] == 1:
-            args[8].requested = "SIGINT"
+        if kwargs["epoch"] == 1:
+            kwargs["stop"].requested = "SIGINT"
         return real(*args, **kwargs)
-    monkeypatch.setattr(train_dejavid, "train_one_epoch", stop_in_epoch_two)
+    monkeypatch.setattr(train_mod, "train_one_epoch", stop_in_epoch_two)
     assert reproduce.main(argv) == 130
     assert not (tmp_path / "r" / "results.md").exists()
-    monkeypatch.setattr(train_dejavid, "train_one_epoch", real)
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
     capsys.readouterr()
     assert reproduce.main(argv) == 0
     assert "resuming DejaVid (full)" in capsys.readouterr().out
