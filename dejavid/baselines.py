@@ -3,6 +3,8 @@
     meanpool_lr     mean over time + logistic regression (scikit-learn)
     knn_dtw         1-nearest-neighbour DTW with unit weights: every training video is a reference
     dba_centroid    nearest DBA centroid with unit weights (DejaVid before training)
+    estimator rows  any estimator of :data:`dejavid.results.ROWS` (e.g. the encoder's own
+                    clip-averaged logits), fitted and scored by :func:`estimator_row`
 
 Each takes datasets of (x [T, F], label, row) -- on-disk (:class:`dejavid.data.TSEDataset`)
 or in memory (:class:`dejavid.arrays.ArrayDataset`) -- and returns a
@@ -26,7 +28,7 @@ from .centroids import cache_path, cached_seconds, centroid_meta, load_or_comput
 from .data import DataIndex, collate_packed
 from .errors import MissingDependency
 from .metrics import topk_counts
-from .results import BASELINES, TITLES, Result, cached_result, format_seconds
+from .results import BASELINES, ROW, TITLES, Result, Row, cached_result, format_seconds
 from .settings import CentroidSpec, TrainSettings
 
 CACHE_VERSION = 1
@@ -35,7 +37,8 @@ LR_SETTINGS = {"standardize": True, "C": 1.0, "max_iter": 1000}
 _KNN_BLOCK = 1 << 22
 
 __all__ = ["meanpool_lr", "knn_dtw", "knn_class_distances", "dba_centroid",
-           "centroid_distances", "run_baseline", "baseline_meta", "mean_pool", "topk_counts",
+           "centroid_distances", "run_baseline", "baseline_meta", "estimator_row",
+           "run_estimator_row", "mean_pool", "topk_counts",
            "MissingDependency", "Result", "LR_SETTINGS"]
 
 
@@ -217,6 +220,69 @@ def dba_centroid(train_ds, eval_ds, spec: CentroidSpec, cache_dir: Optional[str 
 def _centroid_meta(train_ds, spec: CentroidSpec) -> dict:
     index = train_ds.index
     return centroid_meta(index, index.splits[int(train_ds.rows[0])], spec)
+
+
+# --- (4) estimator rows ----------------------------------------------------------------------
+
+def _series_and_labels(ds, time_mean: bool, progress: bool, desc: str):
+    """(X, y [N] class indices): [N, 1, F] time-means, or a list of [T, F] tensors."""
+    if time_mean:
+        X, y = mean_pool(ds, progress, f"mean over time ({desc})")
+        return X[:, None, :], y
+    X, y = [], np.empty(len(ds), dtype=np.int64)
+    for n in tqdm(range(len(ds)), desc=f"loading {desc}", unit="video", leave=False,
+                  disable=not progress):
+        x, y[n], _ = ds[n]
+        X.append(x)
+    return X, y
+
+
+def estimator_row(row: Row, estimator, train_ds, eval_ds, progress: bool = False) -> Result:
+    """Fit ``estimator`` (unfitted, from ``row.factory``) on ``train_ds`` and rank the classes
+    of every ``eval_ds`` video by its ``decision_function`` (larger: more likely).
+
+    Labels are the class indices 0..C-1, so column c of the decision is class c."""
+    C = train_ds.index.num_classes
+    Xtr, ytr = _series_and_labels(train_ds, row.time_mean, progress, "train")
+    t0 = time.time()
+    estimator.fit(Xtr, ytr)
+    train_s = time.time() - t0
+    del Xtr
+    if list(getattr(estimator, "classes_", range(C))) != list(range(C)):
+        raise AssertionError("every class has a training video, so the classes are 0..C-1")
+    Xev, yev = _series_and_labels(eval_ds, row.time_mean, progress, "eval")
+    t0 = time.time()
+    scores = torch.as_tensor(np.asarray(estimator.decision_function(Xev), dtype=np.float64))
+    top1, top5 = topk_counts(-scores, torch.from_numpy(yev))           # [N, C] distances
+    eval_s = time.time() - t0
+    if row.params is not None:
+        head, trained = row.params(estimator)
+    else:
+        head, trained = estimator.head_params_, estimator.trained_params_
+    N = len(yev)
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(estimator.get_params().items()))
+    return Result(row.method, top1 / N, top5 / N, N, int(head), int(trained), train_s, eval_s,
+                  f"{type(estimator).__name__}({params})")
+
+
+def run_estimator_row(method: str, estimator, out_dir: str | Path, train_ds, eval_ds,
+                      settings: TrainSettings, progress: bool = False,
+                      log: Callable = print) -> Result:
+    """Cached :func:`estimator_row` (``out_dir/<method>.json``), keyed by the data, the
+    estimator's class and its ``get_params()``."""
+    row = ROW[method]
+    index = train_ds.index
+    meta = {"version": CACHE_VERSION, "method": method,
+            "train_split": settings.data.train_split, "eval_split": settings.data.eval_split,
+            "train_fingerprint": index.fingerprint(settings.data.train_split),
+            "eval_fingerprint": index.fingerprint(settings.data.eval_split),
+            "estimator": type(estimator).__qualname__, "time_mean": row.time_mean,
+            "params": {k: repr(v) for k, v in sorted(estimator.get_params().items())}}
+
+    def announced():
+        log(f"computing {TITLES[method]}")
+        return estimator_row(row, estimator, train_ds, eval_ds, progress)
+    return cached_result(Path(out_dir) / f"{method}.json", meta, announced, log)
 
 
 # --- cached results ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .metrics import rank_classes
 from .model import DejaVid, loss_fn
 from .settings import LoopSpec
 from .signals import StopRequest
+from .timing import NULL_TIMER
 
 
 @dataclass
@@ -32,7 +33,8 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
                     start_step: int = 0, running: Optional[Running] = None,
                     stop: Optional[StopRequest] = None,
                     on_stop: Optional[Callable[[int, Running], None]] = None,
-                    progress: bool = True, info: DistInfo = DistInfo()) -> Optional[Running]:
+                    progress: bool = True, info: DistInfo = DistInfo(),
+                    timer=NULL_TIMER) -> Optional[Running]:
     """One pass over the training split from ``start_step``.
 
     ``loop.batch_size`` is the global batch; under torchrun each rank takes its
@@ -40,13 +42,15 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
     loss is scaled so that DDP's gradient average equals the gradient of the
     mean loss over the global batch, as in a single process.  ``running`` holds
     global sums.  Returns them, or None when a stop was requested (after
-    ``on_stop(steps_done, running)`` has written a checkpoint).
+    ``on_stop(steps_done, running)`` has written a checkpoint).  ``timer``
+    (:mod:`dejavid.timing`) is charged the stages data, forward, backward and optimizer.
     """
     model.train()
     running = running or Running()
     batches = epoch_batches(len(ds), loop.batch_size, loop.seed, epoch, shuffle=True)
     shards = rank_batches(batches[start_step:], info)
-    bar = tqdm(local_batches(ds, shards, loop.num_workers), total=len(batches),
+    bar = tqdm(timer.iterate("data", local_batches(ds, shards, loop.num_workers)),
+               total=len(batches),
                initial=start_step, desc=f"train {epoch + 1}", unit="batch", leave=False,
                disable=not progress)
     for step, batch in enumerate(bar, start=start_step):
@@ -54,12 +58,16 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
         if batch is None:  # more ranks than videos in this (last) batch
             batch = Batch(torch.empty(0, ds.index.feature_size), torch.zeros(1, dtype=torch.int64),
                           torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64))
-        batch = batch.to(device)
-        dist = model(batch.x, batch.offsets)                      # [B_local, C]
-        loss_sum = loss_fn(dist, batch.labels, loop.std_eps, reduction="sum")
-        optimizer.zero_grad(set_to_none=True)
-        (loss_sum * (info.world_size / n_global)).backward()
-        optimizer.step()
+        with timer.stage("data"):
+            batch = batch.to(device)
+        with timer.stage("forward"):
+            dist = model(batch.x, batch.offsets)                  # [B_local, C]
+            loss_sum = loss_fn(dist, batch.labels, loop.std_eps, reduction="sum")
+        with timer.stage("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            (loss_sum * (info.world_size / n_global)).backward()
+        with timer.stage("optimizer"):
+            optimizer.step()
         correct = int((dist.argmin(1) == batch.labels).sum()) if batch.labels.numel() else 0
         step_sums = all_sum([loss_sum.item(), correct, batch.labels.numel()], info, device)
         running.loss_sum += step_sums[0]

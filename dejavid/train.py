@@ -12,6 +12,7 @@ metrics.jsonl, Ctrl-C writes a checkpoint and resumes exactly); the estimator
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from .optim import build_optimizer, build_scheduler
 from .rng import seed_everything, set_rng_state
 from .settings import ModelSpec, TrainSettings
 from .signals import StopRequest
+from .timing import timer_from_env
 
 
 @dataclass
@@ -59,7 +61,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         cache_dir: Optional[str | Path] = None, run_dir: Optional[str | Path] = None,
         resume: Optional[dict] = None, config: Optional[dict] = None, progress: bool = True,
         log: Callable[[str], None] = print, info: DistInfo = DistInfo(),
-        resume_hint: Optional[str] = None) -> FitResult:
+        resume_hint: Optional[str] = None, timer=None) -> FitResult:
     """Train DejaVid on ``train_ds``, evaluating on ``eval_ds`` (if given) after each epoch.
 
     Datasets yield (x [T, F], label index, row) and carry ``index`` and ``rows``
@@ -78,6 +80,10 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       (torch's data loader draws from the global RNG).
     * ``info``/``device``: under torchrun pass :func:`dejavid.distributed.init`'s
       result; the model is wrapped in DistributedDataParallel for training.
+    * ``timer``: a :class:`dejavid.timing.StageTimer` charged the centroids, then per epoch
+      data, forward, backward, optimizer and eval (one ``timer.laps`` entry per epoch,
+      also appended to ``timing.jsonl`` in ``run_dir``); default: one when the environment
+      variable DEJAVID_TIMING=1, else none (no clock reads).
     """
     loop = settings.loop
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -98,13 +104,15 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         if config is not None:
             log_main(f"run folder: {run_dir}\nconfig:\n{format_config(config)}")
     seed_everything(loop.seed)
+    timer = timer if timer is not None else timer_from_env(device)
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 
     if mu_init is None:
         # Rank 0 computes the centroids once; the other ranks wait, then read its cache file.
         if info.is_main:
-            mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
-                                                   progress, log_main)
+            with timer.stage("centroids"):
+                mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
+                                                       progress, log_main)
         ddp.barrier(info)
         if not info.is_main:
             mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
@@ -150,6 +158,15 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
                         best_top1=best, history=history)
 
+    def record_timing(**labels):
+        row = timer.lap(**labels)
+        if row and run_dir is not None and info.is_main:
+            with open(run_dir / "timing.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    if timer.enabled:
+        record_timing(before_epoch=start_epoch + 1)   # the centroids
+
     def result(stopped=None):
         return FitResult(model, history, best, list(index.label_values), run_dir, stopped)
 
@@ -167,7 +184,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
 
             running = train_one_epoch(trained, train_ds, optimizer, loop=loop, device=device,
                                       epoch=epoch, start_step=start_step, running=running,
-                                      stop=stop, on_stop=on_stop, progress=progress, info=info)
+                                      stop=stop, on_stop=on_stop, progress=progress, info=info,
+                                      timer=timer)
             if running is None:
                 return result(stop.requested)
             start_step = 0
@@ -175,9 +193,12 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
             row = {"epoch": epoch + 1, "train_loss": running.loss_sum / running.count,
                    "train_top1": running.correct / running.count}
             if eval_ds is not None:
-                res = evaluate(model, eval_ds, loop, device, progress, info=info)
+                with timer.stage("eval"):
+                    res = evaluate(model, eval_ds, loop, device, progress, info=info)
                 row.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.time() - t0)
+            if timer.enabled:
+                record_timing(epoch=epoch + 1, epoch_seconds=round(row["seconds"], 6))
             running = None
             history.append(row)
             improved = eval_ds is not None and row["val_top1"] > best

@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from dejavid import baselines
-from dejavid import results as results_mod
 from dejavid.baselines import (Result, dba_centroid, knn_class_distances, knn_dtw, meanpool_lr,
                                run_baseline, topk_counts)
 from dejavid.data import TSEDataset
-from dejavid.results import format_table
 from dejavid.settings import index_from_config, settings_from_config
 
 from helpers import level_videos, make_config, ramp_videos, write_dataset
@@ -152,27 +150,6 @@ def test_results_are_cached_and_invalidated(tmp_path):
     torch.save(videos["val_up000"][0] + 1.0, paths["id2feats"] / "val_up000.pt")  # other data
     run(use_mm=1)
     assert any("recomputing" in m for m in logs)
-
-
-def _row(method, top1, **kw):
-    base = dict(top5=1.0, count=10, head_params=100, trained_params=50, train_seconds=1.5,
-                eval_seconds=None, notes="")
-    return Result(method, top1, **{**base, **kw})
-
-
-def test_table_rows_paper_numbers_and_share():
-    results = {m: _row(m, 0.5 + 0.1 * n) for n, m in enumerate(results_mod.METHODS)}
-    table = format_table(results, name="k400", encoder_params=1e4)
-    print(table)
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 5 + 1                               # header, five methods, paper
-    assert rows[-1].startswith("| DejaVid (paper) | 89.1 | 98.2 |")
-    assert "| **90.00** |" in rows[5] and "| 1 % |" in rows[5]  # best in bold; 100 / 1e4
-    assert "+20.00 points" in table                       # full vs the DBA row
-    hmdb = format_table(results, name="hmdb51")
-    assert "| DejaVid (paper) | 88.6 | — |" in hmdb and "| n/a |" in hmdb
-    assert "ssv2" not in format_table(results, name="japanese_vowels")
-    assert "(paper)" not in format_table(results, name="japanese_vowels")
 
 
 def test_missing_extras_name_the_install_command(order_only, monkeypatch):
