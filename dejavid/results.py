@@ -244,10 +244,9 @@ def format_table(results: dict[str, Result], *, name: str, header: str = "",
         lines += ["", f"Paper columns: published top-1 / top-5 of DejaVid (CVPR 2025) on "
                   f"{name} with VideoMAE V2-g features, beside the row they correspond to "
                   "(— : not published; the paper gives top-5 for its best row only); "
-                  "not measured here. † The paper's row is "
-                  f"'{PAPER_ROW_NAMES['averaged']}' (the encoder run on more clips, logits "
-                  "averaged); mean pooling + logistic regression on the features is the "
-                  "closest we have, not the same method."]
+                  f"not measured here. † The paper's row '{PAPER_ROW_NAMES['averaged']}' "
+                  "(more clips per video, averaged, no DejaVid) is not this method; mean "
+                  "pooling + logistic regression on the features is the closest we have."]
     gain = _gain_line(results)
     if gain:
         lines += ["", gain]
