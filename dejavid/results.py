@@ -28,6 +28,7 @@ beside each row (:data:`PUBLISHED`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -191,7 +192,11 @@ def format_seconds(s: Optional[float]) -> str:
 def _share(params: int, encoder_params: Optional[float]) -> str:
     if not encoder_params:
         return "n/a"
-    return f"{100 * params / encoder_params:.3g} %"
+    share = 100 * params / encoder_params
+    if share == 0:
+        return "0 %"
+    # Three significant digits, never in exponent notation (0.118 %, 0.0000118 %).
+    return f"{share:.{max(0, 2 - math.floor(math.log10(share)))}f} %"
 
 
 def _published(value: Optional[float]) -> str:
