@@ -97,23 +97,22 @@ def main(argv=None) -> int:
 
     results = {}
     for m in methods:
+        kind = ROW[m].kind
         with timer.stage(m):
-            kind = ROW[m].kind
             if kind == "estimator":
                 results[m] = baselines.run_estimator_row(m, estimators[m], out / "baselines",
                                                          train_ds, eval_ds, settings, progress,
                                                          log)
-                continue
-            if kind == "baseline":
+            elif kind == "baseline":
                 results[m] = baselines.run_baseline(m, out / "baselines", train_ds, eval_ds,
                                                     settings, cfg["cache_dir"], device, progress,
                                                     log)
-                continue
-            rc = train_or_reuse(m, out, args, rest, train_ds, eval_ds, device, progress, log)
-        if rc:
-            log(f"{m} stopped (exit code {rc}); run the same command again to continue")
-            return rc
-        results[m] = trained_result(out / m, m, len(eval_ds))
+            else:
+                rc = train_or_reuse(m, out, args, rest, train_ds, eval_ds, device, progress, log)
+                if rc:
+                    log(f"{m} stopped (exit code {rc}); run the same command again to continue")
+                    return rc
+                results[m] = trained_result(out / m, m, len(eval_ds))
     if timer.enabled:
         atomic_write_text(json.dumps(timer.lap(), indent=1) + "\n", out / "timing.json")
 
