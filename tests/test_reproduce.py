@@ -181,3 +181,22 @@ def test_timing_is_opt_in_and_written_per_epoch(tiny, first_run, tmp_path, monke
         assert set(r) == {"epoch", "epoch_seconds", *stages}
         assert 0 < sum(r[k] for k in stages) <= r["epoch_seconds"]
     assert rows["dejavid"] >= sum(r["epoch_seconds"] for r in lines[1:])
+
+
+def test_fit_fills_a_given_timer_per_epoch_without_a_run_folder():
+    from dejavid.arrays import ArrayDataset, index_from_arrays
+    from dejavid.settings import CentroidSpec, LoopSpec, TrainSettings
+    videos = ramp_videos(4)
+    X = [v[0] for v in videos.values()]
+    index, tensors = index_from_arrays(X, [v[1] for v in videos.values()],
+                                       split=[v[2] for v in videos.values()])
+    timer = StageTimer()
+    settings = TrainSettings(centroids=CentroidSpec(num_timesteps=3, dba_max_iter=2),
+                             loop=LoopSpec(num_epochs=2, batch_size=4))
+    train_mod.fit(ArrayDataset(index, tensors, "train"), ArrayDataset(index, tensors, "val"),
+                  settings, device="cpu", progress=False, log=lambda *a: None, timer=timer)
+    assert [list(r)[:2] for r in timer.laps] == [["before_epoch", "centroids"],
+                                                 ["epoch", "epoch_seconds"],
+                                                 ["epoch", "epoch_seconds"]]
+    assert all(set(r) >= {"data", "forward", "backward", "optimizer", "eval"}
+               for r in timer.laps[1:])
