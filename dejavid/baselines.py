@@ -253,6 +253,8 @@ def estimator_row(row: Row, estimator, train_ds, eval_ds, progress: bool = False
     Xev, yev = _series_and_labels(eval_ds, row.time_mean, progress, "eval")
     t0 = time.time()
     scores = torch.as_tensor(np.asarray(estimator.decision_function(Xev), dtype=np.float64))
+    if scores.dim() == 1 and C == 2:   # scikit-learn's binary convention: > 0 means class 1
+        scores = torch.stack([-scores, scores], 1)
     top1, top5 = topk_counts(-scores, torch.from_numpy(yev))           # [N, C] distances
     eval_s = time.time() - t0
     if row.params is not None:

@@ -1,7 +1,7 @@
 """The comparison table of reproduce.py: its rows, their cache files, trained runs read
 back, and the markdown table.
 
-Rows, in the paper's order (Table 1 of DejaVid, CVPR 2025), then our extra baselines:
+Rows, in the order of the paper's table (DejaVid, CVPR 2025), then our extra baselines:
 
     encoder_logits     the encoder alone: its class logits averaged over the clips
                        (only when the config's ``logit_columns`` says the features hold them)
@@ -50,8 +50,8 @@ class Row:
     factory   estimator rows: ``factory(cfg, num_classes, feature_size)`` -> an unfitted
               estimator, or None when the row does not apply to this config (it is skipped)
     time_mean estimator rows whose decision reads only each video's mean over time: they
-              are fed that mean as a one-step series (the same result, N x F memory
-              instead of the whole split)
+              are fed that mean as a one-step series (the same decision up to float
+              rounding; N x F numbers in memory instead of the whole split)
     params    estimator rows: ``params(fitted) -> (head params, trained params)``; default:
               the estimator's ``head_params_`` and ``trained_params_`` attributes
     overrides dejavid rows: config keys set for the run
@@ -89,7 +89,6 @@ ROWS: tuple[Row, ...] = (
 ROW = {r.method: r for r in ROWS}
 METHODS = tuple(ROW)
 BASELINES = tuple(r.method for r in ROWS if r.kind == "baseline")
-ESTIMATORS = tuple(r.method for r in ROWS if r.kind == "estimator")
 TRAINED = tuple(r.method for r in ROWS if r.kind == "dejavid")
 TITLES = {r.method: r.title for r in ROWS}
 
