@@ -21,7 +21,7 @@ import torch
 
 from . import distributed as ddp
 from .centroids import load_or_compute_centroids
-from .checkpoint import restore_model, save_checkpoint
+from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .config import format_config
 from .device import resolve_device
 from .distributed import DistInfo
@@ -52,6 +52,20 @@ def model_from_checkpoint(ckpt: dict, spec: ModelSpec) -> DejaVid:
     model.fixed_path = False
     restore_model(model, ckpt)
     return model
+
+
+def check_best_checkpoint(run_dir: Path, best: float) -> None:
+    """Refuse to continue a run whose ``best.pt`` is missing or older than the best value
+    ``last.pt`` records: it would finish printing a best result without its weights."""
+    if best < 0:
+        return  # no evaluated epoch yet: no best.pt is due
+    path = run_dir / "best.pt"
+    found = load_checkpoint(path)["best_top1"] if path.is_file() else None
+    if found is None or found < best:
+        what = "is missing" if found is None else f"holds val top-1 {found:.4f}"
+        raise ValueError(f"run folder {run_dir}: last.pt records a best val top-1 of {best:.4f} "
+                         f"but best.pt {what}, so the best weights are lost; restore best.pt "
+                         f"from a copy, or start a new run (another --run_name)")
 
 
 def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
@@ -136,6 +150,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         scheduler.load_state_dict(resume["scheduler"])
         set_rng_state(resume["rng"])
         start_epoch, start_step, best = resume["epoch"], resume["step"], resume["best_top1"]
+        if run_dir is not None and info.is_main:
+            check_best_checkpoint(run_dir, best)
         running = Running(**resume["running"]) if resume["running"] else None
         history = list(resume["history"])
         if info.is_main and metrics is not None:
@@ -183,10 +199,13 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
             improved = eval_ds is not None and row["val_top1"] > best
             if eval_ds is not None:
                 best = max(best, row["val_top1"])
-            # The checkpoint is the source of truth; metrics.jsonl follows it.
-            checkpoint(run_dir / "last.pt" if run_dir else None, epoch + 1, 0, None)
+            # The checkpoint is the source of truth; metrics.jsonl follows it.  best.pt goes
+            # first: a crash between the two writes then leaves last.pt at the previous
+            # epoch, whose resume redoes this epoch and writes the same best.pt again
+            # (the other order would record a best whose weights were never saved).
             if improved:
                 checkpoint(run_dir / "best.pt" if run_dir else None, epoch + 1, 0, None)
+            checkpoint(run_dir / "last.pt" if run_dir else None, epoch + 1, 0, None)
             if info.is_main and metrics is not None:
                 metrics.append(row)
             log_main(format_epoch(row, loop.num_epochs))

@@ -1,0 +1,130 @@
+"""Issue #18: run folders that cannot be corrupted, no silent NaN, no ignored flags,
+checkpoints that cannot run code, and one-paragraph messages instead of tracebacks.
+
+Most cases call ``train_dejavid.main`` in-process on a tiny two-class data set; the ones
+where the exit code or stderr matters run the script in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_dejavid
+from conftest import ROOT
+from dejavid import train as train_mod
+from helpers import ramp_videos, write_config_yaml, write_dataset
+
+TINY = dict(num_timesteps=4, sample_size_per_class=5, dba_max_iter=3, num_epochs=3,
+            batch_size=4, device="cpu", lr=0.05)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(config path, data paths, tmp folder) of a 2-class data set, 12 train / 12 val videos."""
+    paths = write_dataset(tmp_path, ramp_videos(6))
+    return write_config_yaml(tmp_path / "tiny.yaml", paths, **TINY), paths, tmp_path
+
+
+def _train(cfg, *extra) -> int:
+    return train_dejavid.main(["--config", str(cfg), "--no-progress", *extra])
+
+
+def _script(*argv, env=None, timeout=300):
+    """train_dejavid.py in a subprocess: (returncode, stdout, stderr)."""
+    res = subprocess.run([sys.executable, str(ROOT / "train_dejavid.py"), *map(str, argv)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env=dict(os.environ, **(env or {})))
+    return res.returncode, res.stdout, res.stderr
+
+
+def _assert_user_error(rc, err, *words):
+    """Exit 2, one ``error:`` paragraph naming ``words``, no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    assert err.count("error:") == 1, err
+    for w in words:
+        assert w in err, err
+
+
+# --- item 8: checkpoints load with weights_only=True; anything else is refused ----------
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoints_load_weights_only(tiny):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    for name in ("last.pt", "best.pt"):
+        ck = torch.load(tmp / "runs" / "a" / name, weights_only=True)
+        assert ck["format"] == 2 and ck["epoch"] == 1
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tiny):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    ck = torch.load(tmp / "runs" / "a" / "best.pt", weights_only=True)
+    marker = tmp / "marker"
+    ck["config"]["name"] = _RunsCode(marker)
+    evil = tmp / "evil.pt"
+    torch.save(ck, evil)
+    for argv in (["--eval-only", "--checkpoint", str(evil)], ["--resume", str(evil)]):
+        with pytest.raises(ValueError, match="could run code"):
+            train_dejavid.main([*argv, "--no-progress"])
+        assert not marker.exists()
+
+
+# --- item 2: best.pt is never lost ------------------------------------------------------
+
+class _Crash(Exception):
+    pass
+
+
+def test_crash_between_the_two_checkpoint_writes_keeps_best(tiny, monkeypatch):
+    """The process dies right after the first of the two writes of an improved epoch;
+    the resumed run finishes with a best.pt equal to an uninterrupted run's."""
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "ref") == 0
+    real = train_mod.save_checkpoint
+    writes = []
+
+    def crash_after_first_write_of_epoch_1(path, **kw):
+        real(path, **kw)
+        writes.append(Path(path).name)
+        if kw["epoch"] == 1 and kw["step"] == 0 and len(writes) == 1:
+            raise _Crash
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash_after_first_write_of_epoch_1)
+    with pytest.raises(_Crash):
+        _train(cfg, "--run_name", "r")
+    monkeypatch.undo()
+    assert writes == ["best.pt"]       # best.pt is written before last.pt
+    run = tmp / "runs" / "r"
+    assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
+    for name in ("best.pt", "last.pt"):
+        a = torch.load(tmp / "runs" / "ref" / name, weights_only=True)
+        b = torch.load(run / name, weights_only=True)
+        assert a["epoch"] == b["epoch"] and a["best_top1"] == b["best_top1"]
+        assert torch.equal(a["model"]["mu"], b["model"]["mu"])
+        assert torch.equal(a["model"]["theta"], b["model"]["theta"])
+
+
+def test_resume_refuses_a_run_whose_best_checkpoint_is_missing(tiny):
+    cfg, _, tmp = tiny
+    run = tmp / "runs" / "r"
+    assert _train(cfg, "--run_name", "r", "--num_epochs", "1") == 0
+    (run / "best.pt").unlink()
+    ck = torch.load(run / "last.pt", weights_only=True)
+    ck["config"]["num_epochs"] = 2        # leave an epoch to do
+    torch.save(ck, run / "last.pt")
+    with pytest.raises(ValueError, match="best.pt is missing"):
+        train_dejavid.main(["--resume", str(run), "--no-progress"])
