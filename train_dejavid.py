@@ -72,7 +72,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             print(f"predictions written to {args.predictions}")
         return 0
 
-    run_dir = Path(args.resume) if args.resume else cli.default_run_dir(cfg)
+    run_dir = (Path(args.resume) if args.resume
+               else cli.default_run_dir(cfg, create=info.is_main))
     if args.resume and not run_dir.is_dir():
         run_dir = run_dir.parent
     if not args.resume and info.enabled:

@@ -1,8 +1,12 @@
-"""Atomic file writes: a crash leaves the previous good file, never half of a new one."""
+"""Atomic file writes (a crash leaves the previous good file, never half of a new one)
+and the run-folder lock."""
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,3 +69,41 @@ def append_line(path: str | Path, line: str) -> None:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held for a run's lifetime.
+
+    ``fcntl.flock`` on ``run_dir/.lock``: the kernel drops it when the process ends,
+    however it ends, so a crashed run never leaves a stale lock.  The file records the
+    holder (pid, host, start time) for the message a second run gets.  The file itself
+    stays (removing it would let a third run lock a fresh inode while the second still
+    holds the old one)."""
+
+    FILE = ".lock"
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock; ValueError naming the holder when another process has it."""
+        path = self.run_dir / self.FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, plain_write_mode(path))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"run folder {self.run_dir} is in use by another run ({holder}); "
+                             f"wait for it to finish, or pick another --run_name") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)   # closing the descriptor drops the flock
+            self._fd = None

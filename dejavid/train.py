@@ -26,12 +26,17 @@ from .config import format_config
 from .device import resolve_device
 from .distributed import DistInfo
 from .engine import Running, evaluate, train_one_epoch
+from .io import RunLock
 from .metrics_log import MetricsLog, format_epoch
 from .model import DejaVid, count_parameters
 from .optim import build_optimizer, build_scheduler
 from .rng import seed_everything, set_rng_state
 from .settings import ModelSpec, TrainSettings
 from .signals import StopRequest
+
+
+# What makes a folder a run's: a new run refuses a folder holding any of them.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
 
 @dataclass
@@ -95,22 +100,78 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
     """
     loop = settings.loop
     device = resolve_device(device) if not isinstance(device, torch.device) else device
-    log_main = log if info.is_main else (lambda *a, **k: None)
     if loop.batch_size % info.world_size:
         raise ValueError(f"batch_size {loop.batch_size} is the global batch and must divide by "
                          f"the number of processes ({info.world_size})")
     index = train_ds.index
     if resume is not None and list(resume["label_values"]) != list(index.label_values):
         raise ValueError("the classes in the data differ from those the checkpoint was trained on")
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if resume is None and (run_dir / "last.pt").exists():
-            raise ValueError(f"run folder {run_dir} already holds a run; continue it with "
-                             f"--resume {run_dir} or pick another --run_name")
-        if info.is_main:
+    if run_dir is None:
+        return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, None, resume,
+                    config, progress, log, info, resume_hint)
+    run_dir = Path(run_dir)
+    lock = open_run_dir(run_dir, resume is not None, info)
+    try:
+        return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
+                    config, progress, log, info, resume_hint)
+    except BaseException:
+        if info.is_main and resume is None:
+            _remove_if_unused(run_dir)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def open_run_dir(run_dir: Path, resuming: bool, info: DistInfo = DistInfo()) -> Optional[RunLock]:
+    """Create ``run_dir`` and lock it for this run (rank 0; every rank learns of a refusal).
+
+    Refused (ValueError): a folder another live process holds (the message names it), or,
+    for a new run, a folder that already holds any run file: a new run never writes over
+    another run's checkpoints or mixes its metrics into theirs."""
+    lock, error = None, None
+    if info.is_main:
+        try:
+            if run_dir.exists() and not run_dir.is_dir():
+                raise ValueError(f"run folder {run_dir} exists and is not a folder; pick another "
+                                 f"--run_name or output_dir")
             run_dir.mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            log_main(f"run folder: {run_dir}\nconfig:\n{format_config(config)}")
+            lock = RunLock(run_dir).acquire()
+            found = [f for f in RUN_FILES if (run_dir / f).exists()]
+            if not resuming and found:
+                lock.release()
+                raise ValueError(f"run folder {run_dir} already holds a run ({', '.join(found)}); "
+                                 f"continue it with --resume {run_dir}, or pick another "
+                                 f"--run_name (a new run never writes over another run's files)")
+        except ValueError as exc:
+            error = exc
+        except OSError as exc:
+            error = ValueError(f"cannot create or lock run folder {run_dir}: "
+                               f"{exc.strerror or exc}; pick a writable output_dir")
+    ddp.agree(error, info)
+    return lock
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that a failed or interrupted start left with nothing in it but
+    its lock file."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {RunLock.FILE}:
+            (run_dir / RunLock.FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass  # another run took the folder meanwhile, or it is gone: leave it
+
+
+def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_init, cache_dir,
+         run_dir: Optional[Path], resume: Optional[dict], config: Optional[dict], progress: bool,
+         log, info: DistInfo, resume_hint: Optional[str]) -> FitResult:
+    """:func:`fit` after the checks, with the run folder (if any) locked."""
+    loop = settings.loop
+    index = train_ds.index
+    log_main = log if info.is_main else (lambda *a, **k: None)
+    if run_dir is not None and config is not None:
+        log_main(f"run folder: {run_dir}\nconfig:\n{format_config(config)}")
     seed_everything(loop.seed)
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 

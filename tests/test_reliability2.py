@@ -128,3 +128,50 @@ def test_resume_refuses_a_run_whose_best_checkpoint_is_missing(tiny):
     torch.save(ck, run / "last.pt")
     with pytest.raises(ValueError, match="best.pt is missing"):
         train_dejavid.main(["--resume", str(run), "--no-progress"])
+
+
+# --- items 1, 3: one run per folder ---------------------------------------------------
+
+def test_second_run_on_a_locked_folder_refuses_naming_the_holder(tiny):
+    """Another process holds the run folder (as a run does for its lifetime): a second run
+    on it refuses with that process's pid and writes nothing there."""
+    cfg, _, tmp = tiny
+    run = tmp / "runs" / "same"
+    run.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from dejavid.io import RunLock; "
+         f"RunLock({str(run)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=f"in use by another run \\(pid {holder.pid} on host"):
+            _train(cfg, "--run_name", "same")
+        assert {p.name for p in run.iterdir()} == {".lock"}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _train(cfg, "--run_name", "same", "--num_epochs", "1") == 0   # free again
+
+
+def test_default_run_names_never_collide(tiny, monkeypatch):
+    """Two runs without --run_name started in the same second get two folders."""
+    cfg, _, tmp = tiny
+    monkeypatch.setattr("time.strftime", lambda fmt, *a: "20260101-000000")
+    assert _train(cfg, "--num_epochs", "1") == 0
+    assert _train(cfg, "--num_epochs", "1") == 0
+    runs = sorted(p.name for p in (tmp / "runs").iterdir())
+    assert runs == ["tiny-20260101-000000", "tiny-20260101-000000-2"]
+    for name in runs:
+        rows = (tmp / "runs" / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["epoch"] for r in rows] == [1]
+
+
+def test_new_run_refuses_a_folder_holding_run_files_without_last(tiny):
+    cfg, _, tmp = tiny
+    run = tmp / "runs" / "old"
+    assert _train(cfg, "--run_name", "old", "--num_epochs", "1") == 0
+    (run / "last.pt").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"already holds a run \(best.pt, metrics.jsonl\)"):
+        _train(cfg, "--run_name", "old")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
