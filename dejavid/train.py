@@ -25,7 +25,7 @@ from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .config import format_config
 from .device import resolve_device
 from .distributed import DistInfo
-from .engine import Running, evaluate, train_one_epoch
+from .engine import NonFiniteError, Running, evaluate, train_one_epoch
 from .io import RunLock
 from .metrics_log import MetricsLog, format_epoch
 from .model import DejaVid, count_parameters
@@ -106,17 +106,20 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
     index = train_ds.index
     if resume is not None and list(resume["label_values"]) != list(index.label_values):
         raise ValueError("the classes in the data differ from those the checkpoint was trained on")
-    if run_dir is None:
-        return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, None, resume,
-                    config, progress, log, info, resume_hint)
-    run_dir = Path(run_dir)
-    lock = open_run_dir(run_dir, resume is not None, info)
+    if index.num_classes < 2:
+        raise ValueError(f"the training data has {index.num_classes} class "
+                         f"({index.label_values}); a classifier needs at least 2 classes with "
+                         f"training videos")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    lock = open_run_dir(run_dir, resume is not None, info) if run_dir is not None else None
     try:
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
                     config, progress, log, info, resume_hint)
-    except BaseException:
-        if info.is_main and resume is None:
+    except BaseException as exc:
+        if run_dir is not None and info.is_main and resume is None:
             _remove_if_unused(run_dir)
+        if isinstance(exc, NonFiniteError):
+            raise NonFiniteError(_diverged_message(str(exc), run_dir, settings)) from None
         raise
     finally:
         if lock is not None:
@@ -150,6 +153,17 @@ def open_run_dir(run_dir: Path, resuming: bool, info: DistInfo = DistInfo()) -> 
                                f"{exc.strerror or exc}; pick a writable output_dir")
     ddp.agree(error, info)
     return lock
+
+
+def _diverged_message(what: str, run_dir: Optional[Path], settings: TrainSettings) -> str:
+    last = run_dir / "last.pt" if run_dir is not None else None
+    kept = (f"the last good checkpoint, {last}, is kept (nothing from the failed epoch was "
+            f"saved)" if last is not None and last.is_file()
+            else "no checkpoint was written" if run_dir is not None else "")
+    return (f"training stopped because it diverged at {what}. " + (kept + ". " if kept else "")
+            + f"Usual causes: a learning rate too high (lr = {settings.optim.lr:g}), features "
+            f"so large that the distances overflow float32 (sums beyond about 3e38; scale the "
+            f"features), or feature files that changed during the run.")
 
 
 def _remove_if_unused(run_dir: Path) -> None:

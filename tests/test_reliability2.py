@@ -175,3 +175,47 @@ def test_new_run_refuses_a_folder_holding_run_files_without_last(tiny):
     with pytest.raises(ValueError, match=r"already holds a run \(best.pt, metrics.jsonl\)"):
         _train(cfg, "--run_name", "old")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+# --- item 4: NaN and Inf stop the run --------------------------------------------------
+
+def test_nan_mid_run_stops_with_last_good_checkpoint_kept(tiny, monkeypatch):
+    """Training files overwritten with NaN after epoch 1 (in_memory false): the run stops
+    in epoch 2 with a clear error; last.pt and best.pt stay epoch 1's finite weights."""
+    cfg, paths, tmp = tiny
+    from dejavid.metrics_log import MetricsLog
+    real_append = MetricsLog.append
+
+    def append_then_poison(self, row):
+        real_append(self, row)
+        for victim in paths["id2feats"].glob("train_*.pt"):   # (a few stay cached in memory)
+            torch.save(torch.full_like(torch.load(victim), float("nan")), victim)
+
+    monkeypatch.setattr(MetricsLog, "append", append_then_poison)
+    with pytest.raises(ValueError, match=r"diverged at epoch 2, step \d+: the loss is nan.*"
+                                         r"last good checkpoint.*last.pt, is kept"):
+        _train(cfg, "--run_name", "n")
+    run = tmp / "runs" / "n"
+    for name in ("last.pt", "best.pt"):
+        ck = torch.load(run / name, weights_only=True)
+        assert ck["epoch"] == 1
+        assert all(bool(torch.isfinite(t).all()) for t in ck["model"].values())
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_overflowing_features_exit_2_without_traceback(tmp_path):
+    """Features up to 1e38: the distances overflow float32; the script stops with
+    exit 2 and one paragraph, and leaves no empty run folder."""
+    videos = {k: (x * 1e38, lab, split) for k, (x, lab, split) in ramp_videos(3).items()}
+    paths = write_dataset(tmp_path, videos)
+    cfg = write_config_yaml(tmp_path / "big.yaml", paths, **TINY)
+    rc, _, err = _script("--config", cfg, "--run_name", "big", "--no-progress")
+    _assert_user_error(rc, err, "diverged", "overflow float32")
+    assert not (tmp_path / "runs" / "big").exists()
+
+
+def test_one_class_data_set_is_refused(tmp_path):
+    videos = {k: v for k, v in ramp_videos(3).items() if v[1] == 0}
+    cfg = write_config_yaml(tmp_path / "one.yaml", write_dataset(tmp_path, videos), **TINY)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _train(cfg)
