@@ -151,6 +151,8 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
     Raises FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
     """
+    if train_split not in SPLITS:
+        raise ValueError(f"train_split must be one of {', '.join(SPLITS)}, got {train_split!r}")
     id2splits = load_pickle_map(id2splits, "id2splits")
     id2labels = load_pickle_map(id2labels, "id2labels")
     id2fname = load_pickle_map(id2fname, "id2fname")

@@ -219,3 +219,41 @@ def test_one_class_data_set_is_refused(tmp_path):
     cfg = write_config_yaml(tmp_path / "one.yaml", write_dataset(tmp_path, videos), **TINY)
     with pytest.raises(ValueError, match="at least 2 classes"):
         _train(cfg)
+
+
+# --- item 5: values that would spoil training are refused before any work ---------------
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", ".nan", "lr must be a finite number, got nan"),
+    ("lr", ".inf", "lr must be a finite number, got inf"),
+    ("lr", "-0.1", "lr must be > 0"),
+    ("ms_lr_div", ".inf", "ms_lr_div must be a finite number"),
+    ("min_lr_ratio", "-0.5", "min_lr_ratio must be >= 0, got -0.5"),
+    ("min_lr_ratio", "1.5", "min_lr_ratio must be <= 1"),
+    ("std_eps", "-1e-6", "std_eps must be > 0"),
+    ("std_eps", "0", "std_eps must be > 0"),
+    ("weight_decay", "-0.01", "weight_decay must be >= 0"),
+    ("betas", "[0.9, 1.0]", "each of betas must be < 1"),
+    ("mu_betas", "[-0.1, 0.9]", "each of mu_betas must be >= 0"),
+    ("seed", "-1", "seed must be >= 0, got -1"),
+    ("seed", str(2**32), "seed must be <= 4294967295"),
+    ("centroid_seed", "-3", "centroid_seed must be >= 0, got -3"),
+    ("train_split", "trian", "train_split must be one of train, val, test, got 'trian'"),
+])
+def test_out_of_range_values_are_refused_before_any_work(tiny, key, value, message):
+    cfg, _, tmp = tiny
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        _train(cfg, f"--{key}", value)
+    assert not (tmp / "runs").exists() and not (tmp / "cache").exists()
+
+
+def test_settings_dataclasses_refuse_the_same_values():
+    from dejavid.settings import CentroidSpec, LoopSpec, OptimSpec
+    for make, message in [(lambda: OptimSpec(lr=float("nan")), "lr must be a finite"),
+                          (lambda: OptimSpec(min_lr_ratio=-1.0), "min_lr_ratio must be >= 0"),
+                          (lambda: OptimSpec(betas=(0.9, 2.0)), "each of betas must be < 1"),
+                          (lambda: LoopSpec(std_eps=-1.0), "std_eps must be > 0"),
+                          (lambda: LoopSpec(seed=-1), "seed must be >= 0"),
+                          (lambda: CentroidSpec(seed=-1), "centroid_seed must be >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            make()
