@@ -257,3 +257,37 @@ def test_settings_dataclasses_refuse_the_same_values():
                           (lambda: CentroidSpec(seed=-1), "centroid_seed must be >= 0")]:
         with pytest.raises(ValueError, match=message):
             make()
+
+
+# --- item 6: no flag is silently ignored -------------------------------------------------
+
+def test_eval_only_with_config_evaluates_that_configs_data(tiny, capsys):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    other = write_dataset(tmp / "other", ramp_videos(6, {"train": 2, "val": 3}, seed=1))
+    other_cfg = write_config_yaml(tmp / "other.yaml", other, **TINY)
+    capsys.readouterr()
+    assert train_dejavid.main(["--eval-only", "--checkpoint", str(tmp / "runs" / "a" / "best.pt"),
+                               "--config", str(other_cfg), "--no-progress"]) == 0
+    assert "eval on 'val' (6 videos)" in capsys.readouterr().out     # not the 12 of its own data
+    wide = write_dataset(tmp / "wide", {k: (torch.cat([x, x], 1), lab, split) for k, (x, lab, split)
+                                        in ramp_videos(2).items()})
+    wide_cfg = write_config_yaml(tmp / "wide.yaml", wide, **TINY)
+    with pytest.raises(ValueError, match="F = 4 features per step but the checkpoint was "
+                                         "trained on F = 2"):
+        train_dejavid.main(["--eval-only", "--checkpoint", str(tmp / "runs" / "a" / "best.pt"),
+                            "--config", str(wide_cfg), "--no-progress"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "x.pt"], "--checkpoint only work"),
+    (["--predictions", "p.csv"], "--predictions only work"),
+    (["--resume", "RUN"], "--config cannot apply"),
+    (["--eval-only", "--resume", "RUN", "--checkpoint", "x.pt"], "exclude each other"),
+])
+def test_flags_that_would_be_ignored_are_errors(tiny, argv, message):
+    cfg, _, tmp = tiny
+    argv = [a.replace("RUN", str(tmp / "runs" / "r")) for a in argv]
+    with pytest.raises(ValueError, match=message):
+        _train(cfg, *argv)
+    assert not (tmp / "runs").exists()
