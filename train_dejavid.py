@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-only", action="store_true",
                    help="only evaluate --checkpoint (with --config: on that config's data)")
     p.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue although the data differs from the checkpoint's")
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
     args, rest = cli.parse(p, argv)
     check_flags(args)
@@ -77,6 +79,8 @@ def check_flags(args) -> None:
         if given:
             raise ValueError(f"{' and '.join(given)} only work(s) with --eval-only; add "
                              f"--eval-only to evaluate, or drop {' and '.join(given)} to train")
+    if args.allow_changed_data and not args.resume:
+        raise ValueError("--allow-changed-data only applies to --resume")
     if args.resume and args.config:
         raise ValueError("--resume continues a run with the config saved in its checkpoint, so "
                          "--config cannot apply; drop --config (where the data and outputs live "
@@ -116,7 +120,7 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
     result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
                  run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
-                 log=tqdm.write, info=info)
+                 log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data)
     return 130 if result.stopped else 0
 
 

@@ -12,6 +12,7 @@ metrics.jsonl, Ctrl-C writes a checkpoint and resumes exactly); the estimator
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         cache_dir: Optional[str | Path] = None, run_dir: Optional[str | Path] = None,
         resume: Optional[dict] = None, config: Optional[dict] = None, progress: bool = True,
         log: Callable[[str], None] = print, info: DistInfo = DistInfo(),
-        resume_hint: Optional[str] = None) -> FitResult:
+        resume_hint: Optional[str] = None, allow_changed_data: bool = False) -> FitResult:
     """Train DejaVid on ``train_ds``, evaluating on ``eval_ds`` (if given) after each epoch.
 
     Datasets yield (x [T, F], label index, row) and carry ``index`` and ``rows``
@@ -92,6 +93,9 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       and SIGINT/SIGTERM handling: the step finishes, a checkpoint is written and
       ``FitResult.stopped`` names the signal.  ``config`` is saved in the checkpoints
       (and logged); ``resume`` (a loaded checkpoint of the same run) continues it exactly.
+      A resume on data that differs from what the checkpoint records (ids, labels or
+      contents of the training or evaluation videos) is refused with a ValueError naming
+      what changed, unless ``allow_changed_data``.
       Without ``run_dir`` nothing is written and a Ctrl-C raises KeyboardInterrupt.
     * Seeds python's, numpy's and torch's global RNGs with ``settings.loop.seed`` first
       (torch's data loader draws from the global RNG).
@@ -110,11 +114,21 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         raise ValueError(f"the training data has {index.num_classes} class "
                          f"({index.label_values}); a classifier needs at least 2 classes with "
                          f"training videos")
+    data = data_record(train_ds, eval_ds)
+    if resume is not None:
+        changed = data_changes(resume.get("data"), data, train_ds, eval_ds)
+        if changed and not allow_changed_data:
+            raise ValueError(f"the data changed since the checkpoint was written: {changed}. "
+                             f"A resume on other data would not end as the original run would "
+                             f"have; restore the data, or continue anyway with "
+                             f"--allow-changed-data (allow_changed_data=True)")
+        if changed and info.is_main:
+            log(f"warning: continuing on changed data ({changed})")
     run_dir = Path(run_dir) if run_dir is not None else None
     lock = open_run_dir(run_dir, resume is not None, info) if run_dir is not None else None
     try:
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
-                    config, progress, log, info, resume_hint)
+                    config, progress, log, info, resume_hint, data)
     except BaseException as exc:
         if run_dir is not None and info.is_main and resume is None:
             _remove_if_unused(run_dir)
@@ -155,6 +169,58 @@ def open_run_dir(run_dir: Path, resuming: bool, info: DistInfo = DistInfo()) -> 
     return lock
 
 
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little",
+                          signed=True)
+
+
+def data_record(train_ds, eval_ds=None) -> dict:
+    """What a run trains and evaluates on, as checkpoints keep it: per split its name, the
+    fingerprint (:meth:`dejavid.data.DataIndex.fingerprint`) and, per video, a 64-bit hash
+    of its id and one of its label and contents (int64 tensors [N]: 16 bytes a video, so
+    that a resume on changed data can say how many videos changed)."""
+    out = {}
+    for role, ds in (("train", train_ds), ("eval", eval_ds)):
+        if ds is None:
+            continue
+        index, rows = ds.index, [int(k) for k in ds.rows]
+        split = index.splits[rows[0]]
+        out[role] = {
+            "split": split, "fingerprint": index.fingerprint(split),
+            "ids": torch.tensor([_hash64(repr(index.ids[k])) for k in rows], dtype=torch.int64),
+            "contents": torch.tensor([_hash64(f"{index.label_values[index.labels[k]]!r}|"
+                                              f"{index.digests[k]}") for k in rows],
+                                     dtype=torch.int64),
+        }
+    return out
+
+
+def data_changes(saved: Optional[dict], now: dict, train_ds, eval_ds=None) -> str:
+    """'' when ``now`` (the :func:`data_record` of ``train_ds``/``eval_ds``) matches the
+    ``saved`` one (or nothing was saved), else what changed: per split, the videos with
+    other contents or labels, added, removed, and a few of their ids."""
+    if not saved:
+        return ""
+    parts = []
+    datasets = {"train": train_ds, "eval": eval_ds}
+    for role, new in now.items():
+        old = saved.get(role)
+        if old is None or old["fingerprint"] == new["fingerprint"]:
+            continue
+        before = dict(zip(old["ids"].tolist(), old["contents"].tolist()))
+        after = dict(zip(new["ids"].tolist(), new["contents"].tolist()))
+        changed = sorted(h for h in after.keys() & before.keys() if after[h] != before[h])
+        added = sorted(after.keys() - before.keys())
+        removed = len(before.keys() - after.keys())
+        ds, named = datasets[role], set(changed) | set(added)
+        names = [repr(ds.index.ids[int(k)]) for h, k in zip(new["ids"].tolist(), ds.rows)
+                 if h in named][:3]
+        parts.append(f"split '{new['split']}' ({role}): {len(changed)} of {len(before)} videos "
+                     f"have other contents or labels, {len(added)} added, {removed} removed"
+                     + (f" (e.g. {', '.join(names)})" if names else ""))
+    return "; ".join(parts)
+
+
 def _diverged_message(what: str, run_dir: Optional[Path], settings: TrainSettings) -> str:
     last = run_dir / "last.pt" if run_dir is not None else None
     kept = (f"the last good checkpoint, {last}, is kept (nothing from the failed epoch was "
@@ -179,7 +245,7 @@ def _remove_if_unused(run_dir: Path) -> None:
 
 def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_init, cache_dir,
          run_dir: Optional[Path], resume: Optional[dict], config: Optional[dict], progress: bool,
-         log, info: DistInfo, resume_hint: Optional[str]) -> FitResult:
+         log, info: DistInfo, resume_hint: Optional[str], data: dict) -> FitResult:
     """:func:`fit` after the checks, with the run folder (if any) locked."""
     loop = settings.loop
     index = train_ds.index
@@ -189,12 +255,21 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     seed_everything(loop.seed)
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 
+    if mu_init is None and resume is not None:
+        # The checkpoint's parameters replace the initial ones: computing or loading
+        # centroids here would be wasted work.
+        mu_init = resume["model"]["mu"].clone()
     if mu_init is None:
-        # Rank 0 computes the centroids once; the other ranks wait, then read its cache file.
+        # Rank 0 computes the centroids once; the other ranks wait, then read its cache file
+        # (or stop quietly when rank 0 could not compute them).
+        error = None
         if info.is_main:
-            mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
-                                                   progress, log_main)
-        ddp.barrier(info)
+            try:
+                mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
+                                                       progress, log_main)
+            except (ValueError, OSError) as exc:
+                error = exc
+        ddp.agree(error, info)
         if not info.is_main:
             mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
                                                    False, log_main)
@@ -239,7 +314,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler,
                         config=config if config is not None else {},
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
-                        best_top1=best, history=history)
+                        best_top1=best, history=history, data=data)
 
     def result(stopped=None):
         return FitResult(model, history, best, list(index.label_values), run_dir, stopped)

@@ -291,3 +291,40 @@ def test_flags_that_would_be_ignored_are_errors(tiny, argv, message):
     with pytest.raises(ValueError, match=message):
         _train(cfg, *argv)
     assert not (tmp / "runs").exists()
+
+
+# --- item 7: a resume on changed data is refused; a resume skips the centroids -----------
+
+def _stopped_run(cfg, tmp, monkeypatch, name="r") -> Path:
+    """A run stopped after 2 training steps (mid-epoch checkpoint, exit 130)."""
+    monkeypatch.setenv("DEJAVID_STOP_AFTER_STEPS", "2")
+    assert _train(cfg, "--run_name", name) == 130
+    monkeypatch.delenv("DEJAVID_STOP_AFTER_STEPS")
+    return tmp / "runs" / name
+
+
+def test_resume_on_changed_data_is_refused_naming_what_changed(tiny, monkeypatch, capsys):
+    cfg, paths, tmp = tiny
+    run = _stopped_run(cfg, tmp, monkeypatch)
+    for vid in ("train_up000", "train_up001", "train_down002", "train_down003"):   # a third
+        f = paths["id2feats"] / f"{vid}.pt"
+        torch.save(torch.load(f) + 0.5, f)
+    with pytest.raises(ValueError, match=r"split 'train' \(train\): 4 of 12 videos have other "
+                                         r"contents or labels, 0 added, 0 removed \(e.g. "
+                                         r"'train_down002', 'train_down003', 'train_up000'\).*--allow-changed-data"):
+        train_dejavid.main(["--resume", str(run), "--no-progress"])
+    assert train_dejavid.main(["--resume", str(run), "--no-progress",
+                               "--allow-changed-data"]) == 0
+    assert "warning: continuing on changed data" in capsys.readouterr().out
+
+
+def test_resume_neither_computes_nor_loads_centroids(tiny, monkeypatch, capsys):
+    cfg, _, tmp = tiny
+    run = _stopped_run(cfg, tmp, monkeypatch)
+    import shutil
+    shutil.rmtree(tmp / "cache")
+    capsys.readouterr()
+    assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "computing centroids" not in out and "reusing cached centroids" not in out
+    assert not (tmp / "cache").exists()
