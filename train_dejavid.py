@@ -17,6 +17,7 @@ from dejavid.checkpoint import load_checkpoint
 from dejavid.config import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data import TSEDataset
 from dejavid.engine import evaluate
+from dejavid.io import check_writable_dir, check_writable_file
 from dejavid.predictions import write_predictions
 from dejavid.settings import index_from_config, settings_from_config
 from dejavid.train import fit, model_from_checkpoint
@@ -89,6 +90,13 @@ def check_flags(args) -> None:
 
 def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     settings = settings_from_config(cfg)
+    # Every output location is checked before the data check and the centroids.
+    if args.eval_only:
+        if args.predictions:
+            check_writable_file(args.predictions, "--predictions file")
+    else:
+        check_writable_dir(cfg["output_dir"], "output_dir")
+        check_writable_dir(cfg["cache_dir"], "cache_dir")
     index = index_from_config(cfg, progress)
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
 

@@ -61,7 +61,7 @@ def main_guard(main: Callable[[], int]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         if not quiet:
-            print("interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
+            print("interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
     sys.exit(code)
 

@@ -168,8 +168,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        with open(path) as fh:
-            data = _yaml_load(fh) or {}
+        try:
+            with open(path) as fh:
+                data = _yaml_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: "
+                             f"{' '.join(str(exc).split())}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of key: value")
         _apply(cfg, data.items(), str(path))

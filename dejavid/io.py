@@ -71,6 +71,32 @@ def append_line(path: str | Path, line: str) -> None:
         os.fsync(fh.fileno())
 
 
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """ValueError unless files can be created in folder ``path`` (it exists and is writable,
+    or its nearest existing parent is a writable folder it can be created in).  Scripts call
+    it for every output location before any long work, so a bad location fails at once."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {path} cannot be used: {probe} is not a folder; pick "
+                         f"another location")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} cannot be used: {probe} is not writable; pick "
+                         f"another location")
+
+
+def check_writable_file(path: str | Path, what: str) -> None:
+    """ValueError unless file ``path`` can be written (created or replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path} is not writable; pick another file")
+    check_writable_dir(path.parent, f"the folder of {what}")
+
+
 class RunLock:
     """An exclusive lock on a run folder, held for a run's lifetime.
 

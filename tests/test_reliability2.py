@@ -328,3 +328,97 @@ def test_resume_neither_computes_nor_loads_centroids(tiny, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "computing centroids" not in out and "reusing cached centroids" not in out
     assert not (tmp / "cache").exists()
+
+
+# --- item 9: one-paragraph messages instead of tracebacks -------------------------------
+
+def _guarded(code: str, *argv, timeout=300):
+    """Run ``code`` (which may patch the library) and then train_dejavid.py's main under
+    main_guard, as the script does: (returncode, stdout, stderr)."""
+    prog = (f"import sys\nsys.argv = ['train_dejavid.py'] + {list(map(str, argv))!r}\n{code}\n"
+            "import train_dejavid\nfrom dejavid import cli\ncli.main_guard(train_dejavid.main)\n")
+    res = subprocess.run([sys.executable, "-c", prog], cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout)
+    return res.returncode, res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("tensor, message", [
+    (torch.zeros(5, 0), r"no features \(F = 0"),
+    (torch.ones(5, 2).to_sparse(), "sparse tensor"),
+    (torch.ones(5, 2, dtype=torch.complex64), r"complex tensor \(torch.complex64\)"),
+])
+def test_data_check_names_zero_width_sparse_and_complex_tensors(tmp_path, tensor, message):
+    from dejavid.data import load_index
+    videos = ramp_videos(2)
+    videos["train_up000"] = (tensor, 0, "train")
+    paths = write_dataset(tmp_path, videos)
+    with pytest.raises(ValueError, match=r"(?s)1 problem.*video 'train_up000'.*" + message):
+        load_index(**{k: paths[k] for k in ("id2feats", "id2splits", "id2labels", "id2fname")},
+                   progress=False)
+
+
+@pytest.mark.parametrize("key", ["output_dir", "cache_dir"])
+def test_unusable_output_locations_fail_before_any_work(tiny, key):
+    cfg, _, tmp = tiny
+    blocker = tmp / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match=f"{key} .* is not a folder"):
+        _train(cfg, f"--{key}", str(blocker / "sub"))
+    assert not (tmp / "cache").exists() and not (tmp / "runs").exists()
+
+
+def test_unwritable_predictions_path_fails_before_evaluating(tiny):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    (tmp / "preds.csv").mkdir()
+    rc, out, err = _script("--eval-only", "--checkpoint", tmp / "runs" / "a" / "best.pt",
+                           "--predictions", tmp / "preds.csv", "--no-progress")
+    _assert_user_error(rc, err, "--predictions file", "is a folder")
+    assert "eval on" not in out
+
+
+def test_invalid_yaml_is_one_message(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1,\nnum_epochs: 3\n")
+    rc, _, err = _script("--config", bad)
+    _assert_user_error(rc, err, "is not valid YAML", "line")
+
+
+def test_full_disk_is_one_message_and_leaves_no_run_folder(tiny):
+    cfg, _, tmp = tiny
+    patch = ("import errno, torch\n"
+             "def full(obj, f, *a, **k):\n"
+             "    raise OSError(errno.ENOSPC, 'No space left on device', str(f))\n"
+             "torch.save = full\n")
+    rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "full", "--no-progress")
+    _assert_user_error(rc, err, "No space left on device")
+    assert not (tmp / "runs" / "full").exists()
+
+
+def test_ctrl_c_during_centroids_exits_130_in_one_line(tiny):
+    cfg, _, tmp = tiny
+    patch = ("import dejavid.train\n"
+             "def interrupted(*a, **k):\n"
+             "    raise KeyboardInterrupt\n"
+             "dejavid.train.load_or_compute_centroids = interrupted\n")
+    rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "c", "--no-progress")
+    assert rc == 130, err
+    assert "Traceback" not in err and err.strip().splitlines() == ["interrupted (Ctrl-C)"]
+    assert not (tmp / "runs" / "c").exists()
+
+
+def test_feature_file_deleted_mid_run_is_one_message(tiny, monkeypatch):
+    cfg, paths, tmp = tiny
+    from dejavid.metrics_log import MetricsLog
+    real_append = MetricsLog.append
+
+    def append_then_delete(self, row):
+        real_append(self, row)
+        for f in paths["id2feats"].glob("train_*.pt"):
+            f.unlink()
+
+    monkeypatch.setattr(MetricsLog, "append", append_then_delete)
+    with pytest.raises(ValueError, match=r"file 'train_\w+.pt'\) changed since the data check "
+                                         r"\(FileNotFoundError"):
+        _train(cfg, "--run_name", "d")
+    assert torch.load(tmp / "runs" / "d" / "last.pt", weights_only=True)["epoch"] == 1
