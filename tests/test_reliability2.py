@@ -422,3 +422,25 @@ def test_feature_file_deleted_mid_run_is_one_message(tiny, monkeypatch):
                                          r"\(FileNotFoundError"):
         _train(cfg, "--run_name", "d")
     assert torch.load(tmp / "runs" / "d" / "last.pt", weights_only=True)["epoch"] == 1
+
+
+# --- item 11: under torchrun, rank 0's message is the only one --------------------------
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_torchrun_user_error_is_reported_once_without_rank_tracebacks(tiny):
+    """Rank 0 refuses the run folder (it holds another run's metrics); rank 1 learns of it
+    at the same collective and exits quietly, instead of failing at the next one."""
+    cfg, _, tmp = tiny
+    (tmp / "runs" / "taken").mkdir(parents=True)
+    (tmp / "runs" / "taken" / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", str(ROOT / "train_dejavid.py"), "--config",
+                          str(cfg), "--run_name", "taken", "--no-progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert out.count("error: run folder") == 1 and "already holds a run (metrics.jsonl)" in out
+    # torchrun prints its own summary; neither rank may print a traceback of ours
+    assert str(ROOT / "dejavid") not in out and 'train_dejavid.py", line' not in out, out
+    assert "exitcode  : 2" in out, out
