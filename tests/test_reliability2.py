@@ -153,6 +153,28 @@ def test_second_run_on_a_locked_folder_refuses_naming_the_holder(tiny):
     assert _train(cfg, "--run_name", "same", "--num_epochs", "1") == 0   # free again
 
 
+def test_two_runs_started_together_on_one_folder_never_mix(tiny):
+    """Two real processes, same --run_name, started at once: one trains, the other refuses
+    (whichever comes second: the folder is locked, or already holds the first's files);
+    the folder holds exactly one run."""
+    cfg, _, tmp = tiny
+    argv = [sys.executable, str(ROOT / "train_dejavid.py"), "--config", str(cfg), "--run_name",
+            "same", "--no-progress"]
+    procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    err = next(e for rc, e in results if rc == 2)
+    assert "Traceback" not in err
+    assert "in use by another run (pid" in err or "already holds a run" in err, err
+    rows = (tmp / "runs" / "same" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+
+
 def test_default_run_names_never_collide(tiny, monkeypatch):
     """Two runs without --run_name started in the same second get two folders."""
     cfg, _, tmp = tiny
