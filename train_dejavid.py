@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
@@ -119,16 +120,23 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             print(f"predictions written to {args.predictions}")
         return 0
 
+    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
+    claimed = not args.resume and not cfg["run_name"] and info.is_main
     run_dir = (Path(args.resume) if args.resume
                else cli.default_run_dir(cfg, create=info.is_main))
     if args.resume and not run_dir.is_dir():
         run_dir = run_dir.parent
     if not args.resume and info.enabled:
         run_dir = Path(ddp.gather_objects(str(run_dir), info)[0])  # rank 0's timestamped name
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
-    result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
-                 run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
-                 log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data)
+    try:
+        result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
+                     run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
+                     log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data)
+    except BaseException:
+        if claimed:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()   # the folder claimed above, if the run left nothing in it
+        raise
     return 130 if result.stopped else 0
 
 

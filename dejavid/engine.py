@@ -123,7 +123,8 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
                           dist.gather(1, order).cpu()))
     model.fixed_path = fixed
     loss_sum, top1, top5, count = all_sum([loss_sum, top1, top5, count], info, device)
-    _check_finite(model, loss_sum, "evaluation")
+    _check_finite(model, loss_sum, "evaluation (distances beyond float32's range: features "
+                                   "or weights too large)")
     out = {"loss": loss_sum / count, "top1": top1 / count, "top5": top5 / count,
            "count": int(count)}
     if keep_predictions:

@@ -130,8 +130,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
                     config, progress, log, info, resume_hint, data)
     except BaseException as exc:
-        if run_dir is not None and info.is_main and resume is None:
-            _remove_if_unused(run_dir)
+        if lock is not None and resume is None:
+            _remove_if_unused(run_dir)   # (only while holding the lock: it may be another's)
         if isinstance(exc, NonFiniteError):
             raise NonFiniteError(_diverged_message(str(exc), run_dir, settings)) from None
         raise
@@ -223,9 +223,9 @@ def data_changes(saved: Optional[dict], now: dict, train_ds, eval_ds=None) -> st
 
 def _diverged_message(what: str, run_dir: Optional[Path], settings: TrainSettings) -> str:
     last = run_dir / "last.pt" if run_dir is not None else None
-    kept = (f"the last good checkpoint, {last}, is kept (nothing from the failed epoch was "
+    kept = (f"The last good checkpoint, {last}, is kept (nothing from the failed epoch was "
             f"saved)" if last is not None and last.is_file()
-            else "no checkpoint was written" if run_dir is not None else "")
+            else "No checkpoint was written" if run_dir is not None else "")
     return (f"training stopped because it diverged at {what}. " + (kept + ". " if kept else "")
             + f"Usual causes: a learning rate too high (lr = {settings.optim.lr:g}), features "
             f"so large that the distances overflow float32 (sums beyond about 3e38; scale the "

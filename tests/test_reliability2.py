@@ -17,7 +17,7 @@ import torch
 import train_dejavid
 from conftest import ROOT
 from dejavid import train as train_mod
-from helpers import ramp_videos, write_config_yaml, write_dataset
+from helpers import level_videos, ramp_videos, write_config_yaml, write_dataset
 
 TINY = dict(num_timesteps=4, sample_size_per_class=5, dba_max_iter=3, num_epochs=3,
             batch_size=4, device="cpu", lr=0.05)
@@ -234,6 +234,15 @@ def test_overflowing_features_exit_2_without_traceback(tmp_path):
     rc, _, err = _script("--config", cfg, "--run_name", "big", "--no-progress")
     _assert_user_error(rc, err, "diverged", "overflow float32")
     assert not (tmp_path / "runs" / "big").exists()
+
+
+def test_huge_learning_rate_is_caught_and_leaves_no_run_folder(tmp_path):
+    paths = write_dataset(tmp_path, level_videos({"train": 4, "val": 3}))
+    cfg = write_config_yaml(tmp_path / "lr.yaml", paths, **{**TINY, "lr": 1e4})
+    with pytest.raises(ValueError, match=r"diverged at epoch 1, step \d+: the loss is nan\. No "
+                                         r"checkpoint was written.*lr = 10000"):
+        _train(cfg)
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_one_class_data_set_is_refused(tmp_path):
@@ -466,3 +475,11 @@ def test_torchrun_user_error_is_reported_once_without_rank_tracebacks(tiny):
     # torchrun prints its own summary; neither rank may print a traceback of ours
     assert str(ROOT / "dejavid") not in out and 'train_dejavid.py", line' not in out, out
     assert "exitcode  : 2" in out, out
+
+
+def test_a_refused_default_named_run_leaves_no_folder(tmp_path):
+    videos = {k: v for k, v in ramp_videos(3).items() if v[1] == 0}
+    cfg = write_config_yaml(tmp_path / "one.yaml", write_dataset(tmp_path, videos), **TINY)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _train(cfg)
+    assert list((tmp_path / "runs").iterdir()) == []
