@@ -91,7 +91,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       when it is None).
     * ``run_dir``: checkpoints (``last.pt`` every epoch, ``best.pt``), ``metrics.jsonl``,
       and SIGINT/SIGTERM handling: the step finishes, a checkpoint is written and
-      ``FitResult.stopped`` names the signal.  ``config`` is saved in the checkpoints
+      ``FitResult.stopped`` names the signal.  The folder is locked for the run
+      (:func:`open_run_dir`); a new run refuses a folder that holds another run's files.  ``config`` is saved in the checkpoints
       (and logged); ``resume`` (a loaded checkpoint of the same run) continues it exactly.
       A resume on data that differs from what the checkpoint records (ids, labels or
       contents of the training or evaluation videos) is refused with a ValueError naming
@@ -99,6 +100,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       Without ``run_dir`` nothing is written and a Ctrl-C raises KeyboardInterrupt.
     * Seeds python's, numpy's and torch's global RNGs with ``settings.loop.seed`` first
       (torch's data loader draws from the global RNG).
+    * A NaN or Inf loss or parameter raises :class:`dejavid.engine.NonFiniteError` (a
+      ValueError); nothing from that epoch is written, the last good checkpoints stay.
     * ``info``/``device``: under torchrun pass :func:`dejavid.distributed.init`'s
       result; the model is wrapped in DistributedDataParallel for training.
     """
@@ -125,7 +128,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         if changed and info.is_main:
             log(f"warning: continuing on changed data ({changed})")
     run_dir = Path(run_dir) if run_dir is not None else None
-    lock = open_run_dir(run_dir, resume is not None, info) if run_dir is not None else None
+    lock = open_run_dir(run_dir, resume, info) if run_dir is not None else None
     try:
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
                     config, progress, log, info, resume_hint, data)
@@ -140,12 +143,14 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
             lock.release()
 
 
-def open_run_dir(run_dir: Path, resuming: bool, info: DistInfo = DistInfo()) -> Optional[RunLock]:
+def open_run_dir(run_dir: Path, resume: Optional[dict] = None,
+                 info: DistInfo = DistInfo()) -> Optional[RunLock]:
     """Create ``run_dir`` and lock it for this run (rank 0; every rank learns of a refusal).
 
-    Refused (ValueError): a folder another live process holds (the message names it), or,
-    for a new run, a folder that already holds any run file: a new run never writes over
-    another run's checkpoints or mixes its metrics into theirs."""
+    Refused (ValueError): a folder another live process holds (the message names it); for
+    a new run, a folder that already holds any run file (a new run never writes over
+    another run's checkpoints or mixes its metrics into theirs); for a ``resume``, a run
+    whose best.pt is missing or behind (:func:`check_best_checkpoint`)."""
     lock, error = None, None
     if info.is_main:
         try:
@@ -155,12 +160,16 @@ def open_run_dir(run_dir: Path, resuming: bool, info: DistInfo = DistInfo()) -> 
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = RunLock(run_dir).acquire()
             found = [f for f in RUN_FILES if (run_dir / f).exists()]
-            if not resuming and found:
-                lock.release()
+            if resume is None and found:
                 raise ValueError(f"run folder {run_dir} already holds a run ({', '.join(found)}); "
                                  f"continue it with --resume {run_dir}, or pick another "
                                  f"--run_name (a new run never writes over another run's files)")
+            if resume is not None:
+                check_best_checkpoint(run_dir, resume["best_top1"])
         except ValueError as exc:
+            if lock is not None:
+                lock.release()
+                lock = None
             error = exc
         except OSError as exc:
             error = ValueError(f"cannot create or lock run folder {run_dir}: "
@@ -300,8 +309,6 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         scheduler.load_state_dict(resume["scheduler"])
         set_rng_state(resume["rng"])
         start_epoch, start_step, best = resume["epoch"], resume["step"], resume["best_top1"]
-        if run_dir is not None and info.is_main:
-            check_best_checkpoint(run_dir, best)
         running = Running(**resume["running"]) if resume["running"] else None
         history = list(resume["history"])
         if info.is_main and metrics is not None:
@@ -350,9 +357,9 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
             if eval_ds is not None:
                 best = max(best, row["val_top1"])
             # The checkpoint is the source of truth; metrics.jsonl follows it.  best.pt goes
-            # first: a crash between the two writes then leaves last.pt at the previous
-            # epoch, whose resume redoes this epoch and writes the same best.pt again
-            # (the other order would record a best whose weights were never saved).
+            # first: a crash between the two writes leaves this epoch's state in best.pt,
+            # which load_checkpoint(run folder) then picks over the older last.pt (the
+            # other order would record a best whose weights were never saved).
             if improved:
                 checkpoint(run_dir / "best.pt" if run_dir else None, epoch + 1, 0, None)
             checkpoint(run_dir / "last.pt" if run_dir else None, epoch + 1, 0, None)
