@@ -25,8 +25,9 @@ TINY = dict(num_timesteps=4, sample_size_per_class=5, dba_max_iter=3, num_epochs
 
 @pytest.fixture
 def tiny(tmp_path):
-    """(config path, data paths, tmp folder) of a 2-class data set, 12 train / 12 val videos."""
-    paths = write_dataset(tmp_path, ramp_videos(6))
+    """(config path, data paths, tmp folder) of a 3-class data set, 12 train / 12 val videos
+    (3 classes: with 2, the standardised logits make the loss constant and nothing trains)."""
+    paths = write_dataset(tmp_path, level_videos({"train": 4, "val": 4}))
     return write_config_yaml(tmp_path / "tiny.yaml", paths, **TINY), paths, tmp_path
 
 
@@ -109,6 +110,7 @@ def test_crash_between_the_two_checkpoint_writes_keeps_best(tiny, monkeypatch):
     monkeypatch.undo()
     assert writes == ["best.pt"]       # best.pt is written before last.pt
     run = tmp / "runs" / "r"
+    at_crash = torch.load(run / "best.pt", weights_only=True)["model"]["theta"]
     assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
     for name in ("best.pt", "last.pt"):
         a = torch.load(tmp / "runs" / "ref" / name, weights_only=True)
@@ -116,6 +118,7 @@ def test_crash_between_the_two_checkpoint_writes_keeps_best(tiny, monkeypatch):
         assert a["epoch"] == b["epoch"] and a["best_top1"] == b["best_top1"]
         assert torch.equal(a["model"]["mu"], b["model"]["mu"])
         assert torch.equal(a["model"]["theta"], b["model"]["theta"])
+    assert not torch.equal(at_crash, b["model"]["theta"])          # epochs 2, 3 trained
 
 
 def test_resume_refuses_a_run_whose_best_checkpoint_is_missing(tiny):
@@ -295,17 +298,17 @@ def test_settings_dataclasses_refuse_the_same_values():
 def test_eval_only_with_config_evaluates_that_configs_data(tiny, capsys):
     cfg, _, tmp = tiny
     assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
-    other = write_dataset(tmp / "other", ramp_videos(6, {"train": 2, "val": 3}, seed=1))
+    other = write_dataset(tmp / "other", level_videos({"train": 2, "val": 2}, seed=1))
     other_cfg = write_config_yaml(tmp / "other.yaml", other, **TINY)
     capsys.readouterr()
     assert train_dejavid.main(["--eval-only", "--checkpoint", str(tmp / "runs" / "a" / "best.pt"),
                                "--config", str(other_cfg), "--no-progress"]) == 0
     assert "eval on 'val' (6 videos)" in capsys.readouterr().out     # not the 12 of its own data
     wide = write_dataset(tmp / "wide", {k: (torch.cat([x, x], 1), lab, split) for k, (x, lab, split)
-                                        in ramp_videos(2).items()})
+                                        in level_videos({"train": 2, "val": 1}).items()})
     wide_cfg = write_config_yaml(tmp / "wide.yaml", wide, **TINY)
-    with pytest.raises(ValueError, match="F = 4 features per step but the checkpoint was "
-                                         "trained on F = 2"):
+    with pytest.raises(ValueError, match="F = 6 features per step but the checkpoint was "
+                                         "trained on F = 3"):
         train_dejavid.main(["--eval-only", "--checkpoint", str(tmp / "runs" / "a" / "best.pt"),
                             "--config", str(wide_cfg), "--no-progress"])
 
@@ -337,12 +340,12 @@ def _stopped_run(cfg, tmp, monkeypatch, name="r") -> Path:
 def test_resume_on_changed_data_is_refused_naming_what_changed(tiny, monkeypatch, capsys):
     cfg, paths, tmp = tiny
     run = _stopped_run(cfg, tmp, monkeypatch)
-    for vid in ("train_up000", "train_up001", "train_down002", "train_down003"):   # a third
+    for vid in ("train_c0_000", "train_c0_001", "train_c1_002", "train_c2_003"):   # a third
         f = paths["id2feats"] / f"{vid}.pt"
         torch.save(torch.load(f) + 0.5, f)
     with pytest.raises(ValueError, match=r"split 'train' \(train\): 4 of 12 videos have other "
                                          r"contents or labels, 0 added, 0 removed \(e.g. "
-                                         r"'train_down002', 'train_down003', 'train_up000'\).*--allow-changed-data"):
+                                         r"'train_c0_000', 'train_c0_001', 'train_c1_002'\).*--allow-changed-data"):
         train_dejavid.main(["--resume", str(run), "--no-progress"])
     assert train_dejavid.main(["--resume", str(run), "--no-progress",
                                "--allow-changed-data"]) == 0
@@ -483,3 +486,33 @@ def test_a_refused_default_named_run_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="at least 2 classes"):
         _train(cfg)
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_old_format_checkpoint_is_refused_then_upgraded_resumes_exactly(tiny, monkeypatch):
+    """A checkpoint of the earlier format (pickled numpy/python RNG states) is refused with
+    the command that converts it; converted, it resumes to the uninterrupted run's weights."""
+    import random
+
+    import numpy as np
+
+    from dejavid.checkpoint import upgrade_checkpoint
+    from dejavid.rng import set_rng_state
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "ref") == 0
+    run = _stopped_run(cfg, tmp, monkeypatch)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    mid_theta = ck["model"]["theta"].clone()
+    set_rng_state(ck["rng"])
+    ck["rng"] = {"torch": ck["rng"]["torch"], "numpy": np.random.get_state(),
+                 "python": random.getstate()}
+    del ck["format"], ck["data"]
+    torch.save(ck, run / "last.pt")
+    with pytest.raises(ValueError, match="could run code.*upgrade_checkpoint"):
+        train_dejavid.main(["--resume", str(run), "--no-progress"])
+    upgrade_checkpoint(run / "last.pt")
+    assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
+    a = torch.load(tmp / "runs" / "ref" / "last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
+    assert not torch.equal(mid_theta, b["model"]["theta"])     # the resumed part trained
+    assert torch.equal(a["model"]["mu"], b["model"]["mu"])
+    assert torch.equal(a["model"]["theta"], b["model"]["theta"])
