@@ -3,6 +3,7 @@
     python train_dejavid.py --config configs/hmdb51.yaml [--key value ...]
     python train_dejavid.py --resume runs/<run>            # continue exactly
     python train_dejavid.py --eval-only --checkpoint runs/<run>/best.pt --predictions preds.csv
+    python train_dejavid.py --eval-only --checkpoint runs/<run>/best.pt --config other.yaml
 """
 from __future__ import annotations
 
