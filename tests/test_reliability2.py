@@ -429,12 +429,15 @@ def test_full_disk_is_one_message_and_leaves_no_run_folder(tiny):
     assert not (tmp / "runs" / "full").exists()
 
 
-def test_ctrl_c_during_centroids_exits_130_in_one_line(tiny):
+@pytest.mark.parametrize("where", ["dejavid.train.load_or_compute_centroids",
+                                   "dejavid.settings.index_from_config"])
+def test_ctrl_c_during_data_check_or_centroids_exits_130_in_one_line(tiny, where):
     cfg, _, tmp = tiny
-    patch = ("import dejavid.train\n"
+    module, name = where.rsplit(".", 1)
+    patch = (f"import {module}\n"
              "def interrupted(*a, **k):\n"
              "    raise KeyboardInterrupt\n"
-             "dejavid.train.load_or_compute_centroids = interrupted\n")
+             f"{module}.{name} = interrupted\n")
     rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "c", "--no-progress")
     assert rc == 130, err
     assert "Traceback" not in err and err.strip().splitlines() == ["interrupted (Ctrl-C)"]
