@@ -2,11 +2,13 @@
 and the run-folder lock."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,6 +125,14 @@ class RunLock:
             os.close(fd)
             raise ValueError(f"run folder {self.run_dir} is in use by another run ({holder}); "
                              f"wait for it to finish, or pick another --run_name") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            # Some network file systems have no locks: run anyway, but say what is lost.
+            warnings.warn(f"run folder {self.run_dir}: the file system does not support locks "
+                          f"({exc.strerror}); a second run on this folder would not be stopped",
+                          RuntimeWarning, stacklevel=2)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())

@@ -519,3 +519,18 @@ def test_old_format_checkpoint_is_refused_then_upgraded_resumes_exactly(tiny, mo
     assert not torch.equal(mid_theta, b["model"]["theta"])     # the resumed part trained
     assert torch.equal(a["model"]["mu"], b["model"]["mu"])
     assert torch.equal(a["model"]["theta"], b["model"]["theta"])
+
+
+def test_file_systems_without_locks_warn_and_run(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from dejavid.io import RunLock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="does not support locks"):
+        lock = RunLock(tmp_path).acquire()
+    lock.release()
