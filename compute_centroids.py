@@ -11,6 +11,7 @@ from dejavid import cli
 from dejavid.centroids import load_or_compute_centroids
 from dejavid.config import load_config
 from dejavid.data import TSEDataset
+from dejavid.io import check_writable_dir
 from dejavid.settings import index_from_config, settings_from_config
 
 
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     args, rest = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
     cfg = load_config(args.config, rest)
     settings = settings_from_config(cfg)
+    check_writable_dir(cfg["cache_dir"], "cache_dir")
     t0 = time.time()
     index = index_from_config(cfg, progress=not args.no_progress)
     train_ds = TSEDataset(index, cfg["train_split"])
