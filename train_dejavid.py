@@ -19,9 +19,9 @@ from dejavid import distributed as ddp
 from dejavid.centroids import load_or_compute_centroids
 from dejavid.config import format_config, load_config, parse_overrides, step_pattern
 from dejavid.data import TSEDataset, load_index
-from dejavid.engine import (MetricsLog, Running, StopRequest, evaluate, format_epoch,
-                            load_checkpoint, restore_model, save_checkpoint, set_rng_state,
-                            train_one_epoch, write_predictions)
+from dejavid.engine import (MetricsLog, Running, StopRequest, calibrate_head, evaluate,
+                            format_epoch, load_checkpoint, restore_model, save_checkpoint,
+                            set_rng_state, train_one_epoch, write_predictions)
 from dejavid.model import DejaVid, build_optimizer, build_scheduler, count_parameters
 
 # Keys that may change when resuming without breaking exactness.
@@ -67,14 +67,17 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
                          f"the number of processes ({info.world_size})")
     cli.seed_everything(cfg["seed"])
 
-    index = load_index(cfg, progress=progress)
+    index = load_index(cfg, progress=progress, log=log)
     if ckpt is not None and list(ckpt["label_values"]) != list(index.label_values):
         raise ValueError("the classes in the data differ from those the checkpoint was trained on")
+    if ckpt is not None and ckpt.get("standardize") is not None:
+        index.feature_stats = ckpt["standardize"]  # the statistics the model was trained with
     pattern = step_pattern(cfg)
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
 
     if args.eval_only:
-        model = DejaVid(ckpt["model"]["mu"], pattern, cfg["use_fixed_path"], backend=cfg["backend"])
+        model = DejaVid(ckpt["model"]["mu"], pattern, cfg["use_fixed_path"], backend=cfg["backend"],
+                        logit_head=cfg["logit_head"], std_eps=cfg["std_eps"])
         model.fixed_path = False  # evaluation aligns with the trained parameters
         restore_model(model, ckpt)
         model.to(device)
@@ -108,7 +111,8 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
     if not info.is_main:
         mu0, _ = load_or_compute_centroids(index, cfg, pattern, cfg["backend"], False, log)
     gen = torch.Generator().manual_seed(cfg["seed"])
-    model = DejaVid(mu0, pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"], gen)
+    model = DejaVid(mu0, pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"], gen,
+                    logit_head=cfg["logit_head"], std_eps=cfg["std_eps"])
     model.to(device)
     # Under torchrun, DDP averages gradients across ranks; `model` stays the plain module
     # for snapshots, evaluation and checkpoints.
@@ -118,6 +122,11 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
+    if ckpt is None:
+        calibrate_head(model, train_ds, cfg, device)
+    if cfg["logit_head"] == "temperature":
+        log(f"logit head: -d / tau, tau = {model.head.log_temperature.exp().item():.4g} "
+            f"(calibrated on the initial training distances; learned)")
     log(f"{len(train_ds)} train / {len(eval_ds)} {cfg['eval_split']} videos, "
         f"{index.num_classes} classes, F = {index.feature_size}, K = {cfg['num_timesteps']}, "
         f"{count_parameters(model)} parameters, device {device}, {info.world_size} process(es)")
@@ -141,7 +150,7 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
             return
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
-                        best_top1=best, history=history)
+                        best_top1=best, history=history, feature_stats=index.feature_stats)
 
     with StopRequest() as stop:
         for epoch in range(start_epoch, cfg["num_epochs"]):

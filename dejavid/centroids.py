@@ -87,7 +87,7 @@ def dba_cost(samples: torch.Tensor, mu: torch.Tensor, step_pattern: str,
 
 def centroid_meta(index: DataIndex, cfg: dict, step_pattern: str) -> dict:
     """Every input that determines the centroids."""
-    return {
+    meta = {
         "version": CACHE_VERSION,
         "data_fingerprint": index.fingerprint(cfg["train_split"]),
         "num_timesteps": cfg["num_timesteps"],
@@ -98,6 +98,11 @@ def centroid_meta(index: DataIndex, cfg: dict, step_pattern: str) -> dict:
         "feature_size": index.feature_size,
         "num_classes": index.num_classes,
     }
+    if cfg.get("standardize"):
+        # Centroids of standardised features (their statistics follow from the training
+        # data, which the fingerprint covers); absent when off, so older caches stay valid.
+        meta["standardize"] = True
+    return meta
 
 
 def cache_path(cache_dir: str | Path, meta: dict) -> Path:

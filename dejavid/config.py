@@ -27,12 +27,16 @@ DEFAULTS: dict[str, Any] = {
     "in_memory": False,              # hold whole splits in RAM
     "num_workers": 0,                # DataLoader worker processes
     # --- model
-    "num_timesteps": 64,             # K, centroid length
+    "num_timesteps": "auto",         # K, centroid length; auto: from the training lengths
+                                     # (median, clipped to [AUTO_K_MIN, AUTO_K_MAX])
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
     "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
     "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)
-    "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
+    "logit_head": "temperature",     # temperature: -d / tau, tau learned (any C >= 2);
+                                     # zscore: the paper's per-sample standardisation
+    "std_eps": 1e-6,                 # epsilon of the zscore head
+    "standardize": True,             # per-feature mean/std of the training split
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N
     # --- centroids (DESIGN section 5)
@@ -57,6 +61,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
+LOGIT_HEADS = ("temperature", "zscore")
+# Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
+AUTO_INT_KEYS = ("num_timesteps",)
+AUTO_K_MIN, AUTO_K_MAX = 8, 64
+# Keys added after checkpoints were first written, with the value that reproduces the
+# behaviour of those older runs (a checkpoint without the key is read with this value).
+LEGACY_VALUES = {"logit_head": "zscore", "standardize": False}
 
 
 class _Loader(yaml.SafeLoader):
@@ -89,6 +100,12 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     default = DEFAULTS[key]
     want = type(default)
     where = f"config key '{key}' (from {source})"
+    if key in AUTO_INT_KEYS:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer or 'auto', got {value!r}")
+        return value
     if want is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true/false, got {value!r}")
@@ -142,7 +159,8 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             value = _yaml_load(raw)
         except yaml.YAMLError:
             value = raw
-        if DEFAULTS.get(key) is not None and isinstance(DEFAULTS[key], str) and not isinstance(value, str):
+        if (isinstance(DEFAULTS.get(key), str) and key not in AUTO_INT_KEYS
+                and not isinstance(value, str)):
             value = raw  # e.g. a run name that looks like a number
         out.append((key, value))
     return out
@@ -153,7 +171,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     """Defaults <- ``base`` (a saved config) <- YAML file <- command-line overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     if base is not None:
-        _apply(cfg, base.items(), "checkpoint")
+        _apply(cfg, {**LEGACY_VALUES, **base}.items(), "checkpoint")
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -172,9 +190,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
 
 def validate(cfg: dict) -> None:
     """Value checks beyond types."""
+    if cfg["num_timesteps"] != "auto" and cfg["num_timesteps"] < 1:
+        raise ValueError(f"config key 'num_timesteps' must be >= 1 or 'auto', "
+                         f"got {cfg['num_timesteps']}")
+    if cfg["logit_head"] not in LOGIT_HEADS:
+        raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
+                         f"got {cfg['logit_head']!r}")
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
-    for key in ("num_timesteps", "batch_size", "sample_size_per_class", "num_epochs"):
+    for key in ("batch_size", "sample_size_per_class", "num_epochs"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",
@@ -187,6 +211,35 @@ def validate(cfg: dict) -> None:
         raise ValueError(f"eval_split must be 'val' or 'test', got {cfg['eval_split']!r}")
     if cfg["backend"] not in ("auto", "ref", "numba", "cuda"):
         raise ValueError(f"backend must be auto, ref, numba or cuda, got {cfg['backend']!r}")
+
+
+def auto_num_timesteps(train_lengths) -> int:
+    """K for ``num_timesteps: auto``: the median training length, clipped to [8, 64].
+
+    A centroid step per typical sample step keeps the temporal detail of short
+    series (JapaneseVowels: 7-29 steps), while 64 (the paper's K) bounds the cost,
+    which grows as K * T per (sample, class) pair, for long ones.
+    """
+    lengths = sorted(int(t) for t in train_lengths)
+    if not lengths:
+        raise ValueError("no training videos to derive num_timesteps from")
+    median = lengths[len(lengths) // 2] if len(lengths) % 2 else \
+        (lengths[len(lengths) // 2 - 1] + lengths[len(lengths) // 2] + 1) // 2
+    return max(AUTO_K_MIN, min(AUTO_K_MAX, median))
+
+
+def resolve_auto(cfg: dict, train_lengths) -> list[str]:
+    """Replace the 'auto' values of ``cfg`` (in place) by values from the training data.
+
+    Returns one line per resolved key, for the log; the resolved config is what
+    is printed and saved in checkpoints.
+    """
+    notes = []
+    if cfg["num_timesteps"] == "auto":
+        cfg["num_timesteps"] = auto_num_timesteps(train_lengths)
+        notes.append(f"num_timesteps: auto -> {cfg['num_timesteps']} (median training length, "
+                     f"clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}])")
+    return notes
 
 
 def step_pattern(cfg: dict) -> str:

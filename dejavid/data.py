@@ -19,6 +19,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .config import resolve_auto
+from .standardize import RunningStats, apply as standardize_features
+
 SPLITS = ("train", "val", "test")
 MAX_REPORTED = 20
 
@@ -118,6 +121,9 @@ class DataIndex:
     label_values: list            # original label of each class index
     feature_size: int
     digests: list[str]            # content hash per video
+    # {"mean": [F], "std": [F]} of the training split when config 'standardize' is on; the
+    # datasets apply it to every video (dejavid/standardize.py).
+    feature_stats: Optional[dict] = None
     _split_rows: dict = field(default_factory=dict)
 
     @property
@@ -138,8 +144,12 @@ class DataIndex:
         return h.hexdigest()
 
 
-def load_index(cfg: dict, progress: bool = True) -> DataIndex:
+def load_index(cfg: dict, progress: bool = True, log=print) -> DataIndex:
     """Read the four inputs, check every video, return the index or raise.
+
+    Also fills the config's data-derived values in place (``num_timesteps:
+    auto``, logged through ``log``) and, with ``standardize``, computes the
+    training split's per-feature statistics while the files are read anyway.
 
     Raises FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
@@ -203,6 +213,7 @@ def load_index(cfg: dict, progress: bool = True) -> DataIndex:
         by_file.setdefault(str(id2fname[vid]), []).append(k)
     n_half = 0
     first_f = None
+    train_stats = RunningStats() if cfg.get("standardize") else None
     for fname, rows in tqdm(by_file.items(), desc="checking data", unit="file",
                             disable=not progress, leave=False):
         path = root / fname
@@ -236,16 +247,23 @@ def load_index(cfg: dict, progress: bool = True) -> DataIndex:
             if first_f is None:
                 first_f = t.shape[1]
             lengths[k] = t.shape[0]
+            if train_stats is not None and id2splits[ids[k]] == cfg["train_split"]:
+                train_stats.add(t)
             digests[k] = hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
     problems.raise_if_any()
     if n_half:
         warnings.warn(f"{n_half} video(s) stored as float16/bfloat16 were converted to float32",
                       RuntimeWarning, stacklevel=2)
-    return DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
-                     splits=[id2splits[v] for v in ids],
-                     labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
-                     lengths=lengths, label_values=label_values,
-                     feature_size=int(feature_size or first_f), digests=digests)
+    index = DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
+                      splits=[id2splits[v] for v in ids],
+                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids],
+                                      dtype=np.int64),
+                      lengths=lengths, label_values=label_values,
+                      feature_size=int(feature_size or first_f), digests=digests,
+                      feature_stats=train_stats.result() if train_stats is not None else None)
+    for note in resolve_auto(cfg, lengths[index.rows(cfg["train_split"])]):
+        log(note)
+    return index
 
 
 class TSEDataset(Dataset):
@@ -281,6 +299,7 @@ class TSEDataset(Dataset):
     def __getitem__(self, n: int):
         k = int(self.rows[n])
         x = self._cache[n] if self._cache is not None else self._load(k)
+        x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k
 
 

@@ -134,7 +134,8 @@ def train_one_epoch(model, ds: TSEDataset, optimizer, cfg: dict, device, epoch: 
                           torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64))
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)                      # [B_local, C]
-        loss_sum = loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum")
+        loss_sum = loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum",
+                           head=getattr(model, "module", model).head)
         optimizer.zero_grad(set_to_none=True)
         (loss_sum * (info.world_size / n_global)).backward()
         optimizer.step()
@@ -181,7 +182,8 @@ def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool =
                       desc="eval", unit="batch", leave=False, disable=not progress):
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)
-        loss_sum += float(loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum"))
+        loss_sum += float(loss_fn(dist, batch.labels, cfg["std_eps"], reduction="sum",
+                                  head=model.head))
         order, hits1, hits5 = rank_classes(dist, batch.labels)   # order [B, 5] nearest classes
         top1 += hits1
         top5 += hits5
@@ -196,6 +198,24 @@ def evaluate(model: DejaVid, ds: TSEDataset, cfg: dict, device, progress: bool =
     if keep_predictions:
         out["predictions"] = [p for part in gather_objects(preds, info) for p in part]
     return out
+
+
+@torch.no_grad()
+def calibrate_head(model: DejaVid, ds: TSEDataset, cfg: dict, device,
+                   max_videos: int = 1024) -> None:
+    """Set the logit head's scale from the initial distances of up to ``max_videos``
+    training videos (a seeded subset, the same on every rank); a no-op for the zscore head."""
+    g = torch.Generator().manual_seed(cfg["seed"])
+    rows = torch.randperm(len(ds), generator=g)[:max_videos].tolist()
+    bs = cfg["eval_batch_size"] or cfg["batch_size"]
+    fixed, model.fixed_path = model.fixed_path, False
+    dists = []
+    for batch in make_loader(ds, [rows[s:s + bs] for s in range(0, len(rows), bs)],
+                             cfg["num_workers"]):
+        batch = batch.to(device)
+        dists.append(model(batch.x, batch.offsets))
+    model.fixed_path = fixed
+    model.head.calibrate(torch.cat(dists))
 
 
 def write_predictions(path: str | Path, index: DataIndex, preds) -> None:
@@ -226,10 +246,13 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, cfg: dict,
                     label_values: list, epoch: int, step: int, running: Optional[Running],
-                    best_top1: float, history: list[dict]) -> None:
+                    best_top1: float, history: list[dict],
+                    feature_stats: Optional[dict] = None) -> None:
     """``epoch`` is the epoch to continue with and ``step`` the batches of it already done."""
     state = {
         "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
+        "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+        "standardize": feature_stats,   # training-split statistics the model expects, or None
         "snapshot": ({"mu": model.mu_fixed.cpu(), "theta": model.theta_fixed.cpu()}
                      if step > 0 and model.fixed_path else None),
         "optimizer": optimizer.state_dict(),
@@ -263,6 +286,8 @@ def restore_model(model: DejaVid, ckpt: dict) -> None:
     with torch.no_grad():
         model.mu.copy_(ckpt["model"]["mu"])
         model.theta.copy_(ckpt["model"]["theta"])
+        if ckpt.get("head"):
+            model.head.load_state_dict(ckpt["head"])
     if ckpt.get("snapshot") is not None:
         model.mu_fixed = ckpt["snapshot"]["mu"].to(model.mu.device)
         model.theta_fixed = ckpt["snapshot"]["theta"].to(model.mu.device)
