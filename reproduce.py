@@ -127,7 +127,7 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], index, cfg: di
     if (run_dir / "last.pt").is_file():
         check_same_run(run_dir, meta_path, want)
         ckpt = load_checkpoint(run_dir / "last.pt")
-        if ckpt["step"] == 0 and ckpt["epoch"] >= run_cfg["num_epochs"]:
+        if ckpt["step"] == 0 and ckpt["epoch"] >= ckpt["config"]["num_epochs"]:  # resolved value
             log(f"reusing finished run {run_dir} ({ckpt['epoch']} epochs)")
             return 0
         log(f"resuming {TITLES[method]} in {run_dir} (epoch {ckpt['epoch'] + 1}, "
