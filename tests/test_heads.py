@@ -146,7 +146,8 @@ def italy_power(tmp_path_factory):
 def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_path, capsys):
     from conftest import ROOT, demo_overrides
     argv = ["--config", str(ROOT / "configs" / "bench_accuracy.yaml"),
-            *demo_overrides(italy_power, tmp_path), "--run_name", "two", "--no-progress"]
+            *demo_overrides(italy_power, tmp_path), "--run_name", "two", "--num_epochs", "30",
+            "--no-progress"]
     assert train_dejavid.main(argv) == 0
     out = capsys.readouterr().out
     assert "num_timesteps: auto -> 24" in out
@@ -155,8 +156,8 @@ def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_
     losses = [r["train_loss"] for r in rows]
     print("train loss per epoch", [round(v, 4) for v in losses])
     print("val top-1 per epoch", [r["val_top1"] for r in rows])
-    assert losses[-1] < 0.25 * losses[0]
-    assert all(min(losses[:e + 5]) < min(losses[:e]) for e in range(1, len(losses) - 10, 5))
+    assert sum(losses[-5:]) < 0.25 * sum(losses[:5])
+    assert min(losses[15:]) < min(losses[:15])
 
     # Its starting point: the run's own centroids with w = 1 (cached by the run).
     ckpt = torch.load(run / "last.pt", weights_only=False)
@@ -167,10 +168,11 @@ def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_
     from dejavid.engine import evaluate
     cfg = ckpt["config"]
     index = load_index(cfg, progress=False)
+    said = []
     mu0, _ = load_or_compute_centroids(index, cfg, step_pattern(cfg), progress=False,
-                                       log=lambda *a: None)
+                                       log=said.append)
     start = evaluate(DejaVid(mu0, step_pattern(cfg), False, True), TSEDataset(index, "val"),
                      cfg, torch.device("cpu"), progress=False)["top1"]
     print("DBA start", start, "final", rows[-1]["val_top1"])
-    assert "reusing cached centroids" in capsys.readouterr().out  # the very same centroids
+    assert "reusing cached centroids" in said[0]  # the very centroids the run started from
     assert rows[-1]["val_top1"] > start + 0.05
