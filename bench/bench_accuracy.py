@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 import tempfile
 import time
@@ -124,10 +125,10 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -
 
 # --- baselines (adapters over dejavid.baselines) -------------------------------------------
 
-def baseline_index(data_args: list[str], work: Path, extra: list[str], standardize: bool):
-    """(index, cfg) of the written data set under CONFIG, as DejaVid's training sees it."""
-    cfg = load_config(CONFIG, [*data_args, "--cache_dir", str(work / "cache"), *extra,
-                               "--standardize", str(standardize).lower()])
+def baseline_index(data_args: list[str], work: Path, extra: list[str]):
+    """(index, cfg) of the written data set under CONFIG and the overrides ``extra``, as
+    DejaVid's training sees it (auto values resolved, standardisation statistics attached)."""
+    cfg = load_config(CONFIG, [*data_args, "--cache_dir", str(work / "cache"), *extra])
     return load_index(cfg, progress=False, log=lambda *a: None), cfg
 
 
@@ -173,44 +174,47 @@ def temporal_head(cls, Xtr, ytr, Xte, yte, seed: int, quick: bool) -> tuple[floa
 
 # --- the benchmark -------------------------------------------------------------------------
 
-def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log) -> dict:
-    """Every method on one data set: {"info", method -> list of per-seed top-1 (or one)}."""
+def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
+                  methods=METHODS, dejavid_args: tuple = ()) -> dict:
+    """``methods`` on one data set: {"info", "top1": method -> per-seed top-1 (or one value),
+    "seconds"}.  ``dejavid_args`` are extra train_dejavid overrides (for ablations); the DBA
+    centroid row then shows the start of that variant."""
     Xtr, ytr, Xte, yte = load_dataset(name)
     (work / "data").mkdir(parents=True, exist_ok=True)
     data_args = write_on_disk(work / "data", Xtr, ytr, Xte, yte)
-    extra = QUICK_DEJAVID if quick else []
+    extra = [*(QUICK_DEJAVID if quick else []), *dejavid_args]
     res: dict = {m: [] for m in METHODS}
     secs: dict = {m: 0.0 for m in METHODS}
-    dj = []
-    for seed in seeds:
-        dj.append(run_dejavid(data_args, work, seed, extra))
-        res["dejavid"].append(dj[-1]["top1"])
-        secs["dejavid"] += dj[-1]["seconds"]
-        log(f"{name}: DejaVid seed {seed}: top-1 {dj[-1]['top1']:.4f} "
-            f"({dj[-1]['seconds']:.1f} s; train loss per epoch {dj[-1]['train_loss']})")
-    index, cfg = baseline_index(data_args, work, extra, standardize=load_config(CONFIG)["standardize"])
-    t0 = time.time()
-    res["dba_centroid"].append(dba_centroid(index, cfg))
-    secs["dba_centroid"] = time.time() - t0
-    raw_index, raw_cfg = baseline_index(data_args, work, extra, standardize=False)
-    diag = baseline_index(data_args, work, [*extra, "--use_mm", "1"], standardize=False)
-    for m, fn, (idx, c) in (("knn_dtw", knn_dtw, (raw_index, raw_cfg)),
-                            ("knn_dtw_diag", knn_dtw, diag),
-                            ("meanpool_lr", meanpool_lr, (raw_index, raw_cfg))):
+    for seed in seeds if "dejavid" in methods else []:
+        r = run_dejavid(data_args, work, seed, extra)
+        res["dejavid"].append(r["top1"])
+        secs["dejavid"] += r["seconds"]
+        log(f"{name}: DejaVid seed {seed}: top-1 {r['top1']:.4f} "
+            f"({r['seconds']:.1f} s; train loss per epoch {r['train_loss']})")
+    index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
+    if "dba_centroid" in methods:
         t0 = time.time()
-        res[m].append(fn(idx, c))
-        secs[m] = time.time() - t0
-    e = knn_euclid(Xtr, ytr, Xte, yte)
+        res["dba_centroid"].append(dba_centroid(index, cfg))
+        secs["dba_centroid"] = time.time() - t0
+    raw = baseline_index(data_args, work, [*extra, "--standardize", "false"])
+    diag = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1"])
+    for m, fn, (idx, c) in (("knn_dtw", knn_dtw, raw), ("knn_dtw_diag", knn_dtw, diag),
+                            ("meanpool_lr", meanpool_lr, raw)):
+        if m in methods:
+            t0 = time.time()
+            res[m].append(fn(idx, c))
+            secs[m] = time.time() - t0
+    e = knn_euclid(Xtr, ytr, Xte, yte) if "knn_euclid" in methods else None
     if e is not None:
         res["knn_euclid"].append(e)
     for m, cls in (("gru", GRUClassifier), ("attention", AttentiveProbeClassifier)):
-        for seed in seeds:
+        for seed in seeds if m in methods else []:
             acc, s = temporal_head(cls, Xtr, ytr, Xte, yte, seed, quick)
             res[m].append(acc)
             secs[m] += s
     lengths = [x.shape[0] for x in Xtr]
     info = {"C": len(np.unique(ytr)), "F": Xtr[0].shape[1], "train": len(Xtr), "test": len(Xte),
-            "T": (min(lengths), max(lengths)), "K": dj[0]["K"]}
+            "T": (min(lengths), max(lengths)), "K": cfg["num_timesteps"]}
     log(f"{name}: " + ", ".join(f"{TITLES[m]} {np.mean(v):.4f}" for m, v in res.items() if v)
         + " | seconds: " + ", ".join(f"{TITLES[m]} {s:.1f}" for m, s in secs.items()))
     return {"info": info, "top1": res, "seconds": secs}
@@ -245,7 +249,8 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
               + " | seconds (DejaVid / BiGRU / attn. / 1-NN DTW / diag., all seeds) |",
               "| --- | --- | --- | --- | --- |"]
     for name, r in results.items():
-        per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) for m in ("dejavid", "gru", "attention")]
+        per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) or "n/a"
+               for m in ("dejavid", "gru", "attention")]
         s = r["seconds"]
         lines.append(f"| {name} | " + " | ".join(per) + f" | {s['dejavid']:.0f} / {s['gru']:.0f} / "
                      f"{s['attention']:.0f} / {s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} |")
@@ -256,6 +261,8 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
 def _summary(results: dict) -> str:
     """How DejaVid stands against its start and against the simple baselines."""
     above_start, above_simple, above_diag, heads_better = [], [], [], []
+    if not all(r["top1"][m] for r in results.values() for m in METHODS if m != "knn_euclid"):
+        return "(summary needs every method)"
     for name, r in results.items():
         d = np.mean(r["top1"]["dejavid"])
         if d >= np.mean(r["top1"]["dba_centroid"]):
@@ -284,7 +291,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--datasets", help=f"comma-separated subset of {', '.join(DATASETS)}")
     ap.add_argument("--work", help="keep data, centroids and runs here (default: a temp folder)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated subset of {', '.join(METHODS)} (default all)")
+    ap.add_argument("--dejavid-args", default="",
+                    help="extra train_dejavid overrides for ablations, e.g. "
+                         "'--logit_head zscore' (not for the reported table)")
     args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"--methods: choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.datasets.split(",") if args.datasets else list(QUICK_DATASETS if args.quick else DATASETS)
     bad = [n for n in names if n not in DATASETS]
@@ -292,14 +307,15 @@ def main(argv=None) -> int:
         raise ValueError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
     if args.quick:
         seeds = seeds[:1]
-    command = "python bench/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/bench_accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_accuracy-") as tmp:
         base = Path(args.work) if args.work else Path(tmp)
         for name in names:
-            results[name] = bench_dataset(name, seeds, base / name, args.quick, log)
+            results[name] = bench_dataset(name, seeds, base / name, args.quick, log, methods,
+                                          tuple(args.dejavid_args.split()))
     report = format_report(results, seeds, command.strip(), time.time() - t0)
     print(report)
     if args.out:
