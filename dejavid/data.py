@@ -147,9 +147,10 @@ class DataIndex:
 def load_index(cfg: dict, progress: bool = True, log=print) -> DataIndex:
     """Read the four inputs, check every video, return the index or raise.
 
-    Also fills the config's data-derived values in place (``num_timesteps:
-    auto``, logged through ``log``) and, with ``standardize``, computes the
-    training split's per-feature statistics while the files are read anyway.
+    Also fills the config's data-derived values in place (``num_timesteps`` and
+    ``num_epochs`` set to ``auto``, logged through ``log``) and, with
+    ``standardize``, computes the training split's per-feature statistics
+    (``index.feature_stats``) while the files are read anyway.
 
     Raises FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.

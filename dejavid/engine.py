@@ -205,6 +205,8 @@ def calibrate_head(model: DejaVid, ds: TSEDataset, cfg: dict, device,
                    max_videos: int = 1024) -> None:
     """Set the logit head's scale from the initial distances of up to ``max_videos``
     training videos (a seeded subset, the same on every rank); a no-op for the zscore head."""
+    if not getattr(model.head, "calibrated_from_data", False):
+        return
     g = torch.Generator().manual_seed(cfg["seed"])
     rows = torch.randperm(len(ds), generator=g)[:max_videos].tolist()
     bs = cfg["eval_batch_size"] or cfg["batch_size"]

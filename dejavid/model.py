@@ -80,6 +80,9 @@ class ZScoreHead(nn.Module):
     (up to ``eps``); with C = 3 one degree of freedom is left.  Kept for the
     paper's configs (hmdb51, k400, ssv2).
     """
+    # Whether calibrate() wants the initial training distances (engine.calibrate_head
+    # skips that pass otherwise).
+    calibrated_from_data = False
 
     def __init__(self, eps: float = 1e-6):
         super().__init__()
@@ -89,7 +92,7 @@ class ZScoreHead(nn.Module):
         return standardized_logits(dist, self.eps)
 
     def calibrate(self, dist: torch.Tensor) -> None:
-        """Nothing to set from data."""
+        """Nothing to set from data (the z-score is scale-free per sample)."""
 
 
 class TemperatureHead(nn.Module):
@@ -102,6 +105,7 @@ class TemperatureHead(nn.Module):
     :meth:`calibrate` sets from data before training so that the centred
     logits have unit spread.
     """
+    calibrated_from_data = True
 
     def __init__(self):
         super().__init__()
