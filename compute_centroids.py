@@ -18,10 +18,10 @@ from dejavid.settings import index_from_config, settings_from_config
 def main(argv=None) -> int:
     args, rest = cli.parse(cli.parser(__doc__.splitlines()[0]), argv)
     cfg = load_config(args.config, rest)
-    settings = settings_from_config(cfg)
     check_writable_dir(cfg["cache_dir"], "cache_dir")
     t0 = time.time()
-    index = index_from_config(cfg, progress=not args.no_progress)
+    index = index_from_config(cfg, progress=not args.no_progress, log=print)
+    settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     train_ds = TSEDataset(index, cfg["train_split"])
     mu, path = load_or_compute_centroids(train_ds, settings.centroids, cfg["cache_dir"],
                                          progress=not args.no_progress)

@@ -38,7 +38,7 @@ from dejavid.io import atomic_write_text
 from dejavid.results import (METHODS, ROW, TITLES, TRAINED, default_encoder_params, format_table,
                              trained_result)
 from dejavid.rng import seed_everything
-from dejavid.settings import index_from_config, settings_from_config
+from dejavid.settings import index_from_config, resolve_auto, settings_from_config
 from dejavid.timing import timer_from_env
 from dejavid.train import fit
 
@@ -79,11 +79,11 @@ def main(argv=None) -> int:
 
     seed_everything(cfg["seed"])
     device = resolve_device(cfg["device"])
-    settings = settings_from_config(cfg)
     with timer.stage("data check"):
-        index = index_from_config(cfg, progress)
+        index = index_from_config(cfg, progress, log=log)
         train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
         eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
+    settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     pattern = settings.model.step_pattern
     estimators = {m: ROW[m].factory(cfg, index.num_classes, index.feature_size)
                   for m in methods if ROW[m].kind == "estimator"}
@@ -156,6 +156,7 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], train_ds, eval
     for key, value in ROW[method].overrides:
         overrides += [f"--{key}", json.dumps(value)]
     run_cfg = load_config(args.config, overrides)
+    resolve_auto(run_cfg, index.lengths[index.rows(run_cfg["train_split"])])
     want = json.loads(json.dumps({
         "method": method,
         "config": {k: v for k, v in sorted(run_cfg.items()) if k not in NOT_COMPARED},

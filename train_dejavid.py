@@ -91,7 +91,6 @@ def check_flags(args) -> None:
 
 
 def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
-    settings = settings_from_config(cfg)
     # Every output location is checked before the data check and the centroids.
     if args.eval_only:
         if args.predictions:
@@ -99,7 +98,10 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
         check_writable_dir(cfg["cache_dir"], "cache_dir")
-    index = index_from_config(cfg, progress)
+    index = index_from_config(cfg, progress, log=print if info.is_main else None)
+    if ckpt is not None and ckpt.get("standardize") is not None:
+        index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
+    settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
 
     if args.eval_only:
@@ -109,7 +111,7 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         if ckpt["model"]["mu"].shape[-1] != index.feature_size:
             raise ValueError(f"the data has F = {index.feature_size} features per step but the "
                              f"checkpoint was trained on F = {ckpt['model']['mu'].shape[-1]}")
-        model = model_from_checkpoint(ckpt, settings.model).to(device)
+        model = model_from_checkpoint(ckpt, settings.model, settings.loop.std_eps).to(device)
         res = evaluate(model, eval_ds, settings.loop, device, progress,
                        keep_predictions=bool(args.predictions), info=info)
         if not info.is_main:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .data import DataIndex
+from .standardize import apply as standardize_features
 
 
 def as_sequences(X, what: str = "X") -> list[torch.Tensor]:
@@ -110,4 +111,5 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, n: int):
         k = int(self.rows[n])
-        return self._tensors[k], int(self.index.labels[k]), k
+        x = standardize_features(self._tensors[k], self.index.feature_stats)
+        return x, int(self.index.labels[k]), k

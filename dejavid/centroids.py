@@ -89,7 +89,7 @@ def dba_cost(samples: torch.Tensor, mu: torch.Tensor, step_pattern: str,
 def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dict:
     """Every input that determines the centroids (``spec.backend`` does not: all backends
     give the same centroids)."""
-    return {
+    meta = {
         "version": CACHE_VERSION,
         "data_fingerprint": index.fingerprint(train_split),
         "num_timesteps": spec.num_timesteps,
@@ -100,6 +100,11 @@ def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dic
         "feature_size": index.feature_size,
         "num_classes": index.num_classes,
     }
+    if getattr(index, "feature_stats", None) is not None:
+        # Centroids of standardised features (their statistics follow from the training
+        # data, which the fingerprint covers); absent when off, so older caches stay valid.
+        meta["standardize"] = True
+    return meta
 
 
 def cache_path(cache_dir: str | Path, meta: dict) -> Path:

@@ -28,15 +28,19 @@ def _plain(value):
 
 def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, config: dict,
                     label_values: list, epoch: int, step: int, running,
-                    best_top1: float, history: list[dict], data: dict | None = None) -> None:
+                    best_top1: float, history: list[dict], data: dict | None = None,
+                    feature_stats: dict | None = None) -> None:
     """``epoch`` is the epoch to continue with and ``step`` the batches of it already done;
     ``running`` the sums of those batches (an object with ``as_dict()``, or None);
     ``config`` the resolved config the run was started with (read back on resume);
     ``data`` what the run trained and evaluated on (:func:`dejavid.train.data_record`),
-    checked when it is resumed."""
+    checked when it is resumed; ``feature_stats`` the training split's per-feature
+    statistics the model expects its inputs standardised with (``standardize``), or None."""
     state = {
         "format": FORMAT_VERSION,
         "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
+        "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+        "standardize": feature_stats,
         "snapshot": ({"mu": model.mu_fixed.cpu(), "theta": model.theta_fixed.cpu()}
                      if step > 0 and model.fixed_path else None),
         "optimizer": optimizer.state_dict(),
@@ -115,6 +119,8 @@ def restore_model(model: DejaVid, ckpt: dict) -> None:
     with torch.no_grad():
         model.mu.copy_(ckpt["model"]["mu"])
         model.theta.copy_(ckpt["model"]["theta"])
+        if ckpt.get("head"):
+            model.head.load_state_dict(ckpt["head"])
     if ckpt.get("snapshot") is not None:
         model.mu_fixed = ckpt["snapshot"]["mu"].to(model.mu.device)
         model.theta_fixed = ckpt["snapshot"]["theta"].to(model.mu.device)

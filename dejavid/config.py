@@ -14,7 +14,8 @@ from typing import Any, Iterable
 import yaml
 
 from .data import SPLITS
-from .settings import SEED_MAX, STEP_PATTERN_OF_USE_MM, check_range, step_pattern_of
+from .settings import (AUTO_INT_KEYS, LOGIT_HEADS, SEED_MAX, STEP_PATTERN_OF_USE_MM, check_range,
+                       step_pattern_of)
 
 DEFAULTS: dict[str, Any] = {
     # --- data (DESIGN section 1); relative paths are taken from the working directory
@@ -30,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "in_memory": False,              # hold whole splits in RAM
     "num_workers": 0,                # DataLoader worker processes
     # --- model
-    "num_timesteps": 64,             # K, centroid length
+    "num_timesteps": "auto",         # K, centroid length; auto: from the training lengths
+                                     # (median, clipped to [AUTO_K_MIN, AUTO_K_MAX])
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
     "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
@@ -39,7 +41,10 @@ DEFAULTS: dict[str, Any] = {
                                      # with w_one_init that is w = 1); not with freeze_centroids
     "logit_columns": 0,              # the last C features of each step are the encoder's class
                                      # logits (C = num_classes); 0: none
-    "std_eps": 1e-6,                 # epsilon of the per-sample logit standardisation
+    "logit_head": "temperature",     # temperature: -d / tau, tau learned (any C >= 2);
+                                     # zscore: the paper's per-sample standardisation
+    "std_eps": 1e-6,                 # epsilon of the zscore head
+    "standardize": True,             # per-feature mean/std of the training split
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N
     # --- centroids (DESIGN section 5)
@@ -48,7 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "centroid_seed": 0,
     "cache_dir": "cache",
     # --- training (DESIGN section 6)
-    "num_epochs": 30,
+    "num_epochs": "auto",            # auto: enough epochs for AUTO_UPDATES AdamW updates,
+                                     # clipped to [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
     "batch_size": 384,               # global batch (split across ranks under torchrun)
     "eval_batch_size": 0,            # 0: same as batch_size
     "lr": 1e-3,                      # theta's learning rate
@@ -62,6 +68,11 @@ DEFAULTS: dict[str, Any] = {
     "output_dir": "runs",
     "run_name": "",                  # default: <name>-<timestamp>
 }
+
+# Keys added after checkpoints were first written, with the value that reproduces the
+# behaviour of those older runs (a checkpoint without the key is read with this value).
+LEGACY_VALUES = {"logit_head": "zscore", "standardize": False}
+
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads '1e-4' and '3E5' as floats.
@@ -99,6 +110,12 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     default = DEFAULTS[key]
     want = type(default)
     where = f"config key '{key}' (from {source})"
+    if key in AUTO_INT_KEYS:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer or 'auto', got {value!r}")
+        return value
     if want is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true/false, got {value!r}")
@@ -152,7 +169,8 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             value = _yaml_load(raw)
         except yaml.YAMLError:
             value = raw
-        if DEFAULTS.get(key) is not None and isinstance(DEFAULTS[key], str) and not isinstance(value, str):
+        if (isinstance(DEFAULTS.get(key), str) and key not in AUTO_INT_KEYS
+                and not isinstance(value, str)):
             value = raw  # e.g. a run name that looks like a number
         out.append((key, value))
     return out
@@ -163,7 +181,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     """Defaults <- ``base`` (a saved config) <- YAML file <- command-line overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     if base is not None:
-        _apply(cfg, base.items(), "checkpoint")
+        _apply(cfg, {**LEGACY_VALUES, **base}.items(), "checkpoint")
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -187,9 +205,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
 def validate(cfg: dict) -> None:
     """Value checks beyond types: every numeric key's range (finite, within bounds), the
     choices of the string keys, and combinations; each message names the key."""
+    for key in AUTO_INT_KEYS:
+        if cfg[key] != "auto" and cfg[key] < 1:
+            raise ValueError(f"config key '{key}' must be >= 1 or 'auto', got {cfg[key]}")
+    if cfg["logit_head"] not in LOGIT_HEADS:
+        raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
+                         f"got {cfg['logit_head']!r}")
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
-    for key in ("num_timesteps", "batch_size", "sample_size_per_class", "num_epochs"):
+    for key in ("batch_size", "sample_size_per_class"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",

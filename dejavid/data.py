@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .standardize import RunningStats, apply as standardize_features
+
 SPLITS = ("train", "val", "test")
 MAX_REPORTED = 20
 
@@ -126,6 +128,9 @@ class DataIndex:
     label_values: list            # original label of each class index
     feature_size: int
     digests: list[str]            # content hash per video
+    # {"mean": [F], "std": [F]} of the training split when config 'standardize' is on; the
+    # datasets apply it to every video (dejavid/standardize.py).
+    feature_stats: Optional[dict] = None
     _split_rows: dict = field(default_factory=dict)
 
     @property
@@ -148,13 +153,16 @@ class DataIndex:
 
 def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Path,
                id2fname: str | Path, *, train_split: str = "train", num_classes: int = 0,
-               feature_size: int = 0, progress: bool = True) -> DataIndex:
+               feature_size: int = 0, standardize: bool = False,
+               progress: bool = True) -> DataIndex:
     """Read the four inputs of DESIGN section 1, check every video, return the index or raise.
 
     ``id2feats`` is the folder of feature files; the other three are pickled dicts
     video_id -> split / integer label / file name under ``id2feats``.  Classes are
     those with a ``train_split`` video; ``num_classes`` / ``feature_size`` (0: take
-    from the data) must match the data when given.
+    from the data) must match the data when given.  With ``standardize``, the
+    training split's per-feature statistics (``index.feature_stats``) are computed
+    while the files are read anyway; the datasets then apply them to every video.
 
     Raises FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
@@ -219,6 +227,7 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         by_file.setdefault(str(id2fname[vid]), []).append(k)
     n_half = 0
     first_f = None
+    train_stats = RunningStats() if standardize else None
     for fname, rows in tqdm(by_file.items(), desc="checking data", unit="file",
                             disable=not progress, leave=False):
         path = root / fname
@@ -252,16 +261,21 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
             if first_f is None:
                 first_f = t.shape[1]
             lengths[k] = t.shape[0]
+            if train_stats is not None and id2splits[ids[k]] == train_split:
+                train_stats.add(t)
             digests[k] = hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
     problems.raise_if_any()
     if n_half:
         warnings.warn(f"{n_half} video(s) stored as float16/bfloat16 were converted to float32",
                       RuntimeWarning, stacklevel=2)
-    return DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
-                     splits=[id2splits[v] for v in ids],
-                     labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
-                     lengths=lengths, label_values=label_values,
-                     feature_size=int(feature_size or first_f), digests=digests)
+    index = DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
+                      splits=[id2splits[v] for v in ids],
+                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids],
+                                      dtype=np.int64),
+                      lengths=lengths, label_values=label_values,
+                      feature_size=int(feature_size or first_f), digests=digests,
+                      feature_stats=train_stats.result() if train_stats is not None else None)
+    return index
 
 
 class TSEDataset(Dataset):
@@ -308,6 +322,7 @@ class TSEDataset(Dataset):
     def __getitem__(self, n: int):
         k = int(self.rows[n])
         x = self._cache[n] if self._cache is not None else self._load(k)
+        x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k
 
 

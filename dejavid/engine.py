@@ -79,7 +79,8 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
             batch = batch.to(device)
         with timer.stage("forward"):
             dist = model(batch.x, batch.offsets)                  # [B_local, C]
-            loss_sum = loss_fn(dist, batch.labels, loop.std_eps, reduction="sum")
+            loss_sum = loss_fn(dist, batch.labels, loop.std_eps, reduction="sum",
+                               head=getattr(model, "module", model).head)
         with timer.stage("backward"):
             optimizer.zero_grad(set_to_none=True)
             (loss_sum * (info.world_size / n_global)).backward()
@@ -121,7 +122,8 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
                       desc="eval", unit="batch", leave=False, disable=not progress):
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)
-        loss_sum += float(loss_fn(dist, batch.labels, loop.std_eps, reduction="sum"))
+        loss_sum += float(loss_fn(dist, batch.labels, loop.std_eps, reduction="sum",
+                                  head=model.head))
         order, hits1, hits5 = rank_classes(dist, batch.labels)   # order [B, 5] nearest classes
         top1 += hits1
         top5 += hits5
@@ -138,3 +140,23 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
     if keep_predictions:
         out["predictions"] = [p for part in gather_objects(preds, info) for p in part]
     return out
+
+
+@torch.no_grad()
+def calibrate_head(model: DejaVid, ds: Dataset, loop: LoopSpec, device,
+                   max_videos: int = 1024) -> None:
+    """Set the logit head's scale from the initial distances of up to ``max_videos``
+    training videos (a seeded subset, the same on every rank); a no-op for the zscore head."""
+    if not getattr(model.head, "calibrated_from_data", False):
+        return
+    g = torch.Generator().manual_seed(loop.seed)
+    rows = torch.randperm(len(ds), generator=g)[:max_videos].tolist()
+    bs = loop.eval_batch_size
+    fixed, model.fixed_path = model.fixed_path, False
+    dists = []
+    for batch in make_loader(ds, [rows[s:s + bs] for s in range(0, len(rows), bs)],
+                             loop.num_workers):
+        batch = batch.to(device)
+        dists.append(model(batch.x, batch.offsets))
+    model.fixed_path = fixed
+    model.head.calibrate(torch.cat(dists))

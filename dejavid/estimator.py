@@ -135,16 +135,22 @@ class DejaVidClassifier(DistanceClassifier):
     Hyper-parameters (the config keys of the same names, see ``configs/``; defaults are the
     JapaneseVowels demo's, suited to small data sets):
 
-    num_timesteps        K, length of each class's centroid series
-    num_epochs, batch_size, lr, ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
+    num_timesteps        K, length of each class's centroid series ('auto': the median
+                         training length, clipped to [8, 128])
+    num_epochs ('auto': enough for 400 updates, clipped to [30, 200]), batch_size, lr, ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
                          AdamW on theta at ``lr`` and mu at ``lr / ms_lr_div``, cosine schedule
     use_fixed_path       align along paths of a per-epoch parameter snapshot
     step_pattern         'hv' or 'hvd' (adds the diagonal step)
     w_one_init           weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
     freeze_centroids     learn the weights only
+    freeze_weights       learn the centroids only
+    logit_head           'temperature' (learned -d / tau, trains for every C >= 2) or
+                         'zscore' (the paper's per-sample standardised logits)
+    standardize          standardise every feature with the training series' mean and std
+                         (applied again at prediction)
     sample_size_per_class, dba_max_iter, centroid_seed
                          DBA centroid initialisation
-    std_eps              epsilon of the per-sample logit standardisation
+    std_eps              epsilon of the zscore head
     seed                 batch order and weight initialisation (also seeds the global RNGs)
     device               'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'
     backend              'auto', 'ref', 'numba', 'cuda'
@@ -161,7 +167,8 @@ class DejaVidClassifier(DistanceClassifier):
                  warmup_epochs: int = 0, min_lr_ratio: float = 0.0,
                  use_fixed_path: bool = True, step_pattern: str = "hv",
                  w_one_init: bool = True, freeze_centroids: bool = False,
-                 sample_size_per_class: int = 50, dba_max_iter: int = 100,
+                 freeze_weights: bool = False, logit_head: str = "temperature",
+                 standardize: bool = True, sample_size_per_class: int = 50, dba_max_iter: int = 100,
                  centroid_seed: int = 0, std_eps: float = 1e-6, seed: int = 0,
                  device: str = "auto", backend: str = "auto",
                  cache_dir: Optional[str] = None, run_dir: Optional[str] = None,
@@ -178,6 +185,9 @@ class DejaVidClassifier(DistanceClassifier):
         self.step_pattern = step_pattern
         self.w_one_init = w_one_init
         self.freeze_centroids = freeze_centroids
+        self.freeze_weights = freeze_weights
+        self.logit_head = logit_head
+        self.standardize = standardize
         self.sample_size_per_class = sample_size_per_class
         self.dba_max_iter = dba_max_iter
         self.centroid_seed = centroid_seed
@@ -189,27 +199,43 @@ class DejaVidClassifier(DistanceClassifier):
         self.run_dir = run_dir
         self.verbose = verbose
 
-    def _settings(self):
-        from .settings import CentroidSpec, LoopSpec, ModelSpec, OptimSpec, TrainSettings
+    def _settings(self, train_lengths=None):
+        from .settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, TrainSettings,
+                               auto_num_epochs, auto_num_timesteps)
+        lengths = train_lengths if train_lengths is not None else [1]
+        K, epochs = self.num_timesteps, self.num_epochs
+        if K == "auto":
+            K = auto_num_timesteps(lengths)
+        if epochs == "auto":
+            epochs = auto_num_epochs(len(lengths), self.batch_size)
         return TrainSettings(
-            centroids=CentroidSpec(self.num_timesteps, self.step_pattern,
+            centroids=CentroidSpec(K, self.step_pattern,
                                    self.sample_size_per_class, self.dba_max_iter,
                                    self.centroid_seed, self.backend),
             model=ModelSpec(self.step_pattern, self.use_fixed_path, self.w_one_init,
-                            self.backend),
+                            self.backend, self.logit_head),
             optim=OptimSpec(lr=self.lr, ms_lr_div=self.ms_lr_div,
                             weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs,
                             min_lr_ratio=self.min_lr_ratio,
-                            freeze_centroids=self.freeze_centroids),
-            loop=LoopSpec(num_epochs=self.num_epochs, batch_size=self.batch_size,
+                            freeze_centroids=self.freeze_centroids,
+                            freeze_weights=self.freeze_weights),
+            loop=LoopSpec(num_epochs=epochs, batch_size=self.batch_size,
                           seed=self.seed, std_eps=self.std_eps))
 
     def fit(self, X, y):
         """Train on series ``X`` (list of [T, F], or [N, T, F]) with labels ``y`` (any values)."""
         from .train import fit
 
-        settings = self._settings()   # invalid hyper-parameters fail before any work
+        from .standardize import RunningStats
+
+        self._settings()   # invalid hyper-parameters fail before any work
         train_ds, classes = fit_inputs(X, y)
+        settings = self._settings(train_ds.index.lengths)
+        if self.standardize:
+            stats = RunningStats()
+            for t in train_ds._tensors:
+                stats.add(t)
+            train_ds.index.feature_stats = stats.result()
         result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
                      run_dir=self.run_dir, config=self.get_params() if self.run_dir else None,
                      progress=self.verbose,
@@ -221,6 +247,7 @@ class DejaVidClassifier(DistanceClassifier):
         self.n_features_in_ = train_ds.index.feature_size
         self.model_ = result.model
         self.history_ = result.history
+        self.feature_stats_ = train_ds.index.feature_stats
         return self
 
     def _class_distances(self, tensors) -> np.ndarray:
@@ -228,6 +255,7 @@ class DejaVidClassifier(DistanceClassifier):
         import torch
 
         from .data import collate_packed
+        from .standardize import apply as standardize_features
         model = self.model_
         device = model.mu.device
         fixed, model.fixed_path = model.fixed_path, False   # align with the trained parameters
@@ -237,7 +265,8 @@ class DejaVidClassifier(DistanceClassifier):
             with torch.no_grad():
                 bs = max(1, self.batch_size)
                 for s in range(0, len(tensors), bs):
-                    items = [(t, 0, n) for n, t in enumerate(tensors[s:s + bs])]
+                    items = [(standardize_features(t, self.feature_stats_), 0, n)
+                             for n, t in enumerate(tensors[s:s + bs])]
                     batch = collate_packed(items).to(device)
                     out.append(model(batch.x, batch.offsets).cpu())   # [B, C]
         finally:

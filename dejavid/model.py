@@ -1,6 +1,7 @@
 """The DejaVid layer: per-class centroid series and per-step, per-feature weights (DESIGN 4, 6)."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -8,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as Fn
 
 from .alignment import align
+from .settings import LOGIT_HEADS
 
 
 class DejaVid(nn.Module):
@@ -21,7 +23,8 @@ class DejaVid(nn.Module):
 
     def __init__(self, mu_init: torch.Tensor, step_pattern: str = "hv", fixed_path: bool = True,
                  w_one_init: bool = False, backend: str = "auto",
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
+                 std_eps: float = 1e-6):
         super().__init__()
         C, K, F = mu_init.shape
         self.mu = nn.Parameter(mu_init.detach().clone().float())
@@ -30,6 +33,7 @@ class DejaVid(nn.Module):
         self.step_pattern = step_pattern
         self.fixed_path = fixed_path
         self.backend = backend
+        self.head = make_head(logit_head, std_eps)
         self.register_buffer("mu_fixed", torch.empty(0), persistent=False)
         self.register_buffer("theta_fixed", torch.empty(0), persistent=False)
 
@@ -48,7 +52,8 @@ class DejaVid(nn.Module):
         if offsets.numel() == 1:
             # An empty share of a batch under DDP: no distances, but a graph that reaches
             # the parameters so this rank joins the gradient all-reduce.
-            return self.mu.new_zeros(0, self.num_classes) + 0.0 * (self.mu.sum() + self.theta.sum())
+            reach = self.mu.sum() + self.theta.sum() + sum(p.sum() for p in self.head.parameters())
+            return self.mu.new_zeros(0, self.num_classes) + 0.0 * reach
         paths = None
         if self.fixed_path:
             if self.mu_fixed.numel() == 0:
@@ -67,9 +72,72 @@ def standardized_logits(dist: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + eps)
 
 
+class ZScoreHead(nn.Module):
+    """The paper's logits: -d standardised per sample across the C classes.
+
+    Scale-free, but with C = 2 every standardised logit is +-1/sqrt(2) whatever
+    the distances, so the loss is a step function of d and its gradient is zero
+    (up to ``eps``); with C = 3 one degree of freedom is left.  Kept for the
+    paper's configs (hmdb51, k400, ssv2).
+    """
+    # Whether calibrate() wants the initial training distances (engine.calibrate_head
+    # skips that pass otherwise).
+    calibrated_from_data = False
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        return standardized_logits(dist, self.eps)
+
+    def calibrate(self, dist: torch.Tensor) -> None:
+        """Nothing to set from data (the z-score is scale-free per sample)."""
+
+
+class TemperatureHead(nn.Module):
+    """Logits -d / tau with one learned scalar tau = exp(log_temperature).
+
+    Softmax ignores a per-sample shift, so -d / tau trains for every C >= 2:
+    the gradient with respect to d is (softmax - onehot) / tau, non-zero
+    whenever the prediction is not certain.  The distances' scale (it grows
+    with K + T, F and the weights) is absorbed by tau, which
+    :meth:`calibrate` sets from data before training so that the centred
+    logits have unit spread.
+    """
+    calibrated_from_data = True
+
+    def __init__(self):
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        return -dist * torch.exp(-self.log_temperature)
+
+    @torch.no_grad()
+    def calibrate(self, dist: torch.Tensor) -> None:
+        """Set tau to the spread of ``dist`` [N, C] around each sample's mean over classes."""
+        spread = float((dist - dist.mean(1, keepdim=True)).double().pow(2).mean().sqrt())
+        if not math.isfinite(spread) or spread <= 0.0:
+            spread = 1.0  # all distances equal: nothing to scale, keep tau = 1
+        self.log_temperature.fill_(math.log(spread))
+
+
+def make_head(name: str, std_eps: float = 1e-6) -> nn.Module:
+    """The logit head named by config key ``logit_head``."""
+    if name == "zscore":
+        return ZScoreHead(std_eps)
+    if name == "temperature":
+        return TemperatureHead()
+    raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, got {name!r}")
+
+
 def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
-            reduction: str = "mean") -> torch.Tensor:
-    return Fn.cross_entropy(standardized_logits(dist, eps), labels, reduction=reduction)
+            reduction: str = "mean", head: Optional[nn.Module] = None) -> torch.Tensor:
+    """Cross-entropy of the logits of ``dist`` [B, C]; ``head`` (a model's ``.head``) makes them,
+    the paper's per-sample z-score with ``eps`` when it is None."""
+    logits = standardized_logits(dist, eps) if head is None else head(dist)
+    return Fn.cross_entropy(logits, labels, reduction=reduction)
 
 
 def count_parameters(model: DejaVid) -> int:

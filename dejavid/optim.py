@@ -29,6 +29,10 @@ def build_optimizer(model: DejaVid, spec: OptimSpec) -> torch.optim.AdamW:
     else:
         groups.append({"params": [model.mu], "lr": spec.lr / spec.ms_lr_div,
                        "betas": tuple(spec.mu_betas), "name": "mu"})
+    head = list(model.head.parameters())     # the temperature head's log tau; none for zscore
+    if head:
+        groups.append({"params": head, "lr": spec.lr, "betas": tuple(spec.betas),
+                       "weight_decay": 0.0, "name": "head"})
     return torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
 
 

@@ -16,6 +16,11 @@ from .backend import check_backend_name, check_step_pattern
 from .data import DataIndex, load_index
 
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
+LOGIT_HEADS = ("temperature", "zscore")   # DejaVid.head: see dejavid/model.py
+# Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
+AUTO_INT_KEYS = ("num_timesteps", "num_epochs")
+AUTO_K_MIN, AUTO_K_MAX = 8, 128
+AUTO_UPDATES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 400, 30, 200
 
 
 SEED_MAX = 2**32 - 1   # numpy's global seed range
@@ -75,10 +80,14 @@ class ModelSpec:
     use_fixed_path: bool = True      # paths from a per-epoch parameter snapshot
     w_one_init: bool = False         # theta = 0 instead of theta ~ N(0, 1)
     backend: str = "auto"
+    logit_head: str = "temperature"  # temperature (learned -d / tau) or zscore (the paper's)
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
+        if self.logit_head not in LOGIT_HEADS:
+            raise ValueError(f"logit_head must be one of {', '.join(LOGIT_HEADS)}, "
+                             f"got {self.logit_head!r}")
 
 
 @dataclass(frozen=True)
@@ -153,12 +162,17 @@ def step_pattern_of(use_mm: int) -> str:
 def settings_from_config(cfg: dict) -> TrainSettings:
     """The one place a resolved config dict (:func:`dejavid.config.load_config`) becomes
     settings: the step pattern and every derived value are resolved here, once."""
+    unresolved = [k for k in AUTO_INT_KEYS if cfg[k] == "auto"]
+    if unresolved:
+        raise ValueError(f"{', '.join(unresolved)} still 'auto': resolve the config with the "
+                         f"training data first (index_from_config or resolve_auto)")
     pattern = step_pattern_of(cfg["use_mm"])
     return TrainSettings(
         data=DataSpec(cfg["train_split"], cfg["eval_split"], cfg["in_memory"], cfg["num_workers"]),
         centroids=CentroidSpec(cfg["num_timesteps"], pattern, cfg["sample_size_per_class"],
                                cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"]),
-        model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"]),
+        model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
+                        cfg["logit_head"]),
         optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),
                         tuple(cfg["mu_betas"]), cfg["warmup_epochs"], cfg["min_lr_ratio"],
                         cfg["freeze_centroids"], cfg["freeze_weights"]),
@@ -166,8 +180,63 @@ def settings_from_config(cfg: dict) -> TrainSettings:
                       cfg["num_workers"], cfg["std_eps"]))
 
 
-def index_from_config(cfg: dict, progress: bool = True) -> DataIndex:
-    """:func:`dejavid.data.load_index` with the data keys of a config dict."""
-    return load_index(cfg["id2feats"], cfg["id2splits"], cfg["id2labels"], cfg["id2fname"],
-                      train_split=cfg["train_split"], num_classes=cfg["num_classes"],
-                      feature_size=cfg["feature_size"], progress=progress)
+def auto_num_timesteps(train_lengths) -> int:
+    """K for ``num_timesteps: auto``: the median training length, clipped to [8, 128].
+
+    A centroid step per typical sample step keeps the temporal detail of series
+    (JapaneseVowels: 7-29 steps); the upper bound caps the cost, which grows as
+    K * T per (sample, class) pair, for long ones (README, "Accuracy on six public
+    data sets", has the measurements behind 128).
+    """
+    lengths = sorted(int(t) for t in train_lengths)
+    if not lengths:
+        raise ValueError("no training videos to derive num_timesteps from")
+    median = lengths[len(lengths) // 2] if len(lengths) % 2 else \
+        (lengths[len(lengths) // 2 - 1] + lengths[len(lengths) // 2] + 1) // 2
+    return max(AUTO_K_MIN, min(AUTO_K_MAX, median))
+
+
+def auto_num_epochs(num_train: int, batch_size: int) -> int:
+    """Epochs for ``num_epochs: auto``: enough for 400 AdamW updates, clipped to [30, 200].
+
+    The optimiser's progress is counted in updates, not passes: 30 epochs are
+    30 updates on 20 training videos with batch 32 but 9000 on 10 000 videos.
+    """
+    steps_per_epoch = -(-num_train // batch_size)
+    epochs = -(-AUTO_UPDATES // steps_per_epoch)
+    return max(AUTO_EPOCHS_MIN, min(AUTO_EPOCHS_MAX, epochs))
+
+
+def resolve_auto(cfg: dict, train_lengths) -> list[str]:
+    """Replace the 'auto' values of ``cfg`` (in place) by values from the training data.
+
+    Returns one line per resolved key, for the log; the resolved config is what
+    is printed and saved in checkpoints.
+    """
+    notes = []
+    if cfg["num_timesteps"] == "auto":
+        cfg["num_timesteps"] = auto_num_timesteps(train_lengths)
+        notes.append(f"num_timesteps: auto -> {cfg['num_timesteps']} (median training length, "
+                     f"clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}])")
+    if cfg["num_epochs"] == "auto":
+        cfg["num_epochs"] = auto_num_epochs(len(train_lengths), cfg["batch_size"])
+        notes.append(f"num_epochs: auto -> {cfg['num_epochs']} ({AUTO_UPDATES} updates of batch "
+                     f"{cfg['batch_size']} over {len(train_lengths)} training videos, clipped to "
+                     f"[{AUTO_EPOCHS_MIN}, {AUTO_EPOCHS_MAX}])")
+    return notes
+
+
+def index_from_config(cfg: dict, progress: bool = True, log=None) -> DataIndex:
+    """:func:`dejavid.data.load_index` with the data keys of a config dict.
+
+    Also resolves the config's data-derived values in place (``num_timesteps`` and
+    ``num_epochs`` set to ``auto``: :func:`resolve_auto`, each resolution passed to
+    ``log``), so that the config printed and saved in checkpoints holds the values used."""
+    index = load_index(cfg["id2feats"], cfg["id2splits"], cfg["id2labels"], cfg["id2fname"],
+                       train_split=cfg["train_split"], num_classes=cfg["num_classes"],
+                       feature_size=cfg["feature_size"], standardize=cfg["standardize"],
+                       progress=progress)
+    for note in resolve_auto(cfg, index.lengths[index.rows(cfg["train_split"])]):
+        if log is not None:
+            log(note)
+    return index

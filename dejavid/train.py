@@ -27,7 +27,7 @@ from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .config import format_config
 from .device import resolve_device
 from .distributed import DistInfo
-from .engine import NonFiniteError, Running, evaluate, train_one_epoch
+from .engine import NonFiniteError, Running, calibrate_head, evaluate, train_one_epoch
 from .io import RunLock
 from .metrics_log import MetricsLog, format_epoch
 from .model import DejaVid, count_parameters
@@ -53,10 +53,10 @@ class FitResult:
     stopped: Optional[str] = None  # the signal (or DEJAVID_STOP_AFTER_STEPS) that stopped it
 
 
-def model_from_checkpoint(ckpt: dict, spec: ModelSpec) -> DejaVid:
+def model_from_checkpoint(ckpt: dict, spec: ModelSpec, std_eps: float = 1e-6) -> DejaVid:
     """The trained layer of a checkpoint, set to align freely (as evaluation does)."""
     model = DejaVid(ckpt["model"]["mu"], spec.step_pattern, spec.use_fixed_path,
-                    backend=spec.backend)
+                    backend=spec.backend, logit_head=spec.logit_head, std_eps=std_eps)
     model.fixed_path = False
     restore_model(model, ckpt)
     return model
@@ -294,8 +294,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     spec = settings.model
     gen = torch.Generator().manual_seed(loop.seed)
     model = DejaVid(mu_init, spec.step_pattern, spec.use_fixed_path, spec.w_one_init,
-                    spec.backend, gen)
+                    spec.backend, gen, logit_head=spec.logit_head, std_eps=loop.std_eps)
     model.to(device)
+    if resume is None:   # (a resume restores the learned head from the checkpoint)
+        calibrate_head(model, train_ds, loop, device)
+        if spec.logit_head == "temperature":
+            log_main(f"logit head: -d / tau, tau = {model.head.log_temperature.exp().item():.4g} "
+                     f"(calibrated on the initial training distances; learned)")
     # Under torchrun, DDP averages gradients across ranks; `model` stays the plain module
     # for snapshots, evaluation and checkpoints.
     trained = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]
@@ -330,7 +335,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler,
                         config=config if config is not None else {},
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
-                        best_top1=best, history=history, data=data)
+                        best_top1=best, history=history, data=data,
+                        feature_stats=getattr(index, "feature_stats", None))
 
     def record_timing(**labels):
         row = timer.lap(**labels)

@@ -13,8 +13,8 @@ from dejavid.batching import epoch_batches
 from dejavid.metrics_log import MetricsLog
 from dejavid.model import DejaVid, standardized_logits
 from dejavid.optim import build_optimizer, build_scheduler, lr_factor
-from dejavid.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, settings_from_config,
-                              step_pattern_of)
+from dejavid.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, index_from_config,
+                              settings_from_config, step_pattern_of)
 
 
 def test_lr_factor_warmup_then_cosine():
@@ -116,8 +116,11 @@ def test_settings_resolved_once_at_the_edge(tmp_path):
     from helpers import make_config, write_dataset
     paths = write_dataset(tmp_path, {"a": (torch.randn(5, 3), 0, "train"),
                                      "b": (torch.randn(4, 3), 1, "train")})
-    s = settings_from_config(make_config(paths, use_mm=1, eval_batch_size=0, batch_size=16,
-                                         betas=[0.5, 0.6]))
+    cfg = make_config(paths, use_mm=1, eval_batch_size=0, batch_size=16, betas=[0.5, 0.6])
+    with pytest.raises(ValueError, match="num_timesteps, num_epochs still 'auto'"):
+        settings_from_config(cfg)
+    index_from_config(cfg, progress=False)   # resolves the 'auto' values from the data
+    s = settings_from_config(cfg)
     assert s.model.step_pattern == s.centroids.step_pattern == "hvd"
     assert s.loop.eval_batch_size == 16 and s.optim.betas == (0.5, 0.6)
     with pytest.raises(ValueError, match="use_mm must be 0 or 1"):

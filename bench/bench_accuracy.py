@@ -1,0 +1,331 @@
+"""DejaVid with one shared config on six public data sets, beside simple and learned baselines.
+
+    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (< 30 min, 2 cores)
+    python bench/bench_accuracy.py --quick --out /tmp/quick.md         # 2 small sets, 1 seed, CI
+
+The six data sets ship inside aeon's wheel (nothing is downloaded): JapaneseVowels,
+ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1, UnitTest, with their official
+train/test splits; the test split is the evaluation split, nothing is subsampled.
+DejaVid runs with ``configs/bench_accuracy.yaml`` on all six (only the data paths,
+C and F differ; C and F come from the data).  Beside it, on the same splits:
+
+    1-NN DTW            nearest training series, unit-weight L1 DTW (DejaVid's alignment with
+                        the config's step pattern, raw series, no window), as
+                        dejavid.baselines.knn_class_distances
+    1-NN DTW (diag.)    the same with the diagonal step added (use_mm 1): the classic DTW of
+                        the UCR/UEA baselines, stronger than 'hv' on long, spiky series
+    DBA centroid        DejaVid's starting point: the DBA class centroids with w = 1 in the
+                        space DejaVid trains in (same config, same centroid cache)
+    mean pool + LR      time-averaged, standardised features, logistic regression
+    1-NN Euclidean      only where every series has the same length (L2 on the raw series)
+    BiGRU, attention    dejavid.temporal_heads, the same settings everywhere
+
+DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
+(``--seeds``, default 0,1,2) and the table shows the mean (per-seed values below it).
+The other methods are deterministic.  The markdown goes to stdout and to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry scripts)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import prepare_demo  # noqa: E402
+import train_dejavid  # noqa: E402
+from dejavid import baselines  # noqa: E402
+from dejavid.checkpoint import load_checkpoint  # noqa: E402
+from dejavid.config import load_config  # noqa: E402
+from dejavid.data import TSEDataset  # noqa: E402
+from dejavid.settings import index_from_config, settings_from_config  # noqa: E402
+from dejavid.io import atomic_write_text  # noqa: E402
+from dejavid.temporal_heads import AttentiveProbeClassifier, GRUClassifier  # noqa: E402
+
+DATASETS = ("JapaneseVowels", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1", "UnitTest")
+QUICK_DATASETS = ("UnitTest", "ItalyPowerDemand")
+CONFIG = ROOT / "configs" / "bench_accuracy.yaml"
+# --quick: just enough training to run every code path.
+QUICK_DEJAVID = ["--num_epochs", "3", "--dba_max_iter", "5"]
+QUICK_HEAD_STEPS = 6
+
+METHODS = ("knn_dtw", "knn_dtw_diag", "dba_centroid", "meanpool_lr", "knn_euclid", "gru",
+           "attention", "dejavid")
+TITLES = {"knn_dtw": "1-NN DTW", "knn_dtw_diag": "1-NN DTW (diag.)", "dba_centroid": "DBA centroid",
+          "meanpool_lr": "mean pool + LR",
+          "knn_euclid": "1-NN Eucl.", "gru": "BiGRU", "attention": "attn. probe",
+          "dejavid": "DejaVid"}
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def load_dataset(name: str):
+    """(train series, train labels, test series, test labels); series are [T, F] float32."""
+    Xtr, ytr = prepare_demo.load_split(name, "train")
+    Xte, yte = prepare_demo.load_split(name, "test")
+    return Xtr, np.array(ytr), Xte, np.array(yte)
+
+
+def write_on_disk(folder: Path, Xtr, ytr, Xte, yte) -> list[str]:
+    """The data set in DejaVid's on-disk format (one dict file per split); returns the
+    config overrides that point at it (splits 'train' and 'test', evaluated on 'test')."""
+    import pickle
+
+    from dejavid.io import atomic_torch_save
+    splits, labels, fnames = {}, {}, {}
+    for split, X, y in (("train", Xtr, ytr), ("test", Xte, yte)):
+        blob = {}
+        for n, (x, lab) in enumerate(zip(X, y)):
+            vid = f"{split}_{n:05d}"
+            splits[vid], labels[vid], fnames[vid] = split, int(lab), f"{split}.pt"
+            blob[vid] = torch.from_numpy(x)
+        atomic_torch_save(blob, folder / f"{split}.pt")
+    for name, m in (("id2splits", splits), ("id2labels", labels), ("id2fname", fnames)):
+        with open(folder / f"{name}.pkl", "wb") as fh:
+            pickle.dump(m, fh)
+    return ["--id2feats", str(folder), "--id2splits", str(folder / "id2splits.pkl"),
+            "--id2labels", str(folder / "id2labels.pkl"), "--id2fname", str(folder / "id2fname.pkl"),
+            "--eval_split", "test"]
+
+
+# --- DejaVid -------------------------------------------------------------------------------
+
+def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -> dict:
+    """Train DejaVid with CONFIG on the data set written by :func:`write_on_disk` and return
+    {"top1", "seconds", "K", "train_loss"} of its final epoch.
+
+    The one place that drives DejaVid: it runs train_dejavid's normal training in a
+    run folder under ``work``.  Swap it for ``dejavid.DejaVidClassifier(...).fit(X, y)``
+    once that estimator exists.
+    """
+    run = f"seed{seed}"
+    argv = ["--config", str(CONFIG), *data_args, "--seed", str(seed),
+            "--cache_dir", str(work / "cache"), "--output_dir", str(work / "runs"),
+            "--run_name", run, "--no-progress", *extra]
+    t0 = time.time()
+    with contextlib.redirect_stdout(sys.stderr):  # its log, not the report
+        rc = train_dejavid.main(argv)
+    seconds = time.time() - t0
+    if rc != 0:
+        raise RuntimeError(f"train_dejavid exited with {rc} ({' '.join(argv)})")
+    ckpt = load_checkpoint(work / "runs" / run)
+    hist = ckpt["history"]
+    return {"top1": hist[-1]["val_top1"], "seconds": seconds,
+            "K": ckpt["config"]["num_timesteps"],
+            "train_loss": [round(r["train_loss"], 4) for r in hist]}
+
+
+# --- baselines (adapters over dejavid.baselines) -------------------------------------------
+
+def baseline_index(data_args: list[str], work: Path, extra: list[str]):
+    """(index, cfg) of the written data set under CONFIG and the overrides ``extra``, as
+    DejaVid's training sees it (auto values resolved, standardisation statistics attached)."""
+    cfg = load_config(CONFIG, [*data_args, "--cache_dir", str(work / "cache"), *extra])
+    return index_from_config(cfg, progress=False), cfg
+
+
+def knn_dtw(index, cfg) -> float:
+    """1-NN DTW, unit weights, on the raw series."""
+    train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
+    test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
+    pattern = settings_from_config(cfg).model.step_pattern
+    dist, labels = baselines.knn_class_distances(train, test, pattern, cfg["backend"])
+    return baselines.topk_counts(dist, labels)[0] / len(labels)
+
+
+def dba_centroid(index, cfg) -> float:
+    """Nearest DBA centroid with w = 1, in DejaVid's feature space (shares its centroid cache)."""
+    train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
+    test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
+    return baselines.dba_centroid(train, test, settings_from_config(cfg).centroids,
+                                  cfg["cache_dir"], device=torch.device("cpu"),
+                                  log=lambda *a: None).top1
+
+
+def meanpool_lr(index, cfg) -> float:
+    train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
+    test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
+    return baselines.meanpool_lr(train, test).top1
+
+
+def knn_euclid(Xtr, ytr, Xte, yte):
+    """1-NN with the Euclidean distance between whole series; None if lengths differ."""
+    if len({x.shape for x in [*Xtr, *Xte]}) != 1:
+        return None
+    A = torch.from_numpy(np.stack(Xtr).reshape(len(Xtr), -1)).double()
+    B = torch.from_numpy(np.stack(Xte).reshape(len(Xte), -1)).double()
+    nearest = torch.cdist(B, A).argmin(1).numpy()
+    return float((ytr[nearest] == yte).mean())
+
+
+def temporal_head(cls, Xtr, ytr, Xte, yte, seed: int, quick: bool) -> tuple[float, float]:
+    """(test accuracy, fit seconds) of a dejavid.temporal_heads estimator (its default
+    settings; a few updates with ``quick``)."""
+    t0 = time.time()
+    clf = cls(seed=seed, **({"steps": QUICK_HEAD_STEPS} if quick else {})).fit(Xtr, ytr)
+    seconds = time.time() - t0
+    return float(clf.score(Xte, yte)), seconds
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
+                  methods=METHODS, dejavid_args: tuple = ()) -> dict:
+    """``methods`` on one data set: {"info", "top1": method -> per-seed top-1 (or one value),
+    "seconds"}.  ``dejavid_args`` are extra train_dejavid overrides (for ablations); the DBA
+    centroid row then shows the start of that variant."""
+    Xtr, ytr, Xte, yte = load_dataset(name)
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    data_args = write_on_disk(work / "data", Xtr, ytr, Xte, yte)
+    extra = [*(QUICK_DEJAVID if quick else []), *dejavid_args]
+    res: dict = {m: [] for m in METHODS}
+    secs: dict = {m: 0.0 for m in METHODS}
+    for seed in seeds if "dejavid" in methods else []:
+        r = run_dejavid(data_args, work, seed, extra)
+        res["dejavid"].append(r["top1"])
+        secs["dejavid"] += r["seconds"]
+        log(f"{name}: DejaVid seed {seed}: top-1 {r['top1']:.4f} "
+            f"({r['seconds']:.1f} s; train loss per epoch {r['train_loss']})")
+    index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
+    if "dba_centroid" in methods:
+        t0 = time.time()
+        res["dba_centroid"].append(dba_centroid(index, cfg))
+        secs["dba_centroid"] = time.time() - t0
+    raw = baseline_index(data_args, work, [*extra, "--standardize", "false"])
+    diag = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1"])
+    for m, fn, (idx, c) in (("knn_dtw", knn_dtw, raw), ("knn_dtw_diag", knn_dtw, diag),
+                            ("meanpool_lr", meanpool_lr, raw)):
+        if m in methods:
+            t0 = time.time()
+            res[m].append(fn(idx, c))
+            secs[m] = time.time() - t0
+    e = knn_euclid(Xtr, ytr, Xte, yte) if "knn_euclid" in methods else None
+    if e is not None:
+        res["knn_euclid"].append(e)
+    for m, cls in (("gru", GRUClassifier), ("attention", AttentiveProbeClassifier)):
+        for seed in seeds if m in methods else []:
+            acc, s = temporal_head(cls, Xtr, ytr, Xte, yte, seed, quick)
+            res[m].append(acc)
+            secs[m] += s
+    lengths = [x.shape[0] for x in Xtr]
+    info = {"C": len(np.unique(ytr)), "F": Xtr[0].shape[1], "train": len(Xtr), "test": len(Xte),
+            "T": (min(lengths), max(lengths)), "K": cfg["num_timesteps"]}
+    log(f"{name}: " + ", ".join(f"{TITLES[m]} {np.mean(v):.4f}" for m, v in res.items() if v)
+        + " | seconds: " + ", ".join(f"{TITLES[m]} {s:.1f}" for m, s in secs.items()))
+    return {"info": info, "top1": res, "seconds": secs}
+
+
+def _cell(values: list, best: float) -> str:
+    if not values:
+        return "n/a"
+    text = f"{100 * np.mean(values):.2f}"
+    return f"**{text}**" if np.isclose(np.mean(values), best) else text
+
+
+def format_report(results: dict, seeds: list[int], command: str, total_s: float) -> str:
+    """Markdown: the top-1 table (means over seeds), per-seed values, times."""
+    lines = [f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; total {total_s / 60:.1f} min.",
+             "",
+             "| data set | C | F | T | train/test | K | " + " | ".join(TITLES[m] for m in METHODS)
+             + " | DejaVid train time |",
+             "| --- | ---: | ---: | --- | --- | ---: | " + " | ".join("---:" for _ in METHODS) + " | ---: |"]
+    for name, r in results.items():
+        i = r["info"]
+        best = max(np.mean(v) for v in r["top1"].values() if v)
+        T = f"{i['T'][0]}" if i["T"][0] == i["T"][1] else f"{i['T'][0]}-{i['T'][1]}"
+        lines.append(f"| {name} | {i['C']} | {i['F']} | {T} | {i['train']}/{i['test']} | {i['K']} | "
+                     + " | ".join(_cell(r["top1"][m], best) for m in METHODS)
+                     + f" | {r['seconds']['dejavid'] / len(seeds):.1f} s |")
+    lines += ["", "Top-1 (%) on the official test split; best per data set in bold. DejaVid, "
+              "BiGRU and attn. probe: mean over the seeds (per seed below); the others are "
+              "deterministic. DejaVid train time: one run of train_dejavid (centroids, training, "
+              "per-epoch evaluation), mean over seeds, on a shared machine (noisy).", ""]
+    lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in ("dejavid", "gru", "attention"))
+              + " | seconds (DejaVid / BiGRU / attn. / 1-NN DTW / diag., all seeds) |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, r in results.items():
+        per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) or "n/a"
+               for m in ("dejavid", "gru", "attention")]
+        s = r["seconds"]
+        lines.append(f"| {name} | " + " | ".join(per) + f" | {s['dejavid']:.0f} / {s['gru']:.0f} / "
+                     f"{s['attention']:.0f} / {s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} |")
+    wins = _summary(results)
+    return "\n".join(lines + ["", wins]) + "\n"
+
+
+def _summary(results: dict) -> str:
+    """How DejaVid stands against its start and against the simple baselines."""
+    above_start, above_simple, above_diag, heads_better = [], [], [], []
+    if not all(r["top1"][m] for r in results.values() for m in METHODS if m != "knn_euclid"):
+        return "(summary needs every method)"
+    for name, r in results.items():
+        d = np.mean(r["top1"]["dejavid"])
+        if d >= np.mean(r["top1"]["dba_centroid"]):
+            above_start.append(name)
+        if d >= max(np.mean(r["top1"][m]) for m in ("knn_dtw", "dba_centroid", "meanpool_lr")):
+            above_simple.append(name)
+        if d >= np.mean(r["top1"]["knn_dtw_diag"]):
+            above_diag.append(name)
+        for m in ("gru", "attention"):
+            if np.mean(r["top1"][m]) > d:
+                heads_better.append(f"{TITLES[m]} on {name}")
+    n = len(results)
+    return (f"DejaVid >= its DBA-centroid start on {len(above_start)}/{n} "
+            f"({', '.join(above_start) or 'none'}); >= the best of 1-NN DTW, DBA centroid and "
+            f"mean pool + LR on {len(above_simple)}/{n} ({', '.join(above_simple) or 'none'}); "
+            f">= 1-NN DTW with diagonal steps on {len(above_diag)}/{n} "
+            f"({', '.join(above_diag) or 'none'}). "
+            f"Learned temporal heads above DejaVid: {', '.join(heads_better) or 'none'}.")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="also write the markdown report to this file")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{' and '.join(QUICK_DATASETS)} only, one seed, a few epochs (CI)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ap.add_argument("--datasets", help=f"comma-separated subset of {', '.join(DATASETS)}")
+    ap.add_argument("--work", help="keep data, centroids and runs here (default: a temp folder)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated subset of {', '.join(METHODS)} (default all)")
+    ap.add_argument("--dejavid-args", default="",
+                    help="extra train_dejavid overrides for ablations, e.g. "
+                         "'--logit_head zscore' (not for the reported table)")
+    args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"--methods: choose from {', '.join(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = args.datasets.split(",") if args.datasets else list(QUICK_DATASETS if args.quick else DATASETS)
+    bad = [n for n in names if n not in DATASETS]
+    if bad:
+        raise ValueError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
+    if args.quick:
+        seeds = seeds[:1]
+    command = "python bench/bench_accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.time()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_accuracy-") as tmp:
+        base = Path(args.work) if args.work else Path(tmp)
+        for name in names:
+            results[name] = bench_dataset(name, seeds, base / name, args.quick, log, methods,
+                                          tuple(args.dejavid_args.split()))
+    report = format_report(results, seeds, command.strip(), time.time() - t0)
+    print(report)
+    if args.out:
+        atomic_write_text(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
