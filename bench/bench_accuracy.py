@@ -93,7 +93,8 @@ def write_on_disk(folder: Path, Xtr, ytr, Xte, yte) -> list[str]:
         with open(folder / f"{name}.pkl", "wb") as fh:
             pickle.dump(m, fh)
     return ["--id2feats", str(folder), "--id2splits", str(folder / "id2splits.pkl"),
-            "--id2labels", str(folder / "id2labels.pkl"), "--id2fname", str(folder / "id2fname.pkl"),
+            "--id2labels", str(folder / "id2labels.pkl"),
+            "--id2fname", str(folder / "id2fname.pkl"),
             "--eval_split", "test"]
 
 
@@ -233,28 +234,31 @@ def _cell(values: list, best: float) -> str:
 
 def format_report(results: dict, seeds: list[int], command: str, total_s: float) -> str:
     """Markdown: the top-1 table (means over seeds), per-seed values, times."""
-    lines = [f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; total {total_s / 60:.1f} min.",
+    lines = [f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; "
+             f"total {total_s / 60:.1f} min.",
              "",
              "| data set | C | F | T | train/test | K | " + " | ".join(TITLES[m] for m in METHODS)
              + " | DejaVid train time |",
-             "| --- | ---: | ---: | --- | --- | ---: | " + " | ".join("---:" for _ in METHODS) + " | ---: |"]
+             "| --- | ---: | ---: | --- | --- | ---: | " + " | ".join("---:" for _ in METHODS)
+             + " | ---: |"]
     for name, r in results.items():
         i = r["info"]
         best = max(np.mean(v) for v in r["top1"].values() if v)
         T = f"{i['T'][0]}" if i["T"][0] == i["T"][1] else f"{i['T'][0]}-{i['T'][1]}"
-        lines.append(f"| {name} | {i['C']} | {i['F']} | {T} | {i['train']}/{i['test']} | {i['K']} | "
-                     + " | ".join(_cell(r["top1"][m], best) for m in METHODS)
+        lines.append(f"| {name} | {i['C']} | {i['F']} | {T} | {i['train']}/{i['test']} | "
+                     f"{i['K']} | " + " | ".join(_cell(r["top1"][m], best) for m in METHODS)
                      + f" | {r['seconds']['dejavid'] / len(seeds):.1f} s |")
     lines += ["", "Top-1 (%) on the official test split; best per data set in bold. DejaVid, "
               "BiGRU and attn. probe: mean over the seeds (per seed below); the others are "
               "deterministic. DejaVid train time: one run of train_dejavid (centroids, training, "
               "per-epoch evaluation), mean over seeds, on a shared machine (noisy).", ""]
-    lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in ("dejavid", "gru", "attention"))
+    per_seed = ("dejavid", "gru", "attention")
+    lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in per_seed)
               + " | seconds (DejaVid / BiGRU / attn. / 1-NN DTW / diag., all seeds) |",
               "| --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) or "n/a"
-               for m in ("dejavid", "gru", "attention")]
+               for m in per_seed]
         s = r["seconds"]
         lines.append(f"| {name} | " + " | ".join(per) + f" | {s['dejavid']:.0f} / {s['gru']:.0f} / "
                      f"{s['attention']:.0f} / {s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} |")
@@ -305,13 +309,14 @@ def main(argv=None) -> int:
     if not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"--methods: choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    names = args.datasets.split(",") if args.datasets else list(QUICK_DATASETS if args.quick else DATASETS)
+    names = (args.datasets.split(",") if args.datasets
+             else list(QUICK_DATASETS if args.quick else DATASETS))
     bad = [n for n in names if n not in DATASETS]
     if bad:
         raise ValueError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
     if args.quick:
         seeds = seeds[:1]
-    command = "python bench/bench_accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/bench_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
     results = {}

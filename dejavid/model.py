@@ -129,7 +129,8 @@ def make_head(name: str, std_eps: float = 1e-6) -> nn.Module:
         return ZScoreHead(std_eps)
     if name == "temperature":
         return TemperatureHead()
-    raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, got {name!r}")
+    raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
+                     f"got {name!r}")
 
 
 def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,

@@ -7,8 +7,7 @@ import json
 import torch
 
 import train_dejavid
-from dejavid.centroids import centroid_meta, load_or_compute_centroids, resample
-from dejavid.config import step_pattern
+from dejavid.centroids import centroid_meta, load_or_compute_centroids
 from dejavid.data import TSEDataset
 from dejavid.settings import index_from_config, settings_from_config
 from dejavid.standardize import RunningStats, apply
@@ -91,7 +90,6 @@ def test_centroids_live_in_the_standardised_space_and_are_keyed_by_it(tmp_path):
     s = i_on.feature_stats
     assert torch.allclose(mu_on, (mu_off - s["mean"]) / s["std"], atol=1e-4)
     assert mu_on[:, :, 1].abs().max() < 10 < mu_off[:, :, 1].abs().max()
-    assert resample(torch.zeros(1, 2), 4).shape == (4, 2)
 
 
 def test_checkpoint_keeps_the_statistics_and_eval_only_reproduces_the_last_epoch(tmp_path, capsys):
@@ -121,4 +119,3 @@ def test_checkpoint_keeps_the_statistics_and_eval_only_reproduces_the_last_epoch
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("eval on")][0]
     print(line, "| last epoch:", json.dumps(last))
     assert f"loss {last['val_loss']:.4f} top1 {last['val_top1']:.4f}" in line
-    assert step_pattern(ckpt["config"]) == "hv"
