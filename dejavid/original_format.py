@@ -184,6 +184,10 @@ def parse_cache_name(path: str | Path) -> Optional[dict]:
 
 def check_against(t: torch.Tensor, path: Path, what: str, cfg: dict, index: DataIndex) -> None:
     """ValueError saying what to fix when [C, K, F] does not fit the data or the config."""
+    if cfg.get("standardize"):
+        raise ValueError(f"{what} file {path} holds parameters of the raw features, but the "
+                         f"config standardises them (standardize: true); set standardize: false "
+                         f"(as the paper configs do) to use the original's files")
     C, K, F = t.shape
     if C != index.num_classes:
         raise ValueError(f"{what} file {path} has C = {C} classes but the data in your config "

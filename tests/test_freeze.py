@@ -36,7 +36,7 @@ def test_both_frozen_is_an_error(data):
 
 @pytest.mark.parametrize("key", sorted(FROZEN))
 def test_optimizer_leaves_out_the_frozen_parameter(data, key):
-    cfg = make_config(data, **{key: True})
+    cfg = make_config(data, num_timesteps=3, num_epochs=1, **{key: True})
     model = DejaVid(torch.randn(2, 3, 4))
     opt = build_optimizer(model, settings_from_config(cfg).optim)
     frozen = FROZEN[key]

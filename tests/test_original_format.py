@@ -30,7 +30,7 @@ from helpers import level_videos, make_config, write_config_yaml, write_dataset
 
 K = 4
 SETTINGS = dict(num_timesteps=K, centroid_seed=1337, sample_size_per_class=50, dba_max_iter=100,
-                use_mm=0, num_epochs=1, batch_size=6)
+                use_mm=0, num_epochs=1, batch_size=6, standardize=False)
 CACHE_NAME = f"_cached_median_djv3_{K}_1337_50_100_3_3_mm0.pkl"   # C = 3 classes, F = 3
 
 
@@ -392,3 +392,14 @@ def test_script(data, tmp_path, capsys):
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: --k-feats and --log-weights go together")
     assert "Traceback" not in res.stderr
+
+
+def test_import_into_a_standardising_config_is_refused(tmp_path):
+    """The original's parameters are of the raw features: they cannot serve a config whose
+    inputs are standardised."""
+    data = write_dataset(tmp_path / "d", level_videos({"train": 6, "val": 3}))
+    cfg = make_config(data, **{**SETTINGS, "standardize": True}, cache_dir=str(tmp_path / "cache"))
+    index = index_from_config(cfg, progress=False)
+    src = pickle_dump_like_original(torch.randn(3, K, 3), tmp_path / CACHE_NAME)
+    with pytest.raises(ValueError, match="set standardize: false"):
+        import_centroid_cache(src, cfg, index)
