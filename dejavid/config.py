@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "num_classes": 0,                # 0: take from the data; otherwise must match it
     "feature_size": 0,               # 0: take from the data; otherwise must match it
     "in_memory": False,              # hold whole splits in RAM
+    "store": True,                   # read tensors from the packed feature store in cache_dir
+                                     # (built once from the files; README "Large data sets")
+    "store_dtype": "float32",        # float32 | float16 | bfloat16: the store's precision
+    "store_on_device": False,        # copy each split of the store to the GPU once, if it fits
     "num_workers": 0,                # DataLoader worker processes
     # --- model
     "num_timesteps": 64,             # K, centroid length
@@ -201,6 +205,11 @@ def validate(cfg: dict) -> None:
         if cfg["feature_size"] and cfg["logit_columns"] > cfg["feature_size"]:
             raise ValueError(f"logit_columns = {cfg['logit_columns']} exceeds feature_size = "
                              f"{cfg['feature_size']}; the logits are the last columns of each step")
+    if cfg["store_dtype"] not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"store_dtype must be float32, float16 or bfloat16, got {cfg['store_dtype']!r}")
+    if cfg["store_on_device"] and not cfg["store"]:
+        raise ValueError("store_on_device needs the feature store: set store: true (or "
+                         "store_on_device: false)")
     if cfg["backend"] not in ("auto", "ref", "numba", "cuda"):
         raise ValueError(f"backend must be auto, ref, numba or cuda, got {cfg['backend']!r}")
 
