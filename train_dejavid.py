@@ -26,7 +26,8 @@ from dejavid.model import DejaVid, build_optimizer, build_scheduler, count_param
 
 # Keys that may change when resuming without breaking exactness.
 RESUME_OVERRIDABLE = {"num_workers", "device", "backend", "in_memory", "output_dir",
-                      "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir"}
+                      "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir",
+                      "store_on_device"}
 
 
 def main(argv=None) -> int:
@@ -35,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
     p.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
+    p.add_argument("--verify-data", action="store_true",
+                   help="re-read every feature file and compare it with the feature store")
     args, rest = cli.parse(p, argv)
     progress = not args.no_progress
 
@@ -60,6 +63,25 @@ def main(argv=None) -> int:
         ddp.shutdown()
 
 
+def _load_data(args, cfg, info, device, progress):
+    """The data index.  With the feature store, rank 0 builds (or checks) it first and the
+    other ranks open it after rank 0 is done, as with the centroids."""
+    if not (info.enabled and cfg["store"]):
+        return load_index(cfg, progress=progress, verify=args.verify_data)
+    if info.is_main:
+        failed = True
+        try:
+            index = load_index(cfg, progress=progress, verify=args.verify_data)
+            failed = False
+        finally:
+            # The barrier; it also tells the waiting ranks whether rank 0 failed.
+            ddp.any_flag(failed, info, device)
+        return index
+    if ddp.any_flag(False, info, device):
+        raise ValueError("rank 0 could not load the data; its error says why")
+    return load_index(cfg, progress=False)
+
+
 def run(args, cfg, ckpt, info, device, progress) -> int:
     log = tqdm.write if info.is_main else (lambda *a, **k: None)
     if cfg["batch_size"] % info.world_size:
@@ -67,11 +89,12 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
                          f"the number of processes ({info.world_size})")
     cli.seed_everything(cfg["seed"])
 
-    index = load_index(cfg, progress=progress)
+    index = _load_data(args, cfg, info, device, progress)
     if ckpt is not None and list(ckpt["label_values"]) != list(index.label_values):
         raise ValueError("the classes in the data differ from those the checkpoint was trained on")
     pattern = step_pattern(cfg)
-    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
+    store_device = device if cfg["store_on_device"] else None
+    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 
     if args.eval_only:
         model = DejaVid(ckpt["model"]["mu"], pattern, cfg["use_fixed_path"], backend=cfg["backend"])
@@ -117,7 +140,10 @@ def run(args, cfg, ckpt, info, device, progress) -> int:
                if info.enabled else model)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
+    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
+    if (train_ds.on_device or eval_ds.on_device) and cfg["num_workers"]:
+        log("store_on_device: batches are sliced in device memory; num_workers set to 0")
+        cfg["num_workers"] = 0
     log(f"{len(train_ds)} train / {len(eval_ds)} {cfg['eval_split']} videos, "
         f"{index.num_classes} classes, F = {index.feature_size}, K = {cfg['num_timesteps']}, "
         f"{count_parameters(model)} parameters, device {device}, {info.world_size} process(es)")

@@ -47,7 +47,7 @@ FORMAT_VERSION = 1
 STORE_DTYPES = ("float32", "float16", "bfloat16")
 _NUMPY_DTYPE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
 # Videos per progress record: an interrupted build loses at most this many videos of
-# work, and a record (ids are positions, so ~10 bytes per video) stays small.
+# work, and a record (positions and digests, ~60 bytes per video) stays small.
 CHUNK_VIDEOS = 1024
 # store_on_device copies a split only if it takes at most this share of the free device
 # memory, leaving the rest for the model, the alignment buffers and the batches.
@@ -139,7 +139,8 @@ def to_store_dtype(x: torch.Tensor, dtype: str) -> tuple[np.ndarray, float]:
     if dtype == "float32":
         return x.numpy(), 0.0
     if dtype == "float16":
-        h = x.numpy().astype(np.float16)
+        with np.errstate(over="ignore"):  # values beyond float16's range: reported by the caller
+            h = x.numpy().astype(np.float16)
         back = torch.from_numpy(h.astype(np.float32))
     else:
         b = x.to(torch.bfloat16)
@@ -372,22 +373,23 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
     n = _names(d, split)
     n["meta"].unlink(missing_ok=True)  # a stale split must never look complete
     man_hash = hashlib.sha256(b"".join(a.tobytes() for a in current)).hexdigest()
-    header = {"format_version": FORMAT_VERSION, "dtype": dtype,
-              "signature": entries_signature(src), "manifest": man_hash}
+    # Everything the chunk records depend on, the expected F included (it decides problems).
+    header = {"format_version": FORMAT_VERSION, "dtype": dtype, "signature": entries_signature(src),
+              "manifest": man_hash, "expected_feature_size": first_f or 0}
     records = _read_progress(n["progress"], header)
     if not records:
         n["partial"].unlink(missing_ok=True)
         with atomic_path(n["progress"]) as tmp:
             Path(tmp).write_text(json.dumps(header) + "\n")
-    order = _file_order(src)
-    chunks = [order[s:s + CHUNK_VIDEOS] for s in range(0, len(order), CHUNK_VIDEOS)]
     count = len(src.ids)
     starts = np.full(count, -1, dtype=np.int64)
     lengths = np.zeros(count, dtype=np.int64)
     digests = np.zeros((count, 16), dtype=np.uint8)
     sink = _Sink()
+    done: set[int] = set()
     n_half, max_err, max_abs, end = 0, 0.0, 0.0, 0
     for rec in records:
+        done.update(rec["done"])
         for p, a, t, dg in zip(rec["pos"], rec["start"], rec["len"], rec["digest"]):
             starts[p], lengths[p], digests[p] = a, t, np.frombuffer(bytes.fromhex(dg), np.uint8)
         for msg in rec["problems"]:
@@ -397,23 +399,24 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
         max_err, max_abs, end = max(max_err, rec["max_err"]), max(max_abs, rec["max_abs"]), rec["end"]
         first_f = first_f or rec["F"]
     if records:
-        log(f"feature store: continuing split '{split}' at video "
-            f"{sum(len(c) for c in chunks[:len(records)])}/{count}")
+        log(f"feature store: continuing split '{split}' at video {len(done)}/{count}")
+    order = [p for p in _file_order(src) if p not in done]
+    chunks = [order[s:s + CHUNK_VIDEOS] for s in range(0, len(order), CHUNK_VIDEOS)]
     sizes = current[1]
     need = int(sizes[sizes > 0].sum())
     t0 = time.time()
-    bar = tqdm(total=count, initial=sum(len(c) for c in chunks[:len(records)]),
+    bar = tqdm(total=count, initial=len(done),
                desc=f"building store {split}", unit="video", disable=not progress, leave=False)
     try:
         with open(n["partial"], "r+b" if records else "wb") as fh:
             fh.truncate(end)  # drop bytes written after the last recorded chunk
             fh.seek(end)
             item = np.dtype(_NUMPY_DTYPE[dtype]).itemsize
-            for c in range(len(records), len(chunks)):
+            for chunk in chunks:
                 chunk_sink = _Sink()
-                rec = {"pos": [], "start": [], "len": [], "digest": [], "n_half": 0,
-                       "max_err": 0.0, "max_abs": 0.0}
-                for p, x, half in check(split, chunks[c], first_f, chunk_sink):
+                rec = {"done": chunk, "pos": [], "start": [], "len": [], "digest": [],
+                       "n_half": 0, "max_err": 0.0, "max_abs": 0.0}
+                for p, x, half in check(split, chunk, first_f, chunk_sink):
                     h, err = to_store_dtype(x, dtype)
                     if dtype == "float16" and not np.isfinite(h).all():
                         chunk_sink.add(f"video {src.ids[p]!r} (file '{src.files[p]}'): values up "
@@ -443,10 +446,12 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
                 sink.total += chunk_sink.total - len(chunk_sink.items)
                 n_half += rec["n_half"]
                 max_err, max_abs = max(max_err, rec["max_err"]), max(max_abs, rec["max_abs"])
-                bar.update(len(chunks[c]))
+                bar.update(len(chunk))
         bar.close()
         if sink.total:
             return None, sink, n_half
+        if (starts < 0).any():  # every video checked and none had a problem: all are written
+            raise RuntimeError(f"feature store split '{split}': videos missing after the build")
         F = int(first_f or 0)
         n_steps = end // (item * F) if F else 0
         with atomic_path(n["index"]) as tmp:
