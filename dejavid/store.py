@@ -155,7 +155,8 @@ def from_store_dtype(a, dtype: str) -> torch.Tensor:
         a = torch.from_numpy(a.view(np.int16) if dtype == "bfloat16" else a)
     if dtype == "bfloat16" and a.dtype == torch.int16:
         a = a.view(torch.bfloat16)
-    return a.to(torch.float32)
+    # Even a no-op .to() costs microseconds of dispatch, per video.
+    return a if a.dtype == torch.float32 else a.to(torch.float32)
 
 
 def _write(fh, arr: np.ndarray) -> None:
@@ -306,8 +307,8 @@ def _read_json(path: Path) -> Optional[dict]:
         return None
 
 
-def _split_state(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
-                 feature_size: int, current) -> tuple[Optional[SplitStore], str]:
+def _split_state(d: Path, split: str, src: SplitSource, dtype: str, feature_size: int,
+                 current) -> tuple[Optional[SplitStore], str]:
     """(the complete split if it is current, else None with the reason)."""
     n = _names(d, split)
     meta = _read_json(n["meta"])
@@ -372,10 +373,20 @@ def _read_progress(path: Path, header: dict) -> list[dict]:
     return records
 
 
-def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
-                 current, check: CheckFn, first_f: Optional[int], progress: bool,
+def _build_split(d: Path, split: str, src: SplitSource, dtype: str, current, check: CheckFn,
+                 first_f: Optional[int], progress: bool,
                  log) -> tuple[Optional[SplitStore], _Sink, int]:
-    """Build (or continue building) one split; returns (split or None, problems, n_half)."""
+    """Build (or continue building) one split; returns (split or None, problems, n_half).
+    A full disk or an unwritable folder becomes a ValueError that says what to do."""
+    try:
+        return _build_split_files(d, split, src, dtype, current, check, first_f, progress, log)
+    except OSError as exc:
+        sizes = current[1]
+        raise _disk_error(exc, d, int(sizes[sizes > 0].sum())) from exc
+
+
+def _build_split_files(d: Path, split: str, src: SplitSource, dtype: str, current,
+                       check: CheckFn, first_f: Optional[int], progress: bool, log):
     n = _names(d, split)
     n["meta"].unlink(missing_ok=True)  # a stale split must never look complete
     man_hash = hashlib.sha256(b"".join(a.tobytes() for a in current)).hexdigest()
@@ -383,6 +394,8 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
     header = {"format_version": FORMAT_VERSION, "dtype": dtype, "signature": entries_signature(src),
               "manifest": man_hash, "expected_feature_size": first_f or 0}
     records = _read_progress(n["progress"], header)
+    if records and not n["partial"].exists():
+        records = []  # the records vouch for data that is gone: start again
     if not records:
         n["partial"].unlink(missing_ok=True)
         with atomic_path(n["progress"]) as tmp:
@@ -408,8 +421,6 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
         log(f"feature store: continuing split '{split}' at video {len(done)}/{count}")
     order = [p for p in _file_order(src) if p not in done]
     chunks = [order[s:s + CHUNK_VIDEOS] for s in range(0, len(order), CHUNK_VIDEOS)]
-    sizes = current[1]
-    need = int(sizes[sizes > 0].sum())
     t0 = time.time()
     bar = tqdm(total=count, initial=len(done),
                desc=f"building store {split}", unit="video", disable=not progress, leave=False)
@@ -453,7 +464,6 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
                 n_half += rec["n_half"]
                 max_err, max_abs = max(max_err, rec["max_err"]), max(max_abs, rec["max_abs"])
                 bar.update(len(chunk))
-        bar.close()
         if sink.total:
             return None, sink, n_half
         if (starts < 0).any():  # every video checked and none had a problem: all are written
@@ -467,6 +477,7 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
                          labels=np.array([int(v) for v in src.labels], dtype=np.int64),
                          files=current[0], sizes=current[1], mtimes=current[2])
         os.replace(n["partial"], n["data"])
+        _fsync_dir(d)  # the renamed data is durable before the marker that vouches for it
         meta = {"format_version": FORMAT_VERSION, "split": split, "dtype": dtype,
                 "signature": header["signature"], "feature_size": F, "n_videos": count,
                 "n_steps": int(n_steps), "n_half": n_half, "max_abs_error": max_err,
@@ -474,16 +485,15 @@ def _build_split(d: Path, split: str, src: SplitSource, root: Path, dtype: str,
         atomic_write_text(json.dumps(meta, indent=1) + "\n", n["meta"])  # complete marker
         n["progress"].unlink(missing_ok=True)
         _fsync_dir(d)
-    except OSError as exc:
+    finally:
         bar.close()
-        raise _disk_error(exc, d, need) from exc
     msg = (f"feature store: split '{split}' built: {count} videos, {n_steps} steps x F = {F}, "
            f"{dtype}, {end / 2**30:.2f} GiB in {time.time() - t0:.1f} s")
     if dtype != "float32":
         msg += (f"; largest conversion error {max_err:.3g} (largest |value| {max_abs:.3g}, "
                 f"relative {max_err / max(max_abs, 1e-30):.2g})")
     log(msg)
-    state, why = _split_state(d, split, src, root, dtype, 0, current)
+    state, why = _split_state(d, split, src, dtype, 0, current)
     if state is None:
         raise RuntimeError(f"feature store split '{split}' unreadable right after its build: {why}")
     return state, sink, n_half
@@ -531,12 +541,12 @@ def open_or_build(cache_dir: str | Path, paths: dict, root: Path, splits: dict[s
     ready: dict[str, SplitStore] = {}
     stale: dict[str, str] = {}
     for s, src in splits.items():
-        state, why = _split_state(d, s, src, root, dtype, feature_size, current[s])
+        state, why = _split_state(d, s, src, dtype, feature_size, current[s])
         if state is None:
             stale[s] = why
         else:
             ready[s] = state
-    differs = _verify(ready, splits, check, dtype, progress) if verify else {}
+    differs = _verify(ready, splits, check, dtype, progress, log) if verify else {}
     for s, why in differs.items():
         stale[s] = why
         del ready[s]
@@ -544,16 +554,15 @@ def open_or_build(cache_dir: str | Path, paths: dict, root: Path, splits: dict[s
     if stale:
         with _Lock(d, log):
             for s in list(stale):  # another process may have built it while we waited
-                state, why = _split_state(d, s, splits[s], root, dtype, feature_size, current[s])
+                state, why = _split_state(d, s, splits[s], dtype, feature_size, current[s])
                 if state is not None and s not in differs:
                     ready[s] = state
                     n_half += state.meta["n_half"]
                     continue
                 log(f"feature store: building split '{s}' in {d} ({stale[s]})")
                 first_f = feature_size or next((r.feature_size for r in ready.values()), None)
-                state, split_sink, split_half = _build_split(d, s, splits[s], root, dtype,
-                                                             current[s], check, first_f,
-                                                             progress, log)
+                state, split_sink, split_half = _build_split(d, s, splits[s], dtype, current[s],
+                                                             check, first_f, progress, log)
                 for msg in split_sink.items:
                     sink.add(msg)
                 sink.total += split_sink.total - len(split_sink.items)
@@ -566,7 +575,7 @@ def open_or_build(cache_dir: str | Path, paths: dict, root: Path, splits: dict[s
 
 
 def _verify(ready: dict[str, SplitStore], splits: dict[str, SplitSource], check: CheckFn,
-            dtype: str, progress: bool) -> dict[str, str]:
+            dtype: str, progress: bool, log) -> dict[str, str]:
     """Re-read every source file of the complete splits; {split: why} for those that differ."""
     out = {}
     for s, st in ready.items():
@@ -587,6 +596,9 @@ def _verify(ready: dict[str, SplitStore], splits: dict[str, SplitSource], check:
             first = (f"video {src.ids[bad[0]]!r} (file '{src.files[bad[0]]}')" if bad
                      else sink.items[0])
             out[s] = (f"--verify-data: {len(bad) + sink.total} video(s) differ from the store or "
-                      f"no longer read (first: {first}); their files changed without a new size "
-                      f"or modification time")
+                      f"can no longer be read (first: {first}); their files changed without a "
+                      f"new size or modification time")
+        else:
+            log(f"feature store: --verify-data: split '{s}' matches its {len(st.lengths)} "
+                f"source videos")
     return out
