@@ -16,9 +16,10 @@ Splits 70 / 20 / 10 % train / val / test.  For each set it prints:
   every file on every start);
 * ``first build``: ``load_index`` with the store, in an empty cache folder;
 * ``second start``: ``load_index`` again (the store is current: ``os.stat`` only);
-* ``epoch data``: one pass over the training split in the training order
+* ``epoch data``: passes over the training split in the training order
   (``epoch_batches``, batch 384, ``collate_packed``, ``num_workers`` 0, no model),
-  through today's per-file loader and through the store.
+  through today's per-file loader and through the store; the median of
+  ``--repeats`` passes (epochs 0, 1, 2, ...) and each pass are printed.
 
 All files are in the page cache (just written), as in a second epoch.  The
 ``float16`` rows repeat build and epoch with ``store_dtype: float16`` (hmdb51 only).
@@ -30,6 +31,7 @@ import argparse
 import os
 import pickle
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -93,19 +95,23 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def epoch_data_seconds(index, split: str) -> float:
-    """One pass over ``split`` in training order through the real loader, no model."""
+def epoch_data_seconds(index, split: str, repeats: int) -> tuple[float, str]:
+    """Passes over ``split`` in training order through the real loader, no model:
+    (median seconds, 'each pass' text).  Pass ``e`` uses epoch ``e``'s batch order."""
     ds = TSEDataset(index, split, progress=False)
-    batches = epoch_batches(len(ds), BATCH, seed=0, epoch=0, shuffle=True)
-    t0 = time.perf_counter()
-    steps = 0
-    for batch in make_loader(ds, batches, num_workers=0):
-        steps += int(batch.x.shape[0] > 0)
-    assert steps == len(batches)
-    return time.perf_counter() - t0
+    times = []
+    for epoch in range(repeats):
+        batches = epoch_batches(len(ds), BATCH, seed=0, epoch=epoch, shuffle=True)
+        t0 = time.perf_counter()
+        steps = 0
+        for batch in make_loader(ds, batches, num_workers=0):
+            steps += int(batch.x.shape[0] > 0)
+        times.append(time.perf_counter() - t0)
+        assert steps == len(batches)
+    return statistics.median(times), ", ".join(f"{t:.2f}" for t in times)
 
 
-def bench_set(name: str, root: Path, keep: bool) -> None:
+def bench_set(name: str, root: Path, keep: bool, repeats: int) -> None:
     spec = SETS[name]
     folder = root / name
     print(f"\n== {name}: {spec['videos']} videos, F {spec['F']}, T {spec['T'][0]}..{spec['T'][1]} "
@@ -128,19 +134,20 @@ def bench_set(name: str, root: Path, keep: bool) -> None:
     stored, t_again = timed(lambda: load_index(cfg(), progress=False))
     print(f"second start (store current):  {t_again:8.2f} s  ({load()})", flush=True)
     assert stored.digests == plain.digests
-    t_files = epoch_data_seconds(plain, "train")
-    print(f"epoch data, per-file loader:   {t_files:8.2f} s  ({len(plain.rows('train'))} videos)",
-          flush=True)
-    t_store = epoch_data_seconds(stored, "train")
-    print(f"epoch data, store (float32):   {t_store:8.2f} s  ({t_files / t_store:.1f}x faster)",
-          flush=True)
+    n_train = len(plain.rows("train"))
+    t_files, each = epoch_data_seconds(plain, "train", repeats)
+    print(f"epoch data, per-file loader:   {t_files:8.2f} s  (median; passes {each}; "
+          f"{n_train} videos)", flush=True)
+    t_store, each = epoch_data_seconds(stored, "train", repeats)
+    print(f"epoch data, store (float32):   {t_store:8.2f} s  (median; passes {each}; "
+          f"{t_files / t_store:.1f}x faster)", flush=True)
     if name == "hmdb51":
         _, t_b16 = timed(lambda: load_index(cfg(store_dtype="float16"), progress=False))
         half = load_index(cfg(store_dtype="float16"), progress=False)
         print(f"first build (float16):         {t_b16:8.2f} s", flush=True)
-        t_half = epoch_data_seconds(half, "train")
-        print(f"epoch data, store (float16):   {t_half:8.2f} s  ({t_files / t_half:.1f}x faster)",
-              flush=True)
+        t_half, each = epoch_data_seconds(half, "train", repeats)
+        print(f"epoch data, store (float16):   {t_half:8.2f} s  (median; passes {each}; "
+              f"{t_files / t_half:.1f}x faster)", flush=True)
     store_bytes = sum(f.stat().st_size for d in cache.iterdir() for f in d.iterdir())
     print(f"store size on disk: {store_bytes / 2**30:.2f} GiB ({load()})", flush=True)
     if not keep:
@@ -153,6 +160,8 @@ def main(argv=None) -> int:
                    help="where the synthetic sets are written (needs ~4 GiB free)")
     p.add_argument("--sets", default="hmdb51,k400", help="comma-separated: hmdb51, k400")
     p.add_argument("--keep", action="store_true", help="keep the data (a rerun reuses it)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="passes per loader for the epoch figures (the median is printed)")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     bad = [s for s in names if s not in SETS]
@@ -160,7 +169,7 @@ def main(argv=None) -> int:
         raise ValueError(f"unknown set(s) {', '.join(bad)}; choose from {', '.join(SETS)}")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {load()}")
     for name in names:
-        bench_set(name, Path(args.root), args.keep)
+        bench_set(name, Path(args.root), args.keep, args.repeats)
     return 0
 
 
