@@ -5,13 +5,14 @@
 """
 from __future__ import annotations
 
-import sys
 import time
 
+import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 from dejavid import cli
 from dejavid.centroids import load_or_compute_centroids
-from dejavid.config import load_config, step_pattern
-from dejavid.data import load_index
+from dejavid.config import load_config
+from dejavid.data import TSEDataset
+from dejavid.settings import index_from_config, settings_from_config
 
 
 def main(argv=None) -> int:
@@ -24,21 +25,19 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, rest)
     if args.build_store and not cfg["store"]:
         raise ValueError("--build-store with store: false; drop one of them")
+    settings = settings_from_config(cfg)
     t0 = time.time()
-    index = load_index(cfg, progress=not args.no_progress, verify=args.verify_data)
+    index = index_from_config(cfg, progress=not args.no_progress, verify=args.verify_data)
     if args.build_store:
         print(f"feature store {index.store.path} is complete ({len(index.ids)} videos, "
               f"{index.store.dtype}; {time.time() - t0:.1f} s)")
         return 0
-    mu, path = load_or_compute_centroids(index, cfg, step_pattern(cfg), cfg["backend"],
+    train_ds = TSEDataset(index, cfg["train_split"])
+    mu, path = load_or_compute_centroids(train_ds, settings.centroids, cfg["cache_dir"],
                                          progress=not args.no_progress)
     print(f"centroids {tuple(mu.shape)} in {path} ({time.time() - t0:.1f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    cli.main_guard(main)

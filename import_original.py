@@ -11,11 +11,10 @@ The files are read without running anything they hold (dejavid/original_format.p
 """
 from __future__ import annotations
 
-import sys
-
+import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 from dejavid import cli
 from dejavid.config import load_config
-from dejavid.data import load_index
+from dejavid.settings import index_from_config
 from dejavid.original_format import import_centroid_cache, import_checkpoint
 
 
@@ -34,7 +33,7 @@ def main(argv=None) -> int:
     if args.k_feats and not args.out:
         raise ValueError("--k-feats/--log-weights need --out FILE, the checkpoint to write")
     cfg = load_config(args.config, rest)
-    index = load_index(cfg, progress=not args.no_progress)
+    index = index_from_config(cfg, progress=not args.no_progress)
     if args.cache:
         entry = import_centroid_cache(args.cache, cfg, index)
         print(f"centroid cache entry written: {entry}\n"
@@ -47,8 +46,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    cli.main_guard(main)

@@ -1,48 +1,63 @@
-"""Baselines beside DejaVid on one dataset: one results table and plots.
+"""Baselines beside DejaVid on one dataset: one results table (the paper's rows) and plots.
 
     python reproduce.py --config configs/japanese_vowels.yaml [--key value ...]
-    python reproduce.py --config configs/hmdb51.yaml --encoder_params 304e6 --methods meanpool_lr,dba_centroid,dejavid
+    python reproduce.py --config configs/hmdb51.yaml --methods encoder_logits,meanpool_lr,dejavid
 
-Methods (``--methods``, default all): meanpool_lr, knn_dtw, dba_centroid,
-dejavid_frozen, dejavid.  Everything lives in the reproduce folder (``--out``,
-default ``<output_dir>/reproduce-<name>``): baseline results as JSON under
-``baselines/``, one train_dejavid run folder per trained method, then
-``results.md``, ``results.json`` and the PNG plots.  A second call reuses
-every finished result and resumes a partly trained run.
+Rows (``--methods``, default all that apply), in the paper's order, then our extra
+baselines: encoder_logits (only with ``logit_columns``), meanpool_lr,
+dejavid_centroids, dejavid_weights, dejavid, knn_dtw, dba_centroid (see
+:mod:`dejavid.results`).  For the paper's configs (``name`` hmdb51, k400, ssv2) the
+published numbers stand beside the measured ones and ``--encoder_params`` defaults to
+VideoMAE V2-g's 1013e6.  Everything lives in the reproduce folder (``--out``, default
+``<output_dir>/reproduce-<name>``): baseline and estimator results as JSON under
+``baselines/``, one training run folder per DejaVid row (as train_dejavid.py writes
+them, trained by :func:`dejavid.fit`), then ``results.md``, ``results.json`` and the
+PNG plots.  A second call reuses every finished result and resumes a partly trained run.
+With DEJAVID_TIMING=1, ``timing.json`` (data check, each row) and each run's
+``timing.jsonl`` (per-epoch stages) record wall times.
 """
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import dejavid  # noqa: F401  (before torch: sets OpenMP's wait policy, see dejavid/__init__.py)
+import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 import torch
 from tqdm import tqdm
 
-import train_dejavid
 from dejavid import baselines, cli, plots
-from dejavid.baselines import BASELINES, METHODS, TITLES, TRAINED
 from dejavid.centroids import load_or_compute_centroids
-from dejavid.config import load_config, parse_overrides, step_pattern
-from dejavid.data import TSEDataset, load_index
-from dejavid.engine import load_checkpoint
+from dejavid.checkpoint import load_checkpoint
+from dejavid.config import RESUME_OVERRIDABLE, load_config, parse_overrides
+from dejavid.data import TSEDataset
+from dejavid.device import resolve_device
 from dejavid.io import atomic_write_text
+from dejavid.results import (METHODS, ROW, TITLES, TRAINED, default_encoder_params, format_table,
+                             trained_result)
+from dejavid.rng import seed_everything
+from dejavid.settings import index_from_config, settings_from_config
+from dejavid.timing import timer_from_env
+from dejavid.train import fit
 
-# Keys that do not change what a run computes (train_dejavid accepts them on resume).
-NOT_COMPARED = set(train_dejavid.RESUME_OVERRIDABLE) | {"run_name", "output_dir"}
+NOT_APPLICABLE = {"encoder_logits": "--methods encoder_logits needs the encoder's class logits "
+                                    "in the features: set logit_columns to the number of "
+                                    "classes when they are the last columns of each step"}
+# Keys that do not change what a run computes (accepted on resume).
+NOT_COMPARED = set(RESUME_OVERRIDABLE) | {"run_name", "output_dir"}
 
 
 def main(argv=None) -> int:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--out", help="reproduce folder (default <output_dir>/reproduce-<name>)")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of: {', '.join(METHODS)}")
+    p.add_argument("--methods",
+                   help=f"comma-separated subset of: {', '.join(METHODS)} (default: all; "
+                        f"encoder_logits only when the config sets logit_columns)")
     p.add_argument("--encoder_params", type=float,
-                   help="parameter count of the encoder that produced the features; "
+                   help="parameter count of the encoder that produced the features (default "
+                        "1013e6, VideoMAE V2-g, for the configs hmdb51, k400 and ssv2); "
                         "without it the 'share of encoder' column is n/a")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--plot_video", help="video id for the alignment plot "
@@ -50,48 +65,69 @@ def main(argv=None) -> int:
     args, rest = cli.parse(p, argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("run reproduce.py as one process, not under torchrun")
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods or ",".join(METHODS))
     if any(k == "run_name" for k, _ in parse_overrides(rest)):
         raise ValueError("reproduce names its runs after the methods; choose the folder with --out")
     cfg = load_config(args.config, rest)
     out = (Path(args.out) if args.out
            else Path(cfg["output_dir"]) / f"reproduce-{cfg['name'] or 'dejavid'}")
+    encoder_params = (args.encoder_params if args.encoder_params is not None
+                      else default_encoder_params(cfg["name"]))
     progress, log = not args.no_progress, tqdm.write
     t_start = time.time()
+    timer = timer_from_env()   # DEJAVID_TIMING=1: wall time of the data check and of each row
 
-    cli.seed_everything(cfg["seed"])
-    device = cli.resolve_device(cfg["device"])
-    index = load_index(cfg, progress)
-    pattern = step_pattern(cfg)
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
-    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
+    seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    settings = settings_from_config(cfg)
+    with timer.stage("data check"):
+        index = index_from_config(cfg, progress)
+        train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
+        eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
+    pattern = settings.model.step_pattern
+    estimators = {m: ROW[m].factory(cfg, index.num_classes, index.feature_size)
+                  for m in methods if ROW[m].kind == "estimator"}
+    for m, est in estimators.items():
+        if est is None:
+            if args.methods:   # asked for by name: say what is missing
+                raise ValueError(NOT_APPLICABLE.get(m, f"--methods {m}: this row does not "
+                                                       f"apply to the config"))
+            methods.remove(m)
     log(f"reproduce folder: {out}; methods: {', '.join(methods)}")
 
     results = {}
     for m in methods:
-        if m in BASELINES:
-            results[m] = baselines.run_baseline(m, out / "baselines", index, cfg, train_ds,
-                                                eval_ds, pattern, device, progress, log)
-            continue
-        rc = train_or_reuse(m, out, args, rest, index, cfg, log)
-        if rc:
-            log(f"{m} stopped (exit code {rc}); run the same command again to continue")
-            return rc
-        results[m] = baselines.trained_result(out / m, m, len(eval_ds))
+        kind = ROW[m].kind
+        with timer.stage(m):
+            if kind == "estimator":
+                results[m] = baselines.run_estimator_row(m, estimators[m], out / "baselines",
+                                                         train_ds, eval_ds, settings, progress,
+                                                         log)
+            elif kind == "baseline":
+                results[m] = baselines.run_baseline(m, out / "baselines", train_ds, eval_ds,
+                                                    settings, cfg["cache_dir"], device, progress,
+                                                    log)
+            else:
+                rc = train_or_reuse(m, out, args, rest, train_ds, eval_ds, device, progress, log)
+                if rc:
+                    log(f"{m} stopped (exit code {rc}); run the same command again to continue")
+                    return rc
+                results[m] = trained_result(out / m, m, len(eval_ds))
+    if timer.enabled:
+        atomic_write_text(json.dumps(timer.lap(), indent=1) + "\n", out / "timing.json")
 
     header = (f"Train split '{cfg['train_split']}' ({len(train_ds)} videos), evaluated on "
               f"'{cfg['eval_split']}' ({len(eval_ds)} videos); C = {index.num_classes}, "
               f"F = {index.feature_size}, K = {cfg['num_timesteps']}, step pattern {pattern}, "
               f"{cfg['num_epochs']} epochs per DejaVid run.")
-    table = baselines.format_table(results, name=cfg["name"], header=header,
-                                   encoder_params=args.encoder_params)
+    table = format_table(results, name=cfg["name"], header=header, encoder_params=encoder_params)
     atomic_write_text(table, out / "results.md")
     atomic_write_text(json.dumps({"name": cfg["name"], "header": header,
-                                  "encoder_params": args.encoder_params,
+                                  "encoder_params": encoder_params,
                                   "rows": [asdict(r) for r in results.values()]}, indent=1) + "\n",
                       out / "results.json")
     if not args.no_plots:
-        make_plots(out, results, index, cfg, eval_ds, pattern, args.plot_video, log)
+        make_plots(out, results, index, cfg, train_ds, eval_ds, settings, args.plot_video, log)
     print(table)
     log(f"done in {time.time() - t_start:.1f} s; table in {out / 'results.md'}")
     return 0
@@ -107,23 +143,26 @@ def parse_methods(text: str) -> list[str]:
     return [m for m in METHODS if m in asked]
 
 
-def train_or_reuse(method: str, out: Path, args, rest: list[str], index, cfg: dict, log) -> int:
-    """Make ``out/method`` hold a finished train_dejavid run; returns train_dejavid's exit code.
+def train_or_reuse(method: str, out: Path, args, rest: list[str], train_ds, eval_ds, device,
+                   progress: bool, log) -> int:
+    """Make ``out/method`` hold a finished training run; returns 0, or 130 when it stopped.
 
     A finished run is reused, a partly trained one resumed; one trained with other
     settings or data is an error (never silently reused, never overwritten).
     """
+    index = train_ds.index
     run_dir = out / method
-    overrides = [*rest, "--output_dir", str(out), "--run_name", method,
-                 "--freeze_centroids", "true" if method == "dejavid_frozen" else "false"]
+    overrides = [*rest, "--output_dir", str(out), "--run_name", method]
+    for key, value in ROW[method].overrides:
+        overrides += [f"--{key}", json.dumps(value)]
     run_cfg = load_config(args.config, overrides)
     want = json.loads(json.dumps({
         "method": method,
         "config": {k: v for k, v in sorted(run_cfg.items()) if k not in NOT_COMPARED},
-        "train_fingerprint": index.fingerprint(cfg["train_split"]),
-        "eval_fingerprint": index.fingerprint(cfg["eval_split"])}))
+        "train_fingerprint": index.fingerprint(run_cfg["train_split"]),
+        "eval_fingerprint": index.fingerprint(run_cfg["eval_split"])}))
     meta_path = run_dir / "reproduce.json"
-    flags = ["--no-progress"] if args.no_progress else []
+    ckpt = None
     if (run_dir / "last.pt").is_file():
         check_same_run(run_dir, meta_path, want)
         ckpt = load_checkpoint(run_dir / "last.pt")
@@ -132,11 +171,15 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], index, cfg: di
             return 0
         log(f"resuming {TITLES[method]} in {run_dir} (epoch {ckpt['epoch'] + 1}, "
             f"step {ckpt['step']})")
-        return train_dejavid.main(["--resume", str(run_dir), *resume_overrides(rest), *flags])
-    atomic_write_text(json.dumps(want, indent=1) + "\n", meta_path)
-    log(f"training {TITLES[method]} in {run_dir}")
-    config = ["--config", args.config] if args.config else []
-    return train_dejavid.main([*config, *overrides, *flags])
+        # The run's own config, with the user's overrides that do not change what it computes.
+        run_cfg = load_config(None, resume_overrides(rest), base=ckpt["config"])
+    else:
+        atomic_write_text(json.dumps(want, indent=1) + "\n", meta_path)
+        log(f"training {TITLES[method]} in {run_dir}")
+    result = fit(train_ds, eval_ds, settings_from_config(run_cfg), device=device,
+                 cache_dir=run_cfg["cache_dir"], run_dir=run_dir, resume=ckpt, config=run_cfg,
+                 progress=progress, log=tqdm.write)
+    return 130 if result.stopped else 0
 
 
 def check_same_run(run_dir: Path, meta_path: Path, want: dict) -> None:
@@ -156,7 +199,7 @@ def check_same_run(run_dir: Path, meta_path: Path, want: dict) -> None:
 
 
 def resume_overrides(rest: list[str]) -> list[str]:
-    """The user's overrides that train_dejavid accepts on resume (device, workers, paths...)."""
+    """The user's overrides that a resumed run accepts (device, workers, paths...)."""
     argv = []
     for key, value in parse_overrides(rest):
         if key in NOT_COMPARED - {"run_name", "output_dir"}:
@@ -164,9 +207,10 @@ def resume_overrides(rest: list[str]) -> list[str]:
     return argv
 
 
-def make_plots(out: Path, results: dict, index, cfg: dict, eval_ds: TSEDataset, pattern: str,
-               plot_video, log) -> None:
+def make_plots(out: Path, results: dict, index, cfg: dict, train_ds: TSEDataset,
+               eval_ds: TSEDataset, settings, plot_video, log) -> None:
     """learning_curves.png, weights_per_class.png, weights_mean.png, alignment_path.png."""
+    pattern = settings.model.step_pattern
     trained = [m for m in TRAINED if m in results]
     if not trained:
         log("plots skipped: they show trained DejaVid runs and none was asked for")
@@ -175,13 +219,14 @@ def make_plots(out: Path, results: dict, index, cfg: dict, eval_ds: TSEDataset, 
     try:
         written = [plots.learning_curves(
             {TITLES[m]: ckpts[m]["history"] for m in trained}, out / "learning_curves.png",
-            {TITLES[m]: results[m].top1 for m in BASELINES if m in results},
+            {TITLES[m]: r.top1 for m, r in results.items() if m not in TRAINED},
             title=f"{cfg['name']}: DejaVid training")]
         m = trained[-1]  # the full model when it was trained
         mu, theta = ckpts[m]["model"]["mu"], ckpts[m]["model"]["theta"]
         written += plots.weight_heatmaps(theta, index.label_values, out / "weights_per_class.png",
                                          out / "weights_mean.png", title=TITLES[m])
-        mu0, _ = load_or_compute_centroids(index, cfg, pattern, cfg["backend"], False, log)
+        mu0, _ = load_or_compute_centroids(train_ds, settings.centroids, cfg["cache_dir"], False,
+                                           log)
         n = video_position(eval_ds, plot_video)
         x, y, k = eval_ds[n]
         written.append(plots.alignment_path(
@@ -206,8 +251,4 @@ def video_position(ds: TSEDataset, video_id) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError, baselines.MissingDependency) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    cli.main_guard(main)

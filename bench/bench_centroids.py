@@ -13,10 +13,10 @@ import argparse
 import platform
 import time
 
-import dejavid  # noqa: F401  (before torch and numba, as the entry scripts)
+import dejavid.runtime  # noqa: F401  (before torch and numba, as the entry scripts)
 import torch
 
-from dejavid.align import get_backend
+from dejavid.alignment import get_backend
 from dejavid.centroids import dba, medoid_index
 
 

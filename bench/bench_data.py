@@ -39,13 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dejavid  # noqa: E402,F401  (before torch, as the entry scripts)
+import dejavid.runtime  # noqa: E402,F401  (before torch, as the entry scripts)
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dejavid.config import load_config  # noqa: E402
-from dejavid.data import TSEDataset, load_index  # noqa: E402
-from dejavid.engine import epoch_batches, make_loader  # noqa: E402
+from dejavid.batching import epoch_batches, make_loader  # noqa: E402
+from dejavid.data import TSEDataset  # noqa: E402
+from dejavid.settings import index_from_config  # noqa: E402
 
 SETS = {
     "hmdb51": {"videos": 6766, "F": 1459, "T": (17, 33), "C": 51},
@@ -126,12 +127,12 @@ def bench_set(name: str, root: Path, keep: bool, repeats: int) -> None:
     def cfg(**kw):
         return load_config(None, base={**base, **kw})
 
-    plain, t_plain = timed(lambda: load_index(cfg(store=False), progress=False))
+    plain, t_plain = timed(lambda: index_from_config(cfg(store=False), progress=False))
     print(f"start, files (store: false):  {t_plain:8.2f} s  "
           f"({1e3 * t_plain / spec['videos']:.3f} ms/video)", flush=True)
-    _, t_build = timed(lambda: load_index(cfg(), progress=False))
+    _, t_build = timed(lambda: index_from_config(cfg(), progress=False))
     print(f"first build (float32):         {t_build:8.2f} s", flush=True)
-    stored, t_again = timed(lambda: load_index(cfg(), progress=False))
+    stored, t_again = timed(lambda: index_from_config(cfg(), progress=False))
     print(f"second start (store current):  {t_again:8.2f} s  ({load()})", flush=True)
     assert stored.digests == plain.digests
     n_train = len(plain.rows("train"))
@@ -142,8 +143,8 @@ def bench_set(name: str, root: Path, keep: bool, repeats: int) -> None:
     print(f"epoch data, store (float32):   {t_store:8.2f} s  (median; passes {each}; "
           f"{t_files / t_store:.1f}x faster)", flush=True)
     if name == "hmdb51":
-        _, t_b16 = timed(lambda: load_index(cfg(store_dtype="float16"), progress=False))
-        half = load_index(cfg(store_dtype="float16"), progress=False)
+        _, t_b16 = timed(lambda: index_from_config(cfg(store_dtype="float16"), progress=False))
+        half = index_from_config(cfg(store_dtype="float16"), progress=False)
         print(f"first build (float16):         {t_b16:8.2f} s", flush=True)
         t_half, each = epoch_data_seconds(half, "train", repeats)
         print(f"epoch data, store (float16):   {t_half:8.2f} s  (median; passes {each}; "

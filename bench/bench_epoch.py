@@ -24,14 +24,16 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dejavid  # noqa: E402,F401  (before torch and numba, as the entry scripts)
+import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry scripts)
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from dejavid.align import get_backend  # noqa: E402
+from dejavid.alignment import get_backend  # noqa: E402
 from dejavid.config import load_config, step_pattern  # noqa: E402
 from dejavid.engine import evaluate, train_one_epoch  # noqa: E402
-from dejavid.model import DejaVid, build_optimizer, build_scheduler, loss_fn  # noqa: E402
+from dejavid.model import DejaVid, loss_fn  # noqa: E402
+from dejavid.optim import build_optimizer, build_scheduler  # noqa: E402
+from dejavid.settings import settings_from_config  # noqa: E402
 
 HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "K": 64, "T": (25, 41)}
 
@@ -101,8 +103,9 @@ def main(argv=None):
     mu0 = protos[:, None, :] + 0.5 * torch.randn(C, K, F, generator=g)
     model = DejaVid(mu0, step_pattern(cfg), cfg["use_fixed_path"], cfg["w_one_init"],
                     cfg["backend"], g).to(device)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
+    settings = settings_from_config(cfg)
+    optimizer = build_optimizer(model, settings.optim)
+    scheduler = build_scheduler(optimizer, settings.optim, cfg["num_epochs"])
     backend = get_backend(device, cfg["backend"]).name
     setup_s = time.perf_counter() - t0
 
@@ -131,13 +134,13 @@ def main(argv=None):
         def train():
             if model.fixed_path:
                 model.snapshot()
-            run = train_one_epoch(model, train_ds, optimizer, cfg, device, epoch,
+            run = train_one_epoch(model, train_ds, optimizer, settings.loop, device, epoch,
                                   progress=args.progress)
             scheduler.step()
             return run
 
         running, train_s = _timed(train, device)
-        res, val_s = _timed(lambda: evaluate(model, val_ds, cfg, device, progress=args.progress),
+        res, val_s = _timed(lambda: evaluate(model, val_ds, settings.loop, device, progress=args.progress),
                             device)
         row = {"epoch": epoch + 1, "device": str(device), "backend": backend,
                "train_videos": n_train, "val_videos": n_val, "batch_size": cfg["batch_size"],

@@ -25,7 +25,7 @@ STAGES = ("local_cost", "forward", "fwd_bwd")
 
 
 def child(repeats):
-    import dejavid  # noqa: F401  (before torch and numba)
+    import dejavid.runtime  # noqa: F401  (before torch and numba)
     import numba
     import torch
 

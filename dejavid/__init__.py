@@ -1,22 +1,41 @@
-"""DejaVid: learned temporal matching of variable-length embedding sequences."""
-import os
+"""DejaVid: learned temporal matching of variable-length embedding sequences.
 
-# OpenMP workers (numba's parallel kernels, torch's ops) otherwise spin after every
-# parallel region; between short kernels, and on machines shared with other work, the
-# spinning takes the cores the next step needs (demo epochs 4x slower on a loaded
-# 2-core machine, bench/RESULTS.md).  OpenMP reads this once, when it is loaded, so it
-# only takes effect when dejavid is imported before torch, as the entry scripts do.
-# A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+Public API (imported on first use, so ``import dejavid`` stays light):
 
-# Large CPU tensors (a batch's [N, F] features: ~150 MB at HMDB51's shape) on transparent
-# huge pages: each batch is a fresh allocation, and faulting it in 4 KiB pages took about
-# 3x the copy itself (bench/bench_data.py: store epoch 0.55-0.8 s -> 0.26 s).  torch reads
-# this at its first allocation, so, like the wait policy, only before torch is imported.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    DejaVid             the layer: distances of variable-length samples to C learned centroid series
+    align               the differentiable alignment op under it (backend dispatch)
+    dba                 DTW barycenter averaging of equal-length series (centroid initialisation)
+    fit                 the training loop of train_dejavid.py, as a function
+    load_index          read and validate an on-disk dataset (DESIGN section 1)
+    DejaVidClassifier   scikit-learn-style estimator: fit(X, y) on lists of [T, F] arrays
 
-# numba's vector width on Intel AVX-512 server cores: see dejavid/cpu_tuning.py.  Like
-# the wait policy above, it only takes effect when dejavid is imported before numba.
-from . import cpu_tuning as _cpu_tuning  # noqa: E402
+``import dejavid`` does not change the environment; the scripts import
+:mod:`dejavid.runtime` first for OpenMP's wait policy and numba's vector width.
+"""
+from __future__ import annotations
 
-_cpu_tuning.apply()
+import importlib
+
+# name -> module that defines it; resolved by __getattr__ on first access.
+_EXPORTS = {
+    "DejaVid": "dejavid.model",
+    "align": "dejavid.alignment",
+    "dba": "dejavid.centroids",
+    "fit": "dejavid.train",
+    "load_index": "dejavid.data",
+    "DejaVidClassifier": "dejavid.estimator",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'dejavid' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,7 @@ This module allocates outputs and scratch and calls the compiled extension
 ``dejavid_kernels`` (built by ``pip install --no-build-isolation ./kernel_setup``),
 whose C++ binding checks devices, dtypes, shapes and contiguity.  float32 and
 float64 are supported (float64 for gradcheck); other dtypes raise ValueError.
-Offsets are validated by :func:`dejavid.align.check_inputs`; paths given to the
+Offsets are validated by :func:`dejavid.alignment.check_inputs`; paths given to the
 fixed-path functions are validated here.
 
 The free-path forward computes the local cost of every centroid row against
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .align import Backend
+from .backend import Backend
 
 try:
     import dejavid_kernels as _C

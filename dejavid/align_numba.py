@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .align import Backend
+from .backend import Backend
 
 try:
     from numba import get_num_threads, njit, prange

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-STEP_PATTERNS = ("hv", "hvd")
+from .backend import STEP_PATTERNS, Backend
 
 # Upper bound on elements of a temporary local-cost block.
 _BLOCK_ELEMS = 1 << 24
@@ -224,3 +224,6 @@ def dba_accumulate_ref(x: torch.Tensor, offsets: torch.Tensor, paths: torch.Tens
     sums = x.new_zeros(K, F).index_add_(0, ci, x[xrow])
     counts = torch.bincount(ci, minlength=K).to(x.dtype)
     return sums, counts
+
+
+BACKEND = Backend("ref", align_forward_ref, path_cost_ref, path_grads_ref, dba_accumulate_ref)

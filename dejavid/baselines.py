@@ -1,21 +1,21 @@
-"""Baselines beside DejaVid on the same on-disk data and splits, and the comparison table.
+"""Baselines beside DejaVid on the same data and splits (rows of reproduce.py's table).
 
     meanpool_lr     mean over time + logistic regression (scikit-learn)
     knn_dtw         1-nearest-neighbour DTW with unit weights: every training video is a reference
     dba_centroid    nearest DBA centroid with unit weights (DejaVid before training)
-    dejavid_frozen  DejaVid, learned weights only (centroids frozen)   } trained by train_dejavid;
-    dejavid         DejaVid, centroids and weights learned              } read back by trained_result
+    estimator rows  any estimator of :data:`dejavid.results.ROWS` (e.g. the encoder's own
+                    clip-averaged logits), fitted and scored by :func:`estimator_row`
 
-Each baseline result is cached as a small JSON file whose ``meta`` records every
-input that determines it (data fingerprints of both splits, the method's
-settings); a cached result is reused only when its meta matches exactly.
+Each takes datasets of (x [T, F], label, row) -- on-disk (:class:`dejavid.data.TSEDataset`)
+or in memory (:class:`dejavid.arrays.ArrayDataset`) -- and returns a
+:class:`dejavid.results.Result`; :func:`run_baseline` caches that result on disk.  The
+same methods as scikit-learn-style estimators are in :mod:`dejavid.estimator`.  This
+module uses the alignment op and the centroids, never the training engine.
 """
 from __future__ import annotations
 
-import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -23,57 +23,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .align import align
+from .alignment import align
 from .centroids import cache_path, cached_seconds, centroid_meta, load_or_compute_centroids
-from .data import DataIndex, TSEDataset, collate_packed
-from .engine import evaluate, load_checkpoint, rank_classes
-from .io import atomic_write_text
-from .model import DejaVid
+from .data import DataIndex, collate_packed
+from .errors import MissingDependency
+from .metrics import topk_counts
+from .results import BASELINES, ROW, TITLES, Result, Row, cached_result, format_seconds
+from .settings import CentroidSpec, TrainSettings
 
-METHODS = ("meanpool_lr", "knn_dtw", "dba_centroid", "dejavid_frozen", "dejavid")
-BASELINES = METHODS[:3]
-TRAINED = METHODS[3:]
-TITLES = {
-    "meanpool_lr": "mean pooling + logistic regression",
-    "knn_dtw": "1-NN DTW, unit weights",
-    "dba_centroid": "nearest DBA centroid, unit weights",
-    "dejavid_frozen": "DejaVid, learned weights only (centroids frozen)",
-    "dejavid": "DejaVid (full)",
-}
-# Published DejaVid results (CVPR 2025), top-1 / top-5 in percent; None: not published.
-PAPER = {"hmdb51": (88.6, None), "k400": (89.1, 98.2), "ssv2": (77.2, 96.3)}
 CACHE_VERSION = 1
 LR_SETTINGS = {"standardize": True, "C": 1.0, "max_iter": 1000}
 # Upper bound on B * references * K per align call in 1-NN (bounds the int32 paths it returns).
 _KNN_BLOCK = 1 << 22
 
-
-class MissingDependency(ImportError):
-    """An optional extra is not installed; the message names the pip command."""
-
-
-@dataclass
-class Result:
-    """One row of the comparison: accuracies on the evaluation split and the head's cost."""
-    method: str
-    top1: float
-    top5: float
-    count: int                       # evaluation videos
-    head_params: int                 # numbers the head adds on top of the encoder
-    trained_params: int              # of which fitted by an optimiser
-    train_seconds: Optional[float]   # None: unknown (e.g. centroids from an earlier cache)
-    eval_seconds: Optional[float]
-    notes: str = ""
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Result":
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
-
-def topk_counts(dist: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[int, int]:
-    """(top-1 hits, top-k hits) ranking classes by ascending ``dist`` [B, C]; ties -> lower class,
-    as DejaVid's own evaluation ranks them."""
-    return rank_classes(dist, labels, k)[1:]
+__all__ = ["meanpool_lr", "knn_dtw", "knn_class_distances", "dba_centroid",
+           "centroid_distances", "run_baseline", "baseline_meta", "estimator_row",
+           "run_estimator_row", "mean_pool", "topk_counts",
+           "MissingDependency", "Result", "LR_SETTINGS"]
 
 
 # --- (1) mean pooling + logistic regression -------------------------------------------------
@@ -89,7 +55,7 @@ def _sklearn():
     return LogisticRegression, StandardScaler
 
 
-def mean_pool(ds: TSEDataset, progress: bool = False, desc: str = "mean pooling"):
+def mean_pool(ds, progress: bool = False, desc: str = "mean pooling"):
     """Mean over time of every video: (X [N, F] float64, y [N] int64)."""
     X = np.empty((len(ds), ds.index.feature_size), dtype=np.float64)
     y = np.empty(len(ds), dtype=np.int64)
@@ -99,30 +65,38 @@ def mean_pool(ds: TSEDataset, progress: bool = False, desc: str = "mean pooling"
     return X, y
 
 
-def meanpool_lr(train_ds: TSEDataset, eval_ds: TSEDataset, seed: int = 0,
-                progress: bool = False) -> Result:
-    """Standardised time-averaged features, multinomial logistic regression (L2, C = 1).
-
-    Head: C * F + C parameters (F + 1 for two classes); the standardisation folds into it.
-    """
+def fit_pooled_lr(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 1000,
+                  seed: int = 0):
+    """(scaler, logistic regression, converged) fitted on pooled features X [N, F]; a
+    convergence warning is reported through ``converged``, other warnings pass on."""
     LogisticRegression, StandardScaler = _sklearn()
-    C = train_ds.index.num_classes
-    Xtr, ytr = mean_pool(train_ds, progress, "mean pooling (train)")
-    Xev, yev = mean_pool(eval_ds, progress, "mean pooling (eval)")
-    t0 = time.time()
     scaler = StandardScaler()
-    clf = LogisticRegression(C=LR_SETTINGS["C"], max_iter=LR_SETTINGS["max_iter"],
-                             random_state=seed)
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf.fit(scaler.fit_transform(Xtr), ytr)
-    train_s = time.time() - t0
+        clf.fit(scaler.fit_transform(X), y)
     converged = True
     for w in caught:
         if "converge" in str(w.message).lower():
             converged = False
         else:
-            warnings.warn(w.message, w.category, stacklevel=2)
+            warnings.warn(w.message, w.category, stacklevel=3)
+    return scaler, clf, converged
+
+
+def meanpool_lr(train_ds, eval_ds, seed: int = 0,
+                progress: bool = False) -> Result:
+    """Standardised time-averaged features, multinomial logistic regression (L2, C = 1).
+
+    Head: C * F + C parameters (F + 1 for two classes); the standardisation folds into it.
+    """
+    C = train_ds.index.num_classes
+    Xtr, ytr = mean_pool(train_ds, progress, "mean pooling (train)")
+    Xev, yev = mean_pool(eval_ds, progress, "mean pooling (eval)")
+    t0 = time.time()
+    scaler, clf, converged = fit_pooled_lr(Xtr, ytr, LR_SETTINGS["C"], LR_SETTINGS["max_iter"],
+                                           seed)
+    train_s = time.time() - t0
     if list(clf.classes_) != list(range(C)):
         raise AssertionError("every class has a training video, so the classes are 0..C-1")
     t0 = time.time()
@@ -138,16 +112,14 @@ def meanpool_lr(train_ds: TSEDataset, eval_ds: TSEDataset, seed: int = 0,
                   train_s, eval_s, notes)
 
 
-# --- (2) 1-NN DTW --------------------------------------------------------------------------
-
-def knn_class_distances(train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern: str,
+def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                         backend: str = "auto", batch_size: int = 128, device="cpu",
                         progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DTW from every evaluation video to its nearest training video of each class.
 
     Returns (dist [N_eval, C], labels [N_eval]).  DTW runs between the raw
     variable-length series (no resampling) with the weighted-L1 local cost and
-    step pattern of DESIGN section 3, through :func:`dejavid.align.align` with
+    step pattern of DESIGN section 3, through :func:`dejavid.alignment.align` with
     theta = 0: every training video plays the part of a centroid.  ``align``
     wants centroids of one length, so the training videos are grouped by length.
     With this cost both step patterns give DTW(x, y) = DTW(y, x).  Distances are
@@ -186,7 +158,7 @@ def knn_class_distances(train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern:
     return torch.cat(out), torch.cat(out_labels)
 
 
-def knn_dtw(train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern: str, backend: str = "auto",
+def knn_dtw(train_ds, eval_ds, step_pattern: str, backend: str = "auto",
             batch_size: int = 128, device="cpu", progress: bool = False) -> Result:
     """1-NN DTW; top-5 ranks classes by the distance to their nearest training video."""
     t0 = time.time()
@@ -196,173 +168,166 @@ def knn_dtw(train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern: str, backen
     top1, top5 = topk_counts(dist, labels)
     N = len(labels)
     notes = (f"no training; stores the {len(train_ds)} training videos; {len(train_ds) * N:,} "
-             f"alignments ({step_pattern}) took {_seconds(eval_s)}")
+             f"alignments ({step_pattern}) took {format_seconds(eval_s)}")
     return Result("knn_dtw", top1 / N, top5 / N, N, 0, 0, 0.0, eval_s, notes)
 
 
 # --- (3) nearest DBA centroid --------------------------------------------------------------
 
-def dba_centroid(index: DataIndex, cfg: dict, eval_ds: TSEDataset, step_pattern: str, device,
-                 progress: bool = False, log: Callable = print) -> Result:
+@torch.no_grad()
+def centroid_distances(mu: torch.Tensor, ds, step_pattern: str, backend: str = "auto",
+                       batch_size: int = 128, device="cpu",
+                       progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-weight DejaVid distance of every video of ``ds`` to the centroids ``mu``
+    [C, K, F], free path: (dist [N, C], labels [N]) -- DejaVid at its initialisation with
+    w = 1, evaluated as :func:`dejavid.engine.evaluate` does."""
+    device = torch.device(device)
+    mu = mu.to(device=device, dtype=torch.float32)
+    zeros = torch.zeros_like(mu)
+    out, out_labels = [], []
+    for s in tqdm(range(0, len(ds), batch_size), desc="nearest centroid", unit="batch",
+                  leave=False, disable=not progress):
+        batch = collate_packed([ds[n] for n in range(s, min(len(ds), s + batch_size))]).to(device)
+        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend)  # [B, C]
+        out.append(d.cpu())
+        out_labels.append(batch.labels.cpu())
+    return torch.cat(out), torch.cat(out_labels)
+
+
+def dba_centroid(train_ds, eval_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
+                 batch_size: int = 128, device="cpu", progress: bool = False,
+                 log: Callable = print) -> Result:
     """The cached DBA centroids with unit weights: DejaVid at initialisation with w = 1."""
-    existed = cache_path(cfg["cache_dir"], centroid_meta(index, cfg, step_pattern)).is_file()
+    existed = cache_dir is not None and cache_path(cache_dir, _centroid_meta(train_ds, spec)).is_file()
     t0 = time.time()
-    mu0, path = load_or_compute_centroids(index, cfg, step_pattern, cfg["backend"], progress, log)
+    mu0, path = load_or_compute_centroids(train_ds, spec, cache_dir, progress, log)
     train_s = cached_seconds(path) if existed else time.time() - t0
-    model = DejaVid(mu0, step_pattern, fixed_path=False, w_one_init=True,
-                    backend=cfg["backend"]).to(device)
     t0 = time.time()
-    res = evaluate(model, eval_ds, cfg, device, progress)
+    dist, labels = centroid_distances(mu0, eval_ds, spec.step_pattern, spec.backend, batch_size,
+                                      device, progress)
+    top1, top5 = topk_counts(dist, labels)
     eval_s = time.time() - t0
     C, K, F = mu0.shape
+    N = len(labels)
     notes = "DejaVid before training"
     if existed:
         notes += f"; centroids from the cache {path}"
         if train_s is None:
             notes += " (a cache written without its compute time)"
-    return Result("dba_centroid", res["top1"], res["top5"], res["count"], C * K * F, 0, train_s,
-                  eval_s, notes)
+    return Result("dba_centroid", top1 / N, top5 / N, N, C * K * F, 0, train_s, eval_s, notes)
+
+
+def _centroid_meta(train_ds, spec: CentroidSpec) -> dict:
+    index = train_ds.index
+    return centroid_meta(index, index.splits[int(train_ds.rows[0])], spec)
+
+
+# --- (4) estimator rows ----------------------------------------------------------------------
+
+def _series_and_labels(ds, time_mean: bool, progress: bool, desc: str):
+    """(X, y [N] class indices): [N, 1, F] time-means, or a list of [T, F] tensors."""
+    if time_mean:
+        X, y = mean_pool(ds, progress, f"mean over time ({desc})")
+        return X[:, None, :], y
+    X, y = [], np.empty(len(ds), dtype=np.int64)
+    for n in tqdm(range(len(ds)), desc=f"loading {desc}", unit="video", leave=False,
+                  disable=not progress):
+        x, y[n], _ = ds[n]
+        X.append(x)
+    return X, y
+
+
+def estimator_row(row: Row, estimator, train_ds, eval_ds, progress: bool = False) -> Result:
+    """Fit ``estimator`` (unfitted, from ``row.factory``) on ``train_ds`` and rank the classes
+    of every ``eval_ds`` video by its ``decision_function`` (larger: more likely).
+
+    Labels are the class indices 0..C-1, so column c of the decision is class c."""
+    C = train_ds.index.num_classes
+    Xtr, ytr = _series_and_labels(train_ds, row.time_mean, progress, "train")
+    t0 = time.time()
+    estimator.fit(Xtr, ytr)
+    train_s = time.time() - t0
+    del Xtr
+    if list(getattr(estimator, "classes_", range(C))) != list(range(C)):
+        raise AssertionError("every class has a training video, so the classes are 0..C-1")
+    Xev, yev = _series_and_labels(eval_ds, row.time_mean, progress, "eval")
+    t0 = time.time()
+    scores = torch.as_tensor(np.asarray(estimator.decision_function(Xev), dtype=np.float64))
+    if scores.dim() == 1 and C == 2:   # scikit-learn's binary convention: > 0 means class 1
+        scores = torch.stack([-scores, scores], 1)
+    top1, top5 = topk_counts(-scores, torch.from_numpy(yev))           # [N, C] distances
+    eval_s = time.time() - t0
+    if row.params is not None:
+        head, trained = row.params(estimator)
+    else:
+        head, trained = estimator.head_params_, estimator.trained_params_
+    N = len(yev)
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(estimator.get_params().items()))
+    return Result(row.method, top1 / N, top5 / N, N, int(head), int(trained), train_s, eval_s,
+                  f"{type(estimator).__name__}({params})")
+
+
+def run_estimator_row(method: str, estimator, out_dir: str | Path, train_ds, eval_ds,
+                      settings: TrainSettings, progress: bool = False,
+                      log: Callable = print) -> Result:
+    """Cached :func:`estimator_row` (``out_dir/<method>.json``), keyed by the data, the
+    estimator's class and its ``get_params()``."""
+    row = ROW[method]
+    index = train_ds.index
+    meta = {"version": CACHE_VERSION, "method": method,
+            "train_split": settings.data.train_split, "eval_split": settings.data.eval_split,
+            "train_fingerprint": index.fingerprint(settings.data.train_split),
+            "eval_fingerprint": index.fingerprint(settings.data.eval_split),
+            "estimator": type(estimator).__qualname__, "time_mean": row.time_mean,
+            "params": {k: repr(v) for k, v in sorted(estimator.get_params().items())}}
+
+    def announced():
+        log(f"computing {TITLES[method]}")
+        return estimator_row(row, estimator, train_ds, eval_ds, progress)
+    return cached_result(Path(out_dir) / f"{method}.json", meta, announced, log)
 
 
 # --- cached results ------------------------------------------------------------------------
 
-def baseline_meta(method: str, index: DataIndex, cfg: dict, step_pattern: str) -> dict:
+def baseline_meta(method: str, index: DataIndex, train_split: str, eval_split: str,
+                  settings: TrainSettings) -> dict:
     """Every input that determines a baseline's result."""
     meta = {"version": CACHE_VERSION, "method": method,
-            "train_split": cfg["train_split"], "eval_split": cfg["eval_split"],
-            "train_fingerprint": index.fingerprint(cfg["train_split"]),
-            "eval_fingerprint": index.fingerprint(cfg["eval_split"])}
+            "train_split": train_split, "eval_split": eval_split,
+            "train_fingerprint": index.fingerprint(train_split),
+            "eval_fingerprint": index.fingerprint(eval_split)}
     if method == "meanpool_lr":
-        meta.update(LR_SETTINGS, seed=cfg["seed"])
+        meta.update(LR_SETTINGS, seed=settings.loop.seed)
     elif method == "knn_dtw":
-        meta["step_pattern"] = step_pattern
+        meta["step_pattern"] = settings.centroids.step_pattern
     elif method == "dba_centroid":
-        meta["centroids"] = centroid_meta(index, cfg, step_pattern)
+        meta["centroids"] = centroid_meta(index, train_split, settings.centroids)
     else:
         raise ValueError(f"unknown baseline {method!r}; baselines: {', '.join(BASELINES)}")
     return meta
 
 
-def cached_result(path: str | Path, meta: dict, compute: Callable[[], Result],
-                  log: Callable = print) -> Result:
-    """The result stored at ``path`` if its meta equals ``meta``; otherwise compute and store."""
-    path = Path(path)
-    if path.is_file():
-        try:
-            blob = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            blob = None
-        if isinstance(blob, dict) and blob.get("meta") == meta:
-            log(f"reusing {meta['method']} result from {path}")
-            return Result.from_dict(blob["result"])
-        log(f"{path} was computed from other data or settings: recomputing")
-    result = compute()
-    atomic_write_text(json.dumps({"meta": meta, "result": asdict(result)}, indent=1) + "\n", path)
-    return result
+def run_baseline(method: str, out_dir: str | Path, train_ds, eval_ds, settings: TrainSettings,
+                 cache_dir: Optional[str | Path], device, progress: bool = False,
+                 log: Callable = print) -> Result:
+    """Cached result of one baseline (``out_dir/<method>.json``), computing it when needed.
 
-
-def run_baseline(method: str, out_dir: str | Path, index: DataIndex, cfg: dict,
-                 train_ds: TSEDataset, eval_ds: TSEDataset, step_pattern: str, device,
-                 progress: bool = False, log: Callable = print) -> Result:
-    """Cached result of one baseline (``out_dir/<method>.json``), computing it when needed."""
-    bs = cfg["eval_batch_size"] or cfg["batch_size"]
+    ``cache_dir``: where the DBA centroids are cached (shared with training runs)."""
+    bs = settings.loop.eval_batch_size
+    spec = settings.centroids
     compute = {
-        "meanpool_lr": lambda: meanpool_lr(train_ds, eval_ds, cfg["seed"], progress),
-        "knn_dtw": lambda: knn_dtw(train_ds, eval_ds, step_pattern, cfg["backend"], bs, device,
-                                   progress),
-        "dba_centroid": lambda: dba_centroid(index, cfg, eval_ds, step_pattern, device,
+        "meanpool_lr": lambda: meanpool_lr(train_ds, eval_ds, settings.loop.seed, progress),
+        "knn_dtw": lambda: knn_dtw(train_ds, eval_ds, spec.step_pattern, spec.backend, bs,
+                                   device, progress),
+        "dba_centroid": lambda: dba_centroid(train_ds, eval_ds, spec, cache_dir, bs, device,
                                              progress, log),
     }[method]
-    meta = baseline_meta(method, index, cfg, step_pattern)
+    index = train_ds.index
+    meta = baseline_meta(method, index, settings.data.train_split, settings.data.eval_split,
+                         settings)
 
     def announced():
         log(f"computing {TITLES[method]}")
         return compute()
     return cached_result(Path(out_dir) / f"{method}.json", meta, announced, log)
 
-
-# --- trained runs --------------------------------------------------------------------------
-
-def trained_result(run_dir: str | Path, method: str, eval_count: int) -> Result:
-    """Row of a finished training run: its final epoch (no selection on the evaluation split).
-
-    Read from ``last.pt``, whose history is the source of ``metrics.jsonl``.
-    """
-    ckpt = load_checkpoint(Path(run_dir) / "last.pt")
-    history = ckpt["history"]
-    if not history:
-        raise ValueError(f"run {run_dir} has no finished epoch")
-    last = history[-1]
-    best = max(history, key=lambda r: r["val_top1"])
-    C, K, F = ckpt["model"]["mu"].shape
-    frozen = bool(ckpt["config"]["freeze_centroids"])
-    notes = (f"epoch {last['epoch']}; best epoch {best['epoch']}: top-1 "
-             f"{100 * best['val_top1']:.2f}")
-    return Result(method, last["val_top1"], last["val_top5"], eval_count, 2 * C * K * F,
-                  C * K * F if frozen else 2 * C * K * F,
-                  float(sum(r["seconds"] for r in history)), None, notes)
-
-
-# --- the table -----------------------------------------------------------------------------
-
-def _seconds(s: Optional[float]) -> str:
-    if s is None:
-        return "n/a"
-    if s < 60:
-        return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60)} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-
-
-def _share(params: int, encoder_params: Optional[float]) -> str:
-    if not encoder_params:
-        return "n/a"
-    return f"{100 * params / encoder_params:.3g} %"
-
-
-def format_table(results: dict[str, Result], *, name: str, header: str = "",
-                 encoder_params: Optional[float] = None) -> str:
-    """Markdown: one row per measured method (in METHODS order) and the paper's row if known."""
-    rows = [results[m] for m in METHODS if m in results]
-    best = max((r.top1 for r in rows), default=None)
-    lines = [f"# DejaVid vs baselines: {name}", ""]
-    if header:
-        lines += [header, ""]
-    lines += ["| method | top-1 (%) | top-5 (%) | head params | trained params | "
-              "share of encoder | train time | notes |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in rows:
-        top1 = f"{100 * r.top1:.2f}"
-        if r.top1 == best:
-            top1 = f"**{top1}**"
-        lines.append(f"| {TITLES[r.method]} | {top1} | {100 * r.top5:.2f} | {r.head_params:,} | "
-                     f"{r.trained_params:,} | {_share(r.head_params, encoder_params)} | "
-                     f"{_seconds(r.train_seconds)} | {r.notes} |")
-    paper = PAPER.get(name)
-    if paper is not None:
-        p1, p5 = ("—" if v is None else f"{v:.1f}" for v in paper)
-        lines.append(f"| DejaVid (paper) | {p1} | {p5} | | | | | published (CVPR 2025), "
-                     f"not measured here |")
-    lines += ["", "top-1/top-5 on the evaluation split; best measured top-1 in bold. DejaVid rows: "
-              "final epoch (the best epoch, selected on the evaluation split, is in the notes). "
-              "Head params: numbers the method adds on top of the encoder (1-NN adds none but "
-              "keeps the training set); trained params: of which fitted by an optimiser. "
-              "Share of encoder: head params / --encoder_params. Train time: logistic-regression "
-              "fit; DBA centroid computation; DejaVid: sum of epoch times including the "
-              "per-epoch evaluation, not counting the centroid initialisation (the DBA row)."]
-    gain = _gain_line(results)
-    if gain:
-        lines += ["", gain]
-    return "\n".join(lines) + "\n"
-
-
-def _gain_line(results: dict[str, Result]) -> str:
-    base = [results[m] for m in BASELINES if m in results]
-    for m in ("dejavid", "dejavid_frozen"):
-        if m in results and base:
-            b = max(base, key=lambda r: r.top1)
-            diff = 100 * (results[m].top1 - b.top1)
-            return (f"{TITLES[m]} vs the best baseline ({TITLES[b.method]}): "
-                    f"{diff:+.2f} points top-1.")
-    return ""

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as Fn
 from tqdm import tqdm
 
-from .align import align, dba_accumulate
-from .data import DataIndex, TSEDataset
+from .alignment import align, dba_accumulate
+from .data import DataIndex
 from .io import atomic_torch_save
+from .settings import CentroidSpec
 
 CACHE_VERSION = 1
 # An interrupted centroid computation loses at most this much work.
@@ -85,30 +86,37 @@ def dba_cost(samples: torch.Tensor, mu: torch.Tensor, step_pattern: str,
     return float(dist.sum())
 
 
-def centroid_meta(index: DataIndex, cfg: dict, step_pattern: str) -> dict:
-    """Every input that determines the centroids."""
+def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dict:
+    """Every input that determines the centroids (``spec.backend`` does not: all backends
+    give the same centroids)."""
     return {
         "version": CACHE_VERSION,
-        "data_fingerprint": index.fingerprint(cfg["train_split"]),
-        "num_timesteps": cfg["num_timesteps"],
-        "centroid_seed": cfg["centroid_seed"],
-        "sample_size_per_class": cfg["sample_size_per_class"],
-        "dba_max_iter": cfg["dba_max_iter"],
-        "step_pattern": step_pattern,
+        "data_fingerprint": index.fingerprint(train_split),
+        "num_timesteps": spec.num_timesteps,
+        "centroid_seed": spec.seed,
+        "sample_size_per_class": spec.sample_size_per_class,
+        "dba_max_iter": spec.dba_max_iter,
+        "step_pattern": spec.step_pattern,
         "feature_size": index.feature_size,
         "num_classes": index.num_classes,
     }
 
 
 def cache_path(cache_dir: str | Path, meta: dict) -> Path:
+    """The cache file of the centroids that ``meta`` describes."""
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
     return Path(cache_dir) / f"centroids_{key}.pt"
 
 
-def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: str = "auto",
-                      progress: bool = True, partial: Optional[Path] = None,
-                      meta: Optional[dict] = None, log=print) -> tuple[torch.Tensor, float]:
-    """(mu [C, K, F] float32 from the training split, compute seconds).
+def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
+                      partial: Optional[Path] = None, meta: Optional[dict] = None,
+                      log=print) -> tuple[torch.Tensor, float]:
+    """(mu [C, K, F] float32 from the training videos ``train_ds``, compute seconds).
+
+    ``train_ds``: a dataset of (x [T, F], label, row) with ``index`` and ``rows``
+    (:class:`dejavid.data.TSEDataset`, :class:`dejavid.arrays.ArrayDataset`).  Per
+    class, ``spec.sample_size_per_class`` videos drawn with ``spec.seed`` are resampled
+    to K steps; DBA starts from their medoid.
 
     With ``partial``, the classes done so far (and the sampling RNG's state) are
     saved there atomically at most every ``PARTIAL_SAVE_SECONDS``, and a matching
@@ -116,9 +124,10 @@ def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: s
     an uninterrupted computation.  ``meta`` (the cache's :func:`centroid_meta`)
     tags the partial file; it is required with ``partial``.
     """
-    K = cfg["num_timesteps"]
-    rng = np.random.default_rng(cfg["centroid_seed"])
-    ds = TSEDataset(index, cfg["train_split"])
+    K = spec.num_timesteps
+    step_pattern, backend = spec.step_pattern, spec.backend
+    rng = np.random.default_rng(spec.seed)
+    ds, index = train_ds, train_ds.index
     rows_of_class = [[] for _ in range(index.num_classes)]
     for n, k in enumerate(ds.rows):
         rows_of_class[index.labels[k]].append(n)
@@ -134,11 +143,11 @@ def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: s
     for c in tqdm(range(start, index.num_classes), desc="centroids", unit="class",
                   initial=start, total=index.num_classes, disable=not progress):
         members = np.array(rows_of_class[c])
-        take = min(cfg["sample_size_per_class"], len(members))
+        take = min(spec.sample_size_per_class, len(members))
         chosen = np.sort(rng.choice(members, size=take, replace=False))
         samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
         start_series = samples[medoid_index(samples, step_pattern, backend)]
-        mu[c] = dba(samples, start_series, step_pattern, cfg["dba_max_iter"], backend)
+        mu[c] = dba(samples, start_series, step_pattern, spec.dba_max_iter, backend)
         due = time.time() - last_save >= PARTIAL_SAVE_SECONDS
         if partial is not None and c + 1 < index.num_classes and due:
             atomic_torch_save({"meta": meta, "done": c + 1, "mu": mu[:c + 1].clone(),
@@ -148,16 +157,22 @@ def compute_centroids(index: DataIndex, cfg: dict, step_pattern: str, backend: s
     return mu, time.time() - t_start
 
 
-def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
-                              backend: str = "auto", progress: bool = True,
-                              log=print) -> tuple[torch.Tensor, Path]:
-    """Reuse the cached centroids for these exact inputs, or compute and cache them.
+def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
+                              progress: bool = True,
+                              log=print) -> tuple[torch.Tensor, Optional[Path]]:
+    """(mu [C, K, F], cache file): the cached centroids for these exact inputs, or
+    computed (:func:`compute_centroids`) and cached under ``cache_dir``.
 
     An interrupted computation leaves a ``.partial`` file beside the cache path
-    and the next call continues from it.
+    and the next call continues from it.  ``cache_dir=None`` computes without any
+    file and returns (mu, None).
     """
-    meta = centroid_meta(index, cfg, step_pattern)
-    path = cache_path(cfg["cache_dir"], meta)
+    index = train_ds.index
+    split = index.splits[int(train_ds.rows[0])]
+    meta = centroid_meta(index, split, spec)
+    if cache_dir is None:
+        return compute_centroids(train_ds, spec, progress, log=log)[0], None
+    path = cache_path(cache_dir, meta)
     cached = _read_cache(path, meta)
     if cached is not None:
         log(f"reusing cached centroids {path}")
@@ -166,8 +181,7 @@ def load_or_compute_centroids(index: DataIndex, cfg: dict, step_pattern: str,
         f"up to {meta['sample_size_per_class']} videos per class, "
         f"{meta['dba_max_iter']} DBA iterations) -> {path}")
     partial = partial_path(path)
-    mu, seconds = compute_centroids(index, cfg, step_pattern, backend, progress, partial, meta,
-                                    log=log)
+    mu, seconds = compute_centroids(train_ds, spec, progress, partial, meta, log=log)
     # compute_centroids keeps the partial file until the very end; the cache replaces it.
     atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values,
                        "seconds": seconds}, path)

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .settings import STEP_PATTERN_OF_USE_MM, step_pattern_of
+
 DEFAULTS: dict[str, Any] = {
     # --- data (DESIGN section 1); relative paths are taken from the working directory
     "name": "",                      # dataset name, used for run folders
@@ -64,9 +66,6 @@ DEFAULTS: dict[str, Any] = {
     "run_name": "",                  # default: <name>-<timestamp>
 }
 
-STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
-
-
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads '1e-4' and '3E5' as floats.
 
@@ -87,6 +86,13 @@ _Loader.add_implicit_resolver(
 
 def _yaml_load(text):
     return yaml.load(text, Loader=_Loader)
+
+
+# Keys that may change when resuming a run without breaking exactness (where data and
+# outputs live, how they are computed); every other key is part of what the run computes.
+RESUME_OVERRIDABLE = frozenset({"num_workers", "device", "backend", "in_memory", "output_dir",
+                                "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir",
+                                "store_on_device"})
 
 
 def _valid_keys() -> str:
@@ -215,7 +221,8 @@ def validate(cfg: dict) -> None:
 
 
 def step_pattern(cfg: dict) -> str:
-    return STEP_PATTERN_OF_USE_MM[cfg["use_mm"]]
+    """The step pattern a config's ``use_mm`` selects ('hv' or 'hvd')."""
+    return step_pattern_of(cfg["use_mm"])
 
 
 def format_config(cfg: dict) -> str:

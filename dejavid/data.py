@@ -194,19 +194,31 @@ class DataIndex:
         return h.hexdigest()
 
 
-def load_index(cfg: dict, progress: bool = True, verify: bool = False) -> DataIndex:
-    """Read the four inputs, check every video, return the index or raise.
+def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Path,
+               id2fname: str | Path, *, train_split: str = "train", num_classes: int = 0,
+               feature_size: int = 0, progress: bool = True, store: bool = False,
+               store_dtype: str = "float32", cache_dir: str | Path = "cache",
+               verify: bool = False) -> DataIndex:
+    """Read the four inputs of DESIGN section 1, check every video, return the index or raise.
 
-    With ``cfg['store']`` the tensors come from the packed feature store
-    (:mod:`dejavid.store`), built or brought up to date here; ``verify`` then
-    re-reads every file and compares it with the store.  Raises
+    ``id2feats`` is the folder of feature files; the other three are pickled dicts
+    video_id -> split / integer label / file name under ``id2feats``.  Classes are
+    those with a ``train_split`` video; ``num_classes`` / ``feature_size`` (0: take
+    from the data) must match the data when given.
+
+    With ``store`` the tensors come from the packed feature store of these four
+    paths under ``cache_dir`` (:mod:`dejavid.store`, precision ``store_dtype``),
+    built or brought up to date here; ``verify`` then re-reads every file and
+    compares it with the store.  Raises
     FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
     """
-    id2splits = load_pickle_map(cfg["id2splits"], "id2splits")
-    id2labels = load_pickle_map(cfg["id2labels"], "id2labels")
-    id2fname = load_pickle_map(cfg["id2fname"], "id2fname")
-    root = Path(cfg["id2feats"]) if cfg["id2feats"] else None
+    paths = {"id2feats": str(id2feats), "id2splits": str(id2splits),  # they name the store
+             "id2labels": str(id2labels), "id2fname": str(id2fname)}
+    id2splits = load_pickle_map(id2splits, "id2splits")
+    id2labels = load_pickle_map(id2labels, "id2labels")
+    id2fname = load_pickle_map(id2fname, "id2fname")
+    root = Path(id2feats) if str(id2feats) else None
     if root is None:
         raise ValueError("config key 'id2feats' is empty: set it to the folder holding the feature files")
     if not root.is_dir():
@@ -239,31 +251,30 @@ def load_index(cfg: dict, progress: bool = True, verify: bool = False) -> DataIn
     if not ids:
         raise ValueError("the dataset maps are empty: no video ids found")
 
-    train_labels = {int(id2labels[v]) for v in ids if id2splits[v] == cfg["train_split"]}
+    train_labels = {int(id2labels[v]) for v in ids if id2splits[v] == train_split}
     for vid in ids:
         lab = int(id2labels[vid])
-        if id2splits[vid] != cfg["train_split"] and lab not in train_labels:
+        if id2splits[vid] != train_split and lab not in train_labels:
             problems.add(f"video {vid!r} (file '{id2fname[vid]}'): label {lab} of split "
                          f"'{id2splits[vid]}' has no training video; every class needs at least "
-                         f"one '{cfg['train_split']}' video")
+                         f"one '{train_split}' video")
     problems.raise_if_any()
     label_values = sorted(train_labels)
-    if cfg["num_classes"] and cfg["num_classes"] != len(label_values):
-        raise ValueError(f"config num_classes = {cfg['num_classes']} but the data has "
+    if num_classes and num_classes != len(label_values):
+        raise ValueError(f"config num_classes = {num_classes} but the data has "
                          f"{len(label_values)} classes with training videos; fix num_classes "
                          f"(or set it to 0 to take it from the data)")
     remap = {v: k for k, v in enumerate(label_values)}
 
-    feature_size = cfg["feature_size"]
     fnames = [str(id2fname[v]) for v in ids]
     split_of = [id2splits[v] for v in ids]
-    store = None
-    if cfg.get("store"):
+    opened = None  # the FeatureStore the tensors are read from
+    if store:
         # The packed feature store (dejavid/store.py) reads each file only when the store is
         # built or out of date, with the same checks as below (check_videos).
-        lengths, digests, first_f, n_half, store = _from_store(
-            cfg, root, ids, fnames, split_of, [id2labels[v] for v in ids], problems,
-            progress, verify)
+        lengths, digests, first_f, n_half, opened = _from_store(
+            paths, root, ids, fnames, split_of, [id2labels[v] for v in ids], feature_size,
+            store_dtype, cache_dir, problems, progress, verify)
     else:
         lengths = np.zeros(len(ids), dtype=np.int64)
         digests = [""] * len(ids)
@@ -282,11 +293,12 @@ def load_index(cfg: dict, progress: bool = True, verify: bool = False) -> DataIn
     return DataIndex(root=root, ids=ids, files=fnames, splits=split_of,
                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
                      lengths=lengths, label_values=label_values,
-                     feature_size=int(feature_size or first_f), digests=digests, store=store)
+                     feature_size=int(feature_size or first_f), digests=digests, store=opened)
 
 
-def _from_store(cfg: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],
-                labels: list, problems: _Problems, progress: bool, verify: bool):
+def _from_store(paths: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],
+                labels: list, feature_size: int, store_dtype: str, cache_dir: str | Path,
+                problems: _Problems, progress: bool, verify: bool):
     """Lengths, digests, F and half-precision count of every video, read from the feature
     store (built or brought up to date first, checking files with :func:`check_videos`)."""
     rows_of = {s: [k for k, sp in enumerate(split_of) if sp == s] for s in SPLITS}
@@ -299,13 +311,11 @@ def _from_store(cfg: dict, root: Path, ids: list, fnames: list[str], split_of: l
         rows = rows_of[split]
         pos_of = {rows[p]: p for p in positions}
         for k, t, half in check_videos(root, ids, fnames, [rows[p] for p in positions],
-                                       cfg["feature_size"], sink, progress=False, first_f=first_f):
+                                       feature_size, sink, progress=False, first_f=first_f):
             yield pos_of[k], t, half
 
-    paths = {key: cfg[key] for key in ("id2feats", "id2splits", "id2labels", "id2fname")}
-    res = feature_store.open_or_build(cfg["cache_dir"], paths, root, sources, check,
-                                      cfg["store_dtype"], cfg["feature_size"], progress,
-                                      log=tqdm.write, verify=verify)
+    res = feature_store.open_or_build(cache_dir, paths, root, sources, check, store_dtype,
+                                      feature_size, progress, log=tqdm.write, verify=verify)
     for msg in res.problems:
         problems.add(msg)
     problems.total += res.total_problems - len(res.problems)

@@ -1,14 +1,13 @@
 """The DejaVid layer: per-class centroid series and per-step, per-feature weights (DESIGN 4, 6)."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as Fn
 
-from .align import align
+from .alignment import align
 
 
 class DejaVid(nn.Module):
@@ -73,45 +72,6 @@ def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
     return Fn.cross_entropy(standardized_logits(dist, eps), labels, reduction=reduction)
 
 
-def build_optimizer(model: DejaVid, cfg: dict) -> torch.optim.AdamW:
-    """AdamW: theta at lr, mu at lr / ms_lr_div, each group with its own betas.
-
-    ``weight_decay`` is the optimizer-wide default, so it reaches both groups (each decays
-    at its own learning rate), as the original's AdamW default of 0.01 does.  A frozen
-    parameter (``freeze_centroids``: mu; ``freeze_weights``: theta) gets no gradient and
-    no group, so neither the update nor the decoupled weight decay can move it.
-    """
-    if cfg["freeze_centroids"] and cfg["freeze_weights"]:
-        raise ValueError("freeze_centroids and freeze_weights are both true: nothing would be "
-                         "trained; set one of them to false")
-    groups = []
-    if cfg["freeze_weights"]:
-        model.theta.requires_grad_(False)
-    else:
-        groups.append({"params": [model.theta], "lr": cfg["lr"], "betas": tuple(cfg["betas"]),
-                       "name": "theta"})
-    if cfg["freeze_centroids"]:
-        model.mu.requires_grad_(False)
-    else:
-        groups.append({"params": [model.mu], "lr": cfg["lr"] / cfg["ms_lr_div"],
-                       "betas": tuple(cfg["mu_betas"]), "name": "mu"})
-    return torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
-
-
-def lr_factor(epoch: int, num_epochs: int, warmup_epochs: int = 0, min_ratio: float = 0.0) -> float:
-    """Learning-rate multiplier for ``epoch`` (0-based): linear warmup, then cosine annealing."""
-    if epoch < warmup_epochs:
-        return (epoch + 1) / (warmup_epochs + 1)
-    span = max(1, num_epochs - warmup_epochs)
-    t = min(1.0, (epoch - warmup_epochs) / span)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def build_scheduler(optimizer, cfg: dict) -> torch.optim.lr_scheduler.LambdaLR:
-    """Stepped once per epoch."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(e, cfg["num_epochs"], cfg["warmup_epochs"], cfg["min_lr_ratio"]))
-
-
 def count_parameters(model: DejaVid) -> int:
+    """Numbers in mu and theta (2 * C * K * F)."""
     return sum(p.numel() for p in model.parameters())

@@ -66,11 +66,12 @@ from typing import Optional
 import torch
 
 from .centroids import cache_path, centroid_meta
-from .config import step_pattern
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataIndex
-from .engine import load_checkpoint, save_checkpoint
 from .io import atomic_torch_save
-from .model import DejaVid, build_optimizer, build_scheduler
+from .model import DejaVid
+from .optim import build_optimizer, build_scheduler
+from .settings import settings_from_config
 
 CACHE_NAME = re.compile(r"_cached_median_djv3_(\d+)_(-?\d+)_(\d+)_(\d+)_(\d+)_(\d+)_mm(\d+)\.pkl$")
 # Fields of the original's cache name -> (dejavid config key or None, its argument name).
@@ -233,7 +234,7 @@ def import_centroid_cache(path: str | Path, cfg: dict, index: DataIndex) -> Path
     if settings is not None:
         _check_name_settings(path, settings, mu, cfg)
     check_against(mu, path, "centroid cache", cfg, index)
-    meta = centroid_meta(index, cfg, step_pattern(cfg))
+    meta = centroid_meta(index, cfg["train_split"], settings_from_config(cfg).centroids)
     out = cache_path(cfg["cache_dir"], meta)
     if out.exists():
         raise ValueError(f"a centroid cache entry for these data and settings already exists: "
@@ -263,13 +264,15 @@ def import_checkpoint(centroids: str | Path, log_weights: str | Path, cfg: dict,
     check_against(mu, centroids, "centroids (k_feats)", cfg, index)
     if out.exists():
         raise ValueError(f"{out} already exists; choose another --out or delete it")
-    model = DejaVid(mu, step_pattern(cfg), cfg["use_fixed_path"], w_one_init=True,
-                    backend=cfg["backend"])
+    settings = settings_from_config(cfg)
+    model = DejaVid(mu, settings.model.step_pattern, settings.model.use_fixed_path,
+                    w_one_init=True, backend=settings.model.backend)
     with torch.no_grad():
         model.theta.copy_(theta)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, settings.optim)
     save_checkpoint(out, model=model, optimizer=optimizer,
-                    scheduler=build_scheduler(optimizer, cfg), cfg=cfg,
+                    scheduler=build_scheduler(optimizer, settings.optim, settings.loop.num_epochs),
+                    config=cfg,
                     label_values=index.label_values, epoch=cfg["num_epochs"], step=0,
                     running=None, best_top1=-1.0, history=[])
     state = load_checkpoint(out)   # our own file, just written

@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .align import align
+from .alignment import align
 from .align_ref import local_cost_ref
-from .baselines import MissingDependency
+from .errors import MissingDependency
 from .io import atomic_path
 
 MAX_CLASS_PANELS = 16

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import dejavid  # noqa: F401  (before torch: sets OpenMP's wait policy for the tests' processes)
+import dejavid.runtime  # noqa: F401  (before torch: sets OpenMP's wait policy for the tests' processes)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

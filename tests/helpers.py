@@ -3,7 +3,7 @@
     videos = {"a": (torch.randn(5, 3), 0, "train"), "b": (torch.randn(4, 3), 1, "val")}
     paths = write_dataset(tmp_path, videos)           # the four inputs, as Paths
     cfg = make_config(paths, num_timesteps=4)         # a full, checked config dict
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
 
 File names are stable so tests can damage one file after writing: a per-file
 video ``vid`` lives in ``paths["id2feats"] / f"{vid}.pt"``, and dict-layout

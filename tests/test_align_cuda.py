@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dejavid import align_cuda, align_ref
-from dejavid.align import align, get_backend
+from dejavid.alignment import align, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))

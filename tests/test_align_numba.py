@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dejavid import align_ref
-from dejavid.align import align, get_backend
+from dejavid.alignment import align, get_backend
 
 numba = pytest.importorskip("numba")
 from dejavid import align_numba  # noqa: E402  (needs numba)

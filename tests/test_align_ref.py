@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dejavid import align_ref
-from dejavid.align import align, dba_accumulate
+from dejavid.alignment import align, dba_accumulate
 
 PATTERNS = ["hv", "hvd"]
 

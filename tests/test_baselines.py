@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dejavid import baselines
-from dejavid.baselines import (Result, dba_centroid, format_table, knn_class_distances, knn_dtw,
-                               meanpool_lr, run_baseline, topk_counts)
-from dejavid.config import step_pattern
-from dejavid.data import TSEDataset, load_index
+from dejavid.baselines import (Result, dba_centroid, knn_class_distances, knn_dtw, meanpool_lr,
+                               run_baseline, topk_counts)
+from dejavid.data import TSEDataset
+from dejavid.settings import index_from_config, settings_from_config
 
 from helpers import level_videos, make_config, ramp_videos, write_dataset
 
@@ -21,8 +21,14 @@ TINY = {"num_timesteps": 6, "sample_size_per_class": 10, "dba_max_iter": 10,
 
 def _setup(tmp_path, videos, **over):
     cfg = make_config(write_dataset(tmp_path, videos), **{**TINY, **over})
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     return cfg, index, TSEDataset(index, "train", True, False), TSEDataset(index, "val", True, False)
+
+
+def _dba(cfg, train, val):
+    """The nearest-DBA-centroid row with the config's centroid settings and cache."""
+    return dba_centroid(train, val, settings_from_config(cfg).centroids, cfg["cache_dir"],
+                        device="cpu", log=lambda *a: None)
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ def test_order_only_dtw_methods_are_perfect(order_only, pattern):
     cfg, index, train, val = order_only
     cfg = {**cfg, "use_mm": {"hv": 0, "hvd": 1}[pattern]}
     r = knn_dtw(train, val, pattern, batch_size=5)
-    d = dba_centroid(index, cfg, val, pattern, "cpu", log=lambda *a: None)
+    d = _dba(cfg, train, val)
     print(r, d, sep="\n")
     assert r.top1 == 1.0 and d.top1 == 1.0
 
@@ -60,7 +66,7 @@ def test_mean_separates_every_baseline_is_perfect(mean_separates):
     pytest.importorskip("sklearn")
     cfg, index, train, val = mean_separates
     results = [meanpool_lr(train, val), knn_dtw(train, val, "hv"),
-               dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)]
+               _dba(cfg, train, val)]
     print(*results, sep="\n")
     assert [r.top1 for r in results] == [1.0, 1.0, 1.0]
     assert [r.top5 for r in results] == [1.0, 1.0, 1.0]
@@ -128,10 +134,10 @@ def test_results_are_cached_and_invalidated(tmp_path):
 
     def run(**over):
         cfg = make_config(paths, **{**TINY, **over})
-        index = load_index(cfg, progress=False)
+        index = index_from_config(cfg, progress=False)
         train, val = TSEDataset(index, "train"), TSEDataset(index, "val")
-        return run_baseline("knn_dtw", out, index, cfg, train, val, step_pattern(cfg), "cpu",
-                            log=logs.append)
+        return run_baseline("knn_dtw", out, train, val, settings_from_config(cfg),
+                            cfg["cache_dir"], "cpu", log=logs.append)
 
     first = run()
     assert (out / "knn_dtw.json").is_file() and not any("reusing" in m for m in logs)
@@ -144,27 +150,6 @@ def test_results_are_cached_and_invalidated(tmp_path):
     torch.save(videos["val_up000"][0] + 1.0, paths["id2feats"] / "val_up000.pt")  # other data
     run(use_mm=1)
     assert any("recomputing" in m for m in logs)
-
-
-def _row(method, top1, **kw):
-    base = dict(top5=1.0, count=10, head_params=100, trained_params=50, train_seconds=1.5,
-                eval_seconds=None, notes="")
-    return Result(method, top1, **{**base, **kw})
-
-
-def test_table_rows_paper_numbers_and_share():
-    results = {m: _row(m, 0.5 + 0.1 * n) for n, m in enumerate(baselines.METHODS)}
-    table = format_table(results, name="k400", encoder_params=1e4)
-    print(table)
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 5 + 1                               # header, five methods, paper
-    assert rows[-1].startswith("| DejaVid (paper) | 89.1 | 98.2 |")
-    assert "| **90.00** |" in rows[5] and "| 1 % |" in rows[5]  # best in bold; 100 / 1e4
-    assert "+20.00 points" in table                       # full vs the DBA row
-    hmdb = format_table(results, name="hmdb51")
-    assert "| DejaVid (paper) | 88.6 | — |" in hmdb and "| n/a |" in hmdb
-    assert "ssv2" not in format_table(results, name="japanese_vowels")
-    assert "(paper)" not in format_table(results, name="japanese_vowels")
 
 
 def test_missing_extras_name_the_install_command(order_only, monkeypatch):
@@ -182,9 +167,9 @@ def test_missing_extras_name_the_install_command(order_only, monkeypatch):
 
 def test_dba_row_reports_the_compute_time_of_cached_centroids(mean_separates):
     """Centroids computed earlier (e.g. by train_dejavid) keep their compute time in the cache."""
-    cfg, index, _, val = mean_separates
-    first = dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)
-    again = dba_centroid(index, cfg, val, "hv", "cpu", log=lambda *a: None)
+    cfg, index, train, val = mean_separates
+    first = _dba(cfg, train, val)
+    again = _dba(cfg, train, val)
     assert first.train_seconds > 0 and "from the cache" not in first.notes
     assert 0 < again.train_seconds <= first.train_seconds  # the computation inside that call
     assert "from the cache" in again.notes and "without its compute time" not in again.notes

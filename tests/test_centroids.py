@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from dejavid.align_ref import path_cost_ref
 from dejavid.centroids import (dba, dba_cost, load_or_compute_centroids, medoid_index,
                                pairwise_dtw, resample)
 from dejavid.config import load_config
-from dejavid.data import load_index
+from dejavid.data import TSEDataset
+from dejavid.settings import index_from_config, settings_from_config
 
 from conftest import DEMO_CONFIG, demo_overrides
 
@@ -97,7 +99,7 @@ def test_each_dba_step_does_not_increase_cost(pattern, shifts):
 def test_dba_update_minimises_squared_error_along_paths(pattern):
     """With the paths fixed, the DBA mean is the least-squares centroid: any perturbation of
     it increases the summed squared difference over the matched cells."""
-    from dejavid.align import align, dba_accumulate
+    from dejavid.alignment import align, dba_accumulate
     g = torch.Generator().manual_seed(5)
     s = torch.randn(6, 9, 3, generator=g, dtype=torch.float64)
     x, off = s.reshape(-1, 3), torch.arange(7) * 9
@@ -120,6 +122,21 @@ def test_dba_update_minimises_squared_error_along_paths(pattern):
     torch.testing.assert_close(dba(s, mu0, pattern, 1, backend="ref"), mean)
 
 
+def _spec(cfg, pattern, backend="auto"):
+    return replace(settings_from_config(cfg).centroids, step_pattern=pattern, backend=backend)
+
+
+def _centroids(index, cfg, pattern, backend="auto", **kwargs):
+    """The cached centroids of the config's training split, as train_dejavid computes them."""
+    return load_or_compute_centroids(TSEDataset(index, cfg["train_split"]),
+                                     _spec(cfg, pattern, backend), cfg["cache_dir"], **kwargs)
+
+
+def _meta(index, cfg, pattern):
+    from dejavid import centroids
+    return centroids.centroid_meta(index, cfg["train_split"], _spec(cfg, pattern))
+
+
 def _cfg(demo_data, tmp_path, *extra):
     return load_config(DEMO_CONFIG, demo_overrides(demo_data, tmp_path) + list(extra))
 
@@ -127,8 +144,8 @@ def _cfg(demo_data, tmp_path, *extra):
 def test_zero_iterations_give_the_class_medoid(demo_data, tmp_path):
     cfg = _cfg(demo_data, tmp_path, "--dba_max_iter", "0", "--sample_size_per_class", "6",
                "--num_timesteps", "8")
-    index = load_index(cfg, progress=False)
-    mu, _ = load_or_compute_centroids(index, cfg, "hv", "ref", progress=False, log=lambda m: None)
+    index = index_from_config(cfg, progress=False)
+    mu, _ = _centroids(index, cfg, "hv", "ref", progress=False, log=lambda m: None)
     from dejavid.data import TSEDataset
     ds = TSEDataset(index, "train")
     # every centroid equals one of its class's resampled training videos
@@ -141,10 +158,10 @@ def test_cache_reuse_and_invalidation(demo_data, tmp_path):
     logs = []
     base = ("--sample_size_per_class", "5", "--dba_max_iter", "3", "--num_timesteps", "6")
     cfg = _cfg(demo_data, tmp_path, *base)
-    index = load_index(cfg, progress=False)
-    mu1, p1 = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    index = index_from_config(cfg, progress=False)
+    mu1, p1 = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     assert "computing" in logs[-1] and p1.is_file()
-    mu2, p2 = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    mu2, p2 = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     assert "reusing" in logs[-1] and p2 == p1 and torch.equal(mu1, mu2)
     assert not [f for f in p1.parent.iterdir() if f.name.endswith(".tmp")]
 
@@ -152,10 +169,10 @@ def test_cache_reuse_and_invalidation(demo_data, tmp_path):
     for extra in (("--num_timesteps", "7"), ("--centroid_seed", "1"),
                   ("--sample_size_per_class", "4"), ("--dba_max_iter", "2")):
         c2 = _cfg(demo_data, tmp_path, *base, *extra)
-        _, p = load_or_compute_centroids(index, c2, "hv", progress=False, log=logs.append)
+        _, p = _centroids(index, c2, "hv", progress=False, log=logs.append)
         assert "computing" in logs[-1], extra
         paths.add(p)
-    _, p = load_or_compute_centroids(index, cfg, "hvd", progress=False, log=logs.append)
+    _, p = _centroids(index, cfg, "hvd", progress=False, log=logs.append)
     assert "computing" in logs[-1]
     paths.add(p)
     assert len(paths) == 6
@@ -168,29 +185,29 @@ def test_cache_invalidated_when_data_changes(tmp_path, demo_data):
     cfg = load_config(DEMO_CONFIG, demo_overrides(data, tmp_path) + [
         "--sample_size_per_class", "3", "--dba_max_iter", "1", "--num_timesteps", "4"])
     logs = []
-    index = load_index(cfg, progress=False)
-    _, p1 = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    index = index_from_config(cfg, progress=False)
+    _, p1 = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     # change one training video's content
     with open(data / "id2fname.pkl", "rb") as fh:
         fname = pickle.load(fh)["train_0000"]
     x = torch.load(data / fname)
     torch.save(x + 1.0, data / fname)
-    index2 = load_index(cfg, progress=False)
-    _, p2 = load_or_compute_centroids(index2, cfg, "hv", progress=False, log=logs.append)
+    index2 = index_from_config(cfg, progress=False)
+    _, p2 = _centroids(index2, cfg, "hv", progress=False, log=logs.append)
     assert "computing" in logs[-1] and p2 != p1
 
 
 def test_stale_cache_file_is_not_trusted(demo_data, tmp_path):
     cfg = _cfg(demo_data, tmp_path, "--sample_size_per_class", "3", "--dba_max_iter", "1",
                "--num_timesteps", "4")
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     logs = []
-    mu, p = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    mu, p = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     blob = torch.load(p)
     blob["meta"] = dict(blob["meta"], num_timesteps=99)   # as if written for other inputs
     blob["mu"] = torch.zeros_like(mu)
     torch.save(blob, p)
-    mu2, _ = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    mu2, _ = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     assert "computing" in logs[-1] and torch.equal(mu2, mu)
 
 
@@ -200,7 +217,7 @@ def test_dba_distance_along_path_matches(demo_data, tmp_path):
     s = torch.randn(4, 7, 3)
     x = s.reshape(28, 3)
     off = torch.arange(5) * 7
-    from dejavid.align import align
+    from dejavid.alignment import align
     d, paths = align(x, off, s[:1], torch.zeros(1, 7, 3), "hv", backend="ref")
     torch.testing.assert_close(d, path_cost_ref(x, off, s[:1], torch.zeros(1, 7, 3), paths))
 
@@ -210,8 +227,8 @@ def test_interrupted_computation_continues_to_the_same_result(demo_data, tmp_pat
     sampling RNG where it was, and caches exactly what an uninterrupted run computes."""
     from dejavid import centroids
     base = ("--sample_size_per_class", "6", "--dba_max_iter", "3", "--num_timesteps", "6")
-    index = load_index(_cfg(demo_data, tmp_path, *base), progress=False)
-    want, _ = load_or_compute_centroids(index, _cfg(demo_data, tmp_path / "a", *base), "hv",
+    index = index_from_config(_cfg(demo_data, tmp_path, *base), progress=False)
+    want, _ = _centroids(index, _cfg(demo_data, tmp_path / "a", *base), "hv",
                                         progress=False, log=lambda m: None)
 
     cfg = _cfg(demo_data, tmp_path / "b", *base)
@@ -226,14 +243,14 @@ def test_interrupted_computation_continues_to_the_same_result(demo_data, tmp_pat
 
     monkeypatch.setattr(centroids, "dba", dba_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        load_or_compute_centroids(index, cfg, "hv", progress=False, log=lambda m: None)
-    cache = centroids.cache_path(cfg["cache_dir"], centroids.centroid_meta(index, cfg, "hv"))
+        _centroids(index, cfg, "hv", progress=False, log=lambda m: None)
+    cache = centroids.cache_path(cfg["cache_dir"], _meta(index, cfg, "hv"))
     partial = centroids.partial_path(cache)
     assert not cache.exists() and partial.is_file()
 
     monkeypatch.setattr(centroids, "dba", real_dba)
     logs = []
-    got, path = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    got, path = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     assert any("at class 5/9" in m for m in logs), logs
     assert torch.equal(got, want)
     assert path == cache and not partial.exists()
@@ -244,13 +261,13 @@ def test_partial_progress_of_other_inputs_is_ignored(demo_data, tmp_path, monkey
     from dejavid import centroids
     base = ("--sample_size_per_class", "4", "--dba_max_iter", "2", "--num_timesteps", "5")
     cfg = _cfg(demo_data, tmp_path, *base)
-    index = load_index(cfg, progress=False)
-    meta = centroids.centroid_meta(index, cfg, "hv")
+    index = index_from_config(cfg, progress=False)
+    meta = _meta(index, cfg, "hv")
     partial = centroids.partial_path(centroids.cache_path(cfg["cache_dir"], meta))
     partial.parent.mkdir(parents=True, exist_ok=True)  # the feature store made cache_dir
     torch.save({"meta": dict(meta, centroid_seed=7), "done": 8, "mu": torch.zeros(8, 5, 12),
                 "rng": {}, "seconds": 1.0}, partial)
     logs = []
-    mu, _ = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    mu, _ = _centroids(index, cfg, "hv", progress=False, log=logs.append)
     assert not any("continuing" in m for m in logs)
     assert not torch.equal(mu[:8], torch.zeros(8, 5, 12))

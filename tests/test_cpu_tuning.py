@@ -66,7 +66,7 @@ def test_apply_does_nothing_once_numba_is_imported():
 def _numba_features_in_fresh_process(choice):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
     env["DEJAVID_NUMBA_512"] = choice
-    code = "import dejavid, numba; print(numba.config.CPU_FEATURES)"
+    code = "import dejavid.runtime, numba; print(numba.config.CPU_FEATURES)"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1]

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid.data import MAX_REPORTED, DataValidationError, TSEDataset, collate_packed, load_index
+from dejavid.data import MAX_REPORTED, DataValidationError, TSEDataset, collate_packed
+from dejavid.settings import index_from_config
 from helpers import (DICT_FILE, feature_file, make_config, read_pickle, write_config_yaml,
                      write_dataset, write_pickle)
 
@@ -41,7 +42,7 @@ def good_videos() -> dict:
 
 def load_with(tmp_path: Path, videos: dict, layout="per_file", **cfg) -> object:
     paths = write_dataset(tmp_path, videos, layout=layout)
-    return load_index(make_config(paths, **cfg), progress=False)
+    return index_from_config(make_config(paths, **cfg), progress=False)
 
 
 def bad_one(tmp_path: Path, vid: str, tensor, **cfg) -> str:
@@ -65,7 +66,7 @@ def test_missing_tensor_file(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     (paths["id2feats"] / feature_file("b1")).unlink()
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     names(msg, "b1", "b1.pt")
     assert "file not found" in msg
@@ -81,7 +82,7 @@ def test_unreadable_tensor_file(tmp_path, damage):
     else:
         f.write_bytes(b"this is not a torch file\x00\x01\x02")
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     names(msg, "a2", "a2.pt")
     assert "cannot be read" in msg
@@ -92,7 +93,7 @@ def test_empty_tensor_file(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     (paths["id2feats"] / feature_file("a2")).write_bytes(b"")
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     names(msg, "a2", "a2.pt")
     assert "cannot be read" in msg
@@ -166,7 +167,7 @@ def test_half_precision_is_converted_with_one_warning(tmp_path, dtype):
     paths = write_dataset(tmp_path, videos)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        index = load_index(make_config(paths), progress=False)
+        index = index_from_config(make_config(paths), progress=False)
     runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(runtime) == 1, [str(w.message) for w in runtime]
     assert "2 video(s)" in str(runtime[0].message)
@@ -187,7 +188,7 @@ def test_id_missing_from_one_map(tmp_path, drop_from):
     del m["b1"]
     write_pickle(paths[drop_from], m)
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     assert "video 'b1'" in msg
     assert f"missing from {drop_from}" in msg
@@ -233,7 +234,7 @@ def test_pickle_not_a_dict(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     write_pickle(paths["id2splits"], [("a1", "train")])
     with pytest.raises(ValueError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     assert "id2splits" in msg and str(paths["id2splits"]) in msg
     assert "must hold a dict" in msg
@@ -244,7 +245,7 @@ def test_corrupt_pickle(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     paths["id2labels"].write_bytes(b"\x80\x04garbage")
     with pytest.raises(ValueError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     assert "cannot read id2labels pickle" in msg and str(paths["id2labels"]) in msg
 
@@ -254,7 +255,7 @@ def test_missing_pickle_file(tmp_path, key):
     paths = write_dataset(tmp_path, good_videos())
     paths[key].unlink()
     with pytest.raises(FileNotFoundError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     assert f"set config key '{key}'" in msg
     assert str(paths[key]) in msg
@@ -264,7 +265,7 @@ def test_missing_root_folder(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     cfg = make_config(paths, id2feats=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError) as info:
-        load_index(cfg, progress=False)
+        index_from_config(cfg, progress=False)
     msg = str(info.value)
     assert "set config key 'id2feats'" in msg
     assert "nowhere" in msg
@@ -311,7 +312,7 @@ def test_dict_file_lacks_video_key(tmp_path):
     del packed["a3"]
     torch.save(packed, paths["id2feats"] / DICT_FILE)
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(paths), progress=False)
+        index_from_config(make_config(paths), progress=False)
     msg = str(info.value)
     names(msg, "a3", DICT_FILE)
     assert "without key 'a3'" in msg
@@ -354,7 +355,7 @@ def test_integer_ids_with_string_keys_in_dict_file(tmp_path):
     videos = {i: (_video(i + 1, i), i % 2, "train") for i in range(4)}
     paths = write_dataset(tmp_path, videos, layout="dict")
     torch.save({str(i): t for i, (t, _, _) in videos.items()}, paths["id2feats"] / DICT_FILE)
-    index = load_index(make_config(paths), progress=False)
+    index = index_from_config(make_config(paths), progress=False)
     ds = TSEDataset(index, "train", progress=False)
     for n in range(len(ds)):
         x, label, k = ds[n]
@@ -366,15 +367,15 @@ def test_fingerprint_tracks_content(tmp_path):
     videos = good_videos()
     paths = write_dataset(tmp_path, videos)
     cfg = make_config(paths)
-    before = load_index(cfg, progress=False)
-    again = load_index(cfg, progress=False)
+    before = index_from_config(cfg, progress=False)
+    again = index_from_config(cfg, progress=False)
     for split in ("train", "val", "test"):
         assert before.fingerprint(split) == again.fingerprint(split)
 
     changed = videos["a3"][0].clone()
     changed[0, 0] += 1e-3
     torch.save(changed, paths["id2feats"] / feature_file("a3"))
-    after = load_index(cfg, progress=False)
+    after = index_from_config(cfg, progress=False)
     assert after.fingerprint("train") != before.fingerprint("train")
     assert after.fingerprint("val") == before.fingerprint("val")
     assert after.fingerprint("test") == before.fingerprint("test")
@@ -384,11 +385,11 @@ def test_fingerprint_tracks_labels(tmp_path):
     videos = good_videos()
     paths = write_dataset(tmp_path, videos)
     cfg = make_config(paths)
-    before = load_index(cfg, progress=False).fingerprint("train")
+    before = index_from_config(cfg, progress=False).fingerprint("train")
     labels = read_pickle(paths["id2labels"])
     labels["a4"] = 7
     write_pickle(paths["id2labels"], labels)
-    assert load_index(cfg, progress=False).fingerprint("train") != before
+    assert index_from_config(cfg, progress=False).fingerprint("train") != before
 
 
 # ---------------------------------------------------------------- batching

@@ -12,7 +12,7 @@ import torch
 
 from conftest import ROOT
 from dejavid.distributed import DistInfo, shard
-from dejavid.engine import StopRequest
+from dejavid.signals import StopRequest
 
 
 def test_shard_covers_each_position_once():

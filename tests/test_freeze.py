@@ -9,9 +9,11 @@ import torch
 import train_dejavid
 from dejavid.centroids import load_or_compute_centroids
 from dejavid.config import load_config
-from dejavid.data import TSEDataset, load_index
+from dejavid.data import TSEDataset
 from dejavid.engine import train_one_epoch
-from dejavid.model import DejaVid, build_optimizer, build_scheduler
+from dejavid.model import DejaVid
+from dejavid.optim import build_optimizer, build_scheduler
+from dejavid.settings import OptimSpec, index_from_config, settings_from_config
 from helpers import level_videos, make_config, write_config_yaml, write_dataset
 
 FROZEN = {"freeze_weights": "theta", "freeze_centroids": "mu"}
@@ -28,18 +30,15 @@ def data(tmp_path_factory):
 def test_both_frozen_is_an_error(data):
     with pytest.raises(ValueError, match="nothing would be trained"):
         make_config(data, freeze_weights=True, freeze_centroids=True)
-    cfg = make_config(data)
-    cfg.update(freeze_weights=True, freeze_centroids=True)   # past the config checks
-    model = DejaVid(torch.zeros(2, 3, 4))
     with pytest.raises(ValueError, match="set one of them to false"):
-        build_optimizer(model, cfg)
+        OptimSpec(freeze_weights=True, freeze_centroids=True)   # a library user's settings
 
 
 @pytest.mark.parametrize("key", sorted(FROZEN))
 def test_optimizer_leaves_out_the_frozen_parameter(data, key):
     cfg = make_config(data, **{key: True})
     model = DejaVid(torch.randn(2, 3, 4))
-    opt = build_optimizer(model, cfg)
+    opt = build_optimizer(model, settings_from_config(cfg).optim)
     frozen = FROZEN[key]
     trained = ({"theta", "mu"} - {frozen}).pop()
     assert [g["name"] for g in opt.param_groups] == [trained]
@@ -51,16 +50,17 @@ def test_optimizer_leaves_out_the_frozen_parameter(data, key):
 def test_frozen_parameter_is_bitwise_unchanged_by_training(data, key):
     """Three epochs with fixed paths and weight decay 0.01, through the training loop."""
     cfg = make_config(data, **SETTINGS, **{key: True})
-    index = load_index(cfg, progress=False)
-    mu0, _ = load_or_compute_centroids(index, cfg, "hv", progress=False, log=lambda *a: None)
+    settings = settings_from_config(cfg)
+    ds = TSEDataset(index_from_config(cfg, progress=False), "train")
+    mu0, _ = load_or_compute_centroids(ds, settings.centroids, cfg["cache_dir"], progress=False,
+                                       log=lambda *a: None)
     model = DejaVid(mu0, "hv", fixed_path=True, generator=torch.Generator().manual_seed(0))
     start = {"theta": model.theta.detach().clone(), "mu": model.mu.detach().clone()}
-    opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg)
-    ds = TSEDataset(index, "train")
+    opt = build_optimizer(model, settings.optim)
+    sched = build_scheduler(opt, settings.optim, settings.loop.num_epochs)
     for epoch in range(cfg["num_epochs"]):
         model.snapshot()
-        assert train_one_epoch(model, ds, opt, cfg, torch.device("cpu"), epoch,
+        assert train_one_epoch(model, ds, opt, settings.loop, torch.device("cpu"), epoch,
                                progress=False) is not None
         sched.step()
     frozen = FROZEN[key]
@@ -81,8 +81,9 @@ def test_train_script_honours_the_freeze(data, tmp_path, key):
     ckpt = torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
     mu, theta = ckpt["model"]["mu"], ckpt["model"]["theta"]
     cfg = load_config(cfg_path)
-    cached, _ = load_or_compute_centroids(load_index(cfg, progress=False), cfg, "hv",
-                                          progress=False, log=lambda *a: None)
+    train = TSEDataset(index_from_config(cfg, progress=False), "train")
+    cached, _ = load_or_compute_centroids(train, settings_from_config(cfg).centroids,
+                                          cfg["cache_dir"], progress=False, log=lambda *a: None)
     if key == "freeze_weights":
         assert torch.equal(theta, torch.zeros_like(theta))          # w = exp(0) = 1
         assert not torch.equal(mu, cached)

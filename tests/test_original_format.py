@@ -20,8 +20,9 @@ import import_original
 import train_dejavid
 from conftest import ROOT
 from dejavid.centroids import load_or_compute_centroids
-from dejavid.data import TSEDataset, collate_packed, load_index
-from dejavid.engine import load_checkpoint, restore_model
+from dejavid.data import TSEDataset, collate_packed
+from dejavid.settings import index_from_config, settings_from_config
+from dejavid.checkpoint import load_checkpoint, restore_model
 from dejavid.model import DejaVid
 from dejavid.original_format import (import_centroid_cache, import_checkpoint,
                                      load_original_tensor, parse_cache_name)
@@ -199,12 +200,14 @@ def test_parse_cache_name():
 
 def test_imported_cache_is_where_training_starts(data, tmp_path):
     cfg = make_config(data, **SETTINGS, cache_dir=str(tmp_path / "cache"))
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     mu_orig = torch.randn(3, K, 3, generator=torch.Generator().manual_seed(5))
     src = pickle_dump_like_original(mu_orig, tmp_path / CACHE_NAME)
     entry = import_centroid_cache(src, cfg, index)
     logs = []
-    mu, path = load_or_compute_centroids(index, cfg, "hv", progress=False, log=logs.append)
+    mu, path = load_or_compute_centroids(TSEDataset(index, "train"),
+                                         settings_from_config(cfg).centroids, cfg["cache_dir"],
+                                         progress=False, log=logs.append)
     assert path == entry and torch.equal(mu, mu_orig) and "reusing" in logs[0]
     blob = torch.load(entry, weights_only=True)
     assert blob["imported_from"]["name_settings"]["seed"] == 1337
@@ -222,13 +225,15 @@ def test_imported_cache_is_where_training_starts(data, tmp_path):
 
 def test_imported_cache_is_not_reused_for_other_data_or_settings(data, tmp_path):
     cfg = make_config(data, **SETTINGS, cache_dir=str(tmp_path / "cache"))
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     mu_orig = torch.randn(3, K, 3)
     entry = import_centroid_cache(pickle_dump_like_original(mu_orig, tmp_path / CACHE_NAME),
                                   cfg, index)
     quiet = dict(progress=False, log=lambda *a: None)
     other = dict(cfg, dba_max_iter=1)
-    mu, path = load_or_compute_centroids(index, other, "hv", **quiet)
+    mu, path = load_or_compute_centroids(TSEDataset(index, "train"),
+                                         settings_from_config(other).centroids,
+                                         other["cache_dir"], **quiet)
     assert path != entry and not torch.equal(mu, mu_orig)
     # Same settings, one training video changed: the data fingerprint no longer matches.
     changed = tmp_path / "changed"
@@ -237,7 +242,9 @@ def test_imported_cache_is_not_reused_for_other_data_or_settings(data, tmp_path)
     videos[vid] = (videos[vid][0] + 0.5, *videos[vid][1:])
     cfg2 = make_config(write_dataset(changed, videos), **SETTINGS,
                        cache_dir=str(tmp_path / "cache"))
-    mu2, path2 = load_or_compute_centroids(load_index(cfg2, progress=False), cfg2, "hv", **quiet)
+    train2 = TSEDataset(index_from_config(cfg2, progress=False), "train")
+    mu2, path2 = load_or_compute_centroids(train2, settings_from_config(cfg2).centroids,
+                                           cfg2["cache_dir"], **quiet)
     assert path2 != entry and not torch.equal(mu2, mu_orig)
 
 
@@ -255,7 +262,7 @@ def test_cache_mismatch_says_what_to_fix(data, tmp_path, shape, name, message):
     cfg = make_config(data, **SETTINGS, cache_dir=str(tmp_path / "cache"))
     src = pickle_dump_like_original(torch.randn(*shape), tmp_path / name)
     with pytest.raises(ValueError, match=message):
-        import_centroid_cache(src, cfg, load_index(cfg, progress=False))
+        import_centroid_cache(src, cfg, index_from_config(cfg, progress=False))
     assert not list((tmp_path / "cache").glob("centroids_*"))  # (the feature store may be there)
 
 
@@ -317,7 +324,7 @@ def _saved_model(tmp_path, C=3, F=3, seed=0):
 def test_imported_model_evaluates_like_the_original(data, tmp_path, capsys):
     kf, lw, mu, theta = _saved_model(tmp_path)
     cfg = make_config(data, **SETTINGS)
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     out = import_checkpoint(kf, lw, cfg, index, tmp_path / "original.pt")
 
     ckpt = load_checkpoint(out)
@@ -354,7 +361,7 @@ def test_imported_model_evaluates_like_the_original(data, tmp_path, capsys):
 
 def test_model_import_errors(data, tmp_path):
     cfg = make_config(data, **SETTINGS)
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     kf = pickle_dump_like_original(torch.randn(3, K, 3), tmp_path / "k.pkl")
     lw = torch_save_like_original(torch.randn(3, K, 2), tmp_path / "w.pt")
     with pytest.raises(ValueError, match="saved together"):

@@ -10,7 +10,9 @@ import torch
 
 from conftest import ROOT
 from dejavid.config import load_config, step_pattern
-from dejavid.model import DejaVid, build_optimizer, build_scheduler
+from dejavid.model import DejaVid
+from dejavid.optim import build_optimizer, build_scheduler
+from dejavid.settings import settings_from_config
 
 CONFIGS = ROOT / "configs"
 PAPER = {"hmdb51": 51, "k400": 400, "ssv2": 174}
@@ -87,7 +89,7 @@ def test_original_relies_on_adamw_default_decay_of_0_01():
 def test_weight_decay_reaches_both_groups_as_in_the_original(name):
     cfg = _paper_cfg(name)
     ours_model, orig_model = _model(), _model()
-    ours, orig = build_optimizer(ours_model, cfg), _original_style_optimizer(orig_model, cfg)
+    ours, orig = build_optimizer(ours_model, settings_from_config(cfg).optim), _original_style_optimizer(orig_model, cfg)
     assert [g["name"] for g in ours.param_groups] == ["theta", "mu"]
     for a, b in zip(ours.param_groups, orig.param_groups):
         for key in ("lr", "betas", "weight_decay", "eps", "amsgrad", "maximize"):
@@ -108,7 +110,7 @@ def test_weight_decay_reaches_both_groups_as_in_the_original(name):
 
     # And a few steps with the same gradients leave both optimizers' parameters equal.
     ours_model, orig_model = _model(), _model()
-    ours, orig = build_optimizer(ours_model, cfg), _original_style_optimizer(orig_model, cfg)
+    ours, orig = build_optimizer(ours_model, settings_from_config(cfg).optim), _original_style_optimizer(orig_model, cfg)
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
         for pa, pb in ((ours_model.theta, orig_model.theta), (ours_model.mu, orig_model.mu)):
@@ -123,8 +125,8 @@ def test_weight_decay_reaches_both_groups_as_in_the_original(name):
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_schedule_is_the_originals_cosine_annealing(name):
     cfg = _paper_cfg(name)
-    ours_opt, orig_opt = build_optimizer(_model(), cfg), _original_style_optimizer(_model(), cfg)
-    ours = build_scheduler(ours_opt, cfg)
+    ours_opt, orig_opt = build_optimizer(_model(), settings_from_config(cfg).optim), _original_style_optimizer(_model(), cfg)
+    ours = build_scheduler(ours_opt, settings_from_config(cfg).optim, cfg["num_epochs"])
     orig = torch.optim.lr_scheduler.CosineAnnealingLR(orig_opt, T_max=cfg["num_epochs"])
     for _ in range(cfg["num_epochs"] + 1):
         for a, b in zip(ours_opt.param_groups, orig_opt.param_groups):

@@ -1,5 +1,6 @@
-"""reproduce.py end to end on a tiny dataset: all rows, numbers equal to the runs', reuse
-without retraining, resume of a stopped run, plots, errors."""
+"""reproduce.py end to end on a tiny dataset: all rows (both single-part DejaVid variants
+included), numbers equal to the runs', reuse without retraining, resume of a stopped run,
+plots, opt-in stage timing, errors.  The paper's rows and numbers: test_paper_table.py."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 import reproduce
-import train_dejavid
 from conftest import ROOT
-from dejavid.baselines import METHODS, TITLES
+from dejavid import train as train_mod
+from dejavid.checkpoint import load_checkpoint
+from dejavid.results import METHODS, TITLES, TRAINED
+from dejavid.timing import NULL_TIMER, StageTimer
 
 from helpers import ramp_videos, write_config_yaml, write_dataset
 
@@ -50,14 +53,16 @@ def test_table_has_every_row_and_the_runs_numbers(first_run):
     table = (first_run / "results.md").read_text()
     print(table)
     rows = {r["method"]: r for r in json.loads((first_run / "results.json").read_text())["rows"]}
-    assert list(rows) == list(METHODS)
-    for m in METHODS:
+    # No logit columns in these features: every row but the encoder's, in the table's order.
+    assert list(rows) == [m for m in METHODS if m != "encoder_logits"]
+    assert TRAINED == ("dejavid_centroids", "dejavid_weights", "dejavid")
+    for m in rows:
         line = next(line for line in table.splitlines() if line.startswith(f"| {TITLES[m]} |"))
         assert f"{100 * rows[m]['top1']:.2f}" in line and f"{100 * rows[m]['top5']:.2f}" in line
     for m in ("meanpool_lr", "knn_dtw", "dba_centroid"):
         cached = json.loads((first_run / "baselines" / f"{m}.json").read_text())["result"]
         assert cached == rows[m]
-    for m in ("dejavid_frozen", "dejavid"):
+    for m in TRAINED:
         last = _last_metrics(first_run / m)
         assert last["epoch"] == 3
         assert (rows[m]["top1"], rows[m]["top5"]) == (last["val_top1"], last["val_top5"])
@@ -67,8 +72,15 @@ def test_table_has_every_row_and_the_runs_numbers(first_run):
     assert rows["dejavid"]["top1"] == 1.0
     C, K, F = 2, 4, 2
     assert (rows["dejavid"]["head_params"], rows["dejavid"]["trained_params"]) == (2 * C * K * F,) * 2
-    assert rows["dejavid_frozen"]["trained_params"] == C * K * F
-    assert "(paper)" not in table
+    for m in ("dejavid_centroids", "dejavid_weights"):
+        assert (rows[m]["head_params"], rows[m]["trained_params"]) == (2 * C * K * F, C * K * F)
+    ckpts = {m: load_checkpoint(first_run / m / "last.pt") for m in TRAINED}
+    assert ckpts["dejavid_centroids"]["config"]["freeze_weights"] is True
+    assert ckpts["dejavid_weights"]["config"]["freeze_centroids"] is True
+    # w_one_init: the frozen weights stay at theta = 0; the full run moved them.
+    assert not ckpts["dejavid_centroids"]["model"]["theta"].any()
+    assert ckpts["dejavid"]["model"]["theta"].any()
+    assert "paper top-1" not in table and "share of encoder" in table
 
 
 def test_plots_are_written(first_run):
@@ -83,15 +95,15 @@ def test_second_run_reuses_everything(tiny, first_run, monkeypatch, capsys):
               if p.suffix in (".pt", ".jsonl") or p.parent.name == "baselines"}
     table = (first_run / "results.md").read_text()
 
-    def no_training(argv=None):
-        raise AssertionError(f"train_dejavid.main called again: {argv}")
-    monkeypatch.setattr(train_dejavid, "main", no_training)
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit called again")
+    monkeypatch.setattr(reproduce, "fit", no_training)
     assert reproduce.main(["--config", str(tiny), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert out.count("reusing finished run") == 2
+    assert out.count("reusing finished run") == 3
     assert all(f"reusing {m} result" in out for m in ("meanpool_lr", "knn_dtw", "dba_centroid"))
     after = {p: p.stat().st_mtime_ns for p in before}
-    assert after == before and len(before) >= 3 + 2 * 3
+    assert after == before and len(before) >= 3 + 3 * 3
     assert (first_run / "results.md").read_text() == table
 
 
@@ -100,19 +112,19 @@ def test_stopped_run_is_resumed(tiny, first_run, tmp_path, monkeypatch, capsys):
     then the same command resumes and ends with the uninterrupted run's metrics."""
     argv = ["--config", str(tiny), "--no-progress", "--methods", "dejavid",
             "--out", str(tmp_path / "r")]
-    real = train_dejavid.train_one_epoch
+    real = train_mod.train_one_epoch
 
     def stop_in_epoch_two(*args, **kwargs):
-        if args[5] == 1:
-            args[8].requested = "SIGINT"
+        if kwargs["epoch"] == 1:
+            kwargs["stop"].requested = "SIGINT"
         return real(*args, **kwargs)
-    monkeypatch.setattr(train_dejavid, "train_one_epoch", stop_in_epoch_two)
+    monkeypatch.setattr(train_mod, "train_one_epoch", stop_in_epoch_two)
     assert reproduce.main(argv) == 130
     assert not (tmp_path / "r" / "results.md").exists()
-    monkeypatch.setattr(train_dejavid, "train_one_epoch", real)
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
     capsys.readouterr()
     assert reproduce.main(argv) == 0
-    assert "resuming DejaVid (full)" in capsys.readouterr().out
+    assert "resuming DejaVid, full" in capsys.readouterr().out
     assert (_metrics_without_time(tmp_path / "r" / "dejavid")
             == _metrics_without_time(first_run / "dejavid"))
 
@@ -123,19 +135,68 @@ def test_run_with_other_settings_is_an_error(tiny, first_run):
                         "--lr", "0.01"])
 
 
-def test_paper_row_for_paper_datasets(tiny, tmp_path):
-    assert reproduce.main(["--config", str(tiny), "--no-progress", "--methods", "meanpool_lr",
-                           "--name", "hmdb51", "--out", str(tmp_path), "--no-plots",
-                           "--encoder_params", "1000"]) == 0
-    table = (tmp_path / "results.md").read_text()
-    assert "| DejaVid (paper) | 88.6 | — |" in table
-    assert "| 3 | 3 | 0.3 % |" in table      # two classes: one weight vector + bias, 3 of 1000
-    assert not any(tmp_path.glob("*.png"))
-
-
 def test_cli_errors_exit_2_without_traceback(tiny):
     for extra in (["--methods", "nope"], ["--run_name", "x"]):
         proc = subprocess.run([sys.executable, "reproduce.py", "--config", str(tiny), *extra],
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_stage_timer_accumulates_and_null_timer_records_nothing():
+    timer = StageTimer()
+    with timer.stage("a"):
+        sum(range(1000))
+    with timer.stage("a"):
+        pass
+    assert list(timer.iterate("data", iter([1, 2, 3]))) == [1, 2, 3]
+    row = timer.lap(epoch=1)
+    assert list(row) == ["epoch", "a", "data"] and row["epoch"] == 1
+    assert row["a"] > 0 and row["data"] >= 0
+    assert timer.laps == [row] and timer.lap(epoch=2) == {"epoch": 2} and timer.totals == {}
+    with pytest.raises(KeyError):          # an exception still charges the stage, then passes
+        with timer.stage("b"):
+            raise KeyError("x")
+    assert "b" in timer.totals
+    items = [1, 2]
+    assert NULL_TIMER.iterate("data", items) is items
+    assert NULL_TIMER.stage("x") is NULL_TIMER.stage("y")   # one shared no-op context
+    assert NULL_TIMER.lap(epoch=1) == {} and not NULL_TIMER.enabled
+
+
+def test_timing_is_opt_in_and_written_per_epoch(tiny, first_run, tmp_path, monkeypatch):
+    assert not (first_run / "timing.json").exists()
+    assert not (first_run / "dejavid" / "timing.jsonl").exists()
+    monkeypatch.setenv("DEJAVID_TIMING", "1")
+    out = tmp_path / "t"
+    assert reproduce.main(["--config", str(tiny), "--no-progress", "--no-plots",
+                           "--methods", "meanpool_lr,dejavid", "--out", str(out)]) == 0
+    rows = json.loads((out / "timing.json").read_text())
+    assert set(rows) == {"data check", "meanpool_lr", "dejavid"}
+    lines = [json.loads(x) for x in (out / "dejavid" / "timing.jsonl").read_text().splitlines()]
+    assert list(lines[0]) == ["before_epoch", "centroids"]     # loaded from the cache here
+    assert [r["epoch"] for r in lines[1:]] == [1, 2, 3]
+    for r in lines[1:]:
+        stages = ("data", "forward", "backward", "optimizer", "eval")
+        assert set(r) == {"epoch", "epoch_seconds", *stages}
+        assert 0 < sum(r[k] for k in stages) <= r["epoch_seconds"]
+    assert rows["dejavid"] >= sum(r["epoch_seconds"] for r in lines[1:])
+
+
+def test_fit_fills_a_given_timer_per_epoch_without_a_run_folder():
+    from dejavid.arrays import ArrayDataset, index_from_arrays
+    from dejavid.settings import CentroidSpec, LoopSpec, TrainSettings
+    videos = ramp_videos(4)
+    X = [v[0] for v in videos.values()]
+    index, tensors = index_from_arrays(X, [v[1] for v in videos.values()],
+                                       split=[v[2] for v in videos.values()])
+    timer = StageTimer()
+    settings = TrainSettings(centroids=CentroidSpec(num_timesteps=3, dba_max_iter=2),
+                             loop=LoopSpec(num_epochs=2, batch_size=4))
+    train_mod.fit(ArrayDataset(index, tensors, "train"), ArrayDataset(index, tensors, "val"),
+                  settings, device="cpu", progress=False, log=lambda *a: None, timer=timer)
+    assert [list(r)[:2] for r in timer.laps] == [["before_epoch", "centroids"],
+                                                 ["epoch", "epoch_seconds"],
+                                                 ["epoch", "epoch_seconds"]]
+    assert all(set(r) >= {"data", "forward", "backward", "optimizer", "eval"}
+               for r in timer.laps[1:])

@@ -21,6 +21,7 @@ import train_dejavid
 from dejavid import data as data_mod
 from dejavid import store
 from dejavid.data import DataValidationError, TSEDataset, load_index
+from dejavid.settings import index_from_config
 from helpers import (DICT_FILE, feature_file, level_videos, make_config, read_pickle,
                      write_config_yaml, write_dataset, write_pickle)
 
@@ -72,7 +73,7 @@ def _no_file_reads(monkeypatch):
 def test_memmap_slices_equal_source_tensors(tmp_path, layout):
     videos = good_videos()
     cfg = make_config(write_dataset(tmp_path, videos, layout=layout))
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     assert index.store is not None
     _assert_matches(index, videos)
     # The split's array is one contiguous memory map holding every step once.
@@ -82,10 +83,21 @@ def test_memmap_slices_equal_source_tensors(tmp_path, layout):
     assert sorted(train.lengths.tolist()) == [1, 2, 4, 5]
 
 
+def test_library_load_index_uses_the_store_only_when_asked(tmp_path):
+    videos = good_videos()
+    paths = write_dataset(tmp_path, videos)
+    args = [paths[k] for k in ("id2feats", "id2splits", "id2labels", "id2fname")]
+    assert load_index(*args, progress=False).store is None
+    assert not (tmp_path / "cache_lib").exists()
+    index = load_index(*args, progress=False, store=True, cache_dir=tmp_path / "cache_lib",
+                       store_dtype="float16")
+    assert index.store.dtype == "float16" and list((tmp_path / "cache_lib").glob("store_*"))
+
+
 def test_index_with_store_equals_index_without(tmp_path):
     cfg = make_config(write_dataset(tmp_path, good_videos()))
-    plain = load_index({**cfg, "store": False}, progress=False)
-    stored = load_index(cfg, progress=False)
+    plain = index_from_config({**cfg, "store": False}, progress=False)
+    stored = index_from_config(cfg, progress=False)
     assert stored.store is not None and plain.store is None
     for name in ("ids", "files", "splits", "label_values", "feature_size", "digests"):
         assert getattr(stored, name) == getattr(plain, name), name
@@ -98,15 +110,15 @@ def test_index_with_store_equals_index_without(tmp_path):
 def test_second_start_opens_no_feature_file(tmp_path, monkeypatch):
     videos = good_videos()
     cfg = make_config(write_dataset(tmp_path, videos))
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     _no_file_reads(monkeypatch)
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     _assert_matches(index, videos)
 
 
 def test_workers_get_the_store_without_its_data(tmp_path):
     videos = good_videos()
-    index = load_index(make_config(write_dataset(tmp_path, videos)), progress=False)
+    index = index_from_config(make_config(write_dataset(tmp_path, videos)), progress=False)
     ds = TSEDataset(index, "train", progress=False)
     ds[0]  # opens the memory map in this process
     blob = pickle.dumps(ds)
@@ -123,7 +135,7 @@ def test_workers_get_the_store_without_its_data(tmp_path):
 def test_in_memory_still_works_with_store(tmp_path):
     videos = good_videos()
     cfg = make_config(write_dataset(tmp_path, videos))
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     ds = TSEDataset(index, "train", in_memory=True, progress=False)
     for n in range(len(ds)):
         x, _, k = ds[n]
@@ -141,7 +153,7 @@ def test_changed_added_or_removed_file_rebuilds_its_split(tmp_path, capsys, chan
     videos = good_videos()
     paths = write_dataset(tmp_path, videos)
     cfg = make_config(paths)
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     val_before = _meta_mtime(cfg, "val")
     capsys.readouterr()
     if change == "changed":
@@ -157,7 +169,7 @@ def test_changed_added_or_removed_file_rebuilds_its_split(tmp_path, capsys, chan
         for key, col in (("id2splits", 2), ("id2labels", 1)):
             write_pickle(paths[key], {v: t[col] for v, t in videos.items()})
         write_pickle(paths["id2fname"], {v: feature_file(v) for v in videos})
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     out = capsys.readouterr().out
     assert "building split 'train'" in out, out
     if change == "changed":
@@ -171,23 +183,23 @@ def test_changed_added_or_removed_file_rebuilds_its_split(tmp_path, capsys, chan
 def test_missing_file_after_build_is_reported(tmp_path):
     paths = write_dataset(tmp_path, good_videos())
     cfg = make_config(paths)
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     (paths["id2feats"] / feature_file("b1")).unlink()
     with pytest.raises(DataValidationError) as info:
-        load_index(cfg, progress=False)
+        index_from_config(cfg, progress=False)
     assert "video 'b1' (file 'b1.pt'): file not found" in str(info.value)
 
 
 def test_other_format_version_is_rebuilt_with_a_message(tmp_path, capsys):
     videos = good_videos()
     cfg = make_config(write_dataset(tmp_path, videos))
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     meta_path = _store_dir(cfg) / "train.meta.json"
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = store.FORMAT_VERSION + 1
     meta_path.write_text(json.dumps(meta))
     capsys.readouterr()
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     assert f"store format version {store.FORMAT_VERSION + 1}" in capsys.readouterr().out
     assert json.loads(meta_path.read_text())["format_version"] == store.FORMAT_VERSION
     _assert_matches(index, videos)
@@ -196,11 +208,11 @@ def test_other_format_version_is_rebuilt_with_a_message(tmp_path, capsys):
 def test_truncated_data_file_is_rebuilt(tmp_path, capsys):
     videos = good_videos()
     cfg = make_config(write_dataset(tmp_path, videos))
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     data = _store_dir(cfg) / "train.data"
     data.write_bytes(data.read_bytes()[:-4])
     capsys.readouterr()
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     assert "its data file holds" in capsys.readouterr().out
     _assert_matches(index, videos)
 
@@ -209,24 +221,24 @@ def test_verify_data_finds_a_change_that_kept_size_and_mtime(tmp_path, capsys):
     videos = good_videos()
     paths = write_dataset(tmp_path, videos)
     cfg = make_config(paths)
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     f = paths["id2feats"] / feature_file("a1")
     st = f.stat()
     videos["a1"] = (videos["a1"][0] * 2, 10, "train")   # same shape: same file size
     torch.save(videos["a1"][0], f)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert f.stat().st_size == st.st_size
-    stale = load_index(cfg, progress=False)          # os.stat cannot see this change
+    stale = index_from_config(cfg, progress=False)          # os.stat cannot see this change
     a1 = stale.ids.index("a1")
     assert not torch.equal(stale.store.video("train", int(np.where(stale.rows("train") == a1)[0][0])),
                            videos["a1"][0])
     capsys.readouterr()
-    index = load_index(cfg, progress=False, verify=True)
+    index = index_from_config(cfg, progress=False, verify=True)
     out = capsys.readouterr().out
     assert "--verify-data: 1 video(s) differ" in out and "video 'a1' (file 'a1.pt')" in out, out
     _assert_matches(index, videos)
     capsys.readouterr()
-    load_index(cfg, progress=False, verify=True)     # now current: nothing rebuilt
+    index_from_config(cfg, progress=False, verify=True)     # now current: nothing rebuilt
     assert "building split" not in capsys.readouterr().out
 
 
@@ -245,7 +257,7 @@ def _bad_cases():
 
 def _messages(tmp_path, videos, **cfg):
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(write_dataset(tmp_path, videos), **cfg), progress=False)
+        index_from_config(make_config(write_dataset(tmp_path, videos), **cfg), progress=False)
     return info.value
 
 
@@ -278,7 +290,7 @@ def test_file_level_errors_reported_as_without_store(tmp_path, damage):
         elif damage == "dict_key":
             torch.save({"a1": videos["a1"][0]}, paths["id2feats"] / DICT_FILE)
         with pytest.raises(DataValidationError) as info:
-            load_index(make_config(paths, store=use_store, **cfg_over), progress=False)
+            index_from_config(make_config(paths, store=use_store, **cfg_over), progress=False)
         results.append(sorted(m.replace(str(tmp_path / where), "<data>")
                               for m in info.value.problems))
     assert results[0] == results[1]
@@ -287,11 +299,11 @@ def test_file_level_errors_reported_as_without_store(tmp_path, damage):
 
 def test_config_feature_size_change_is_rechecked(tmp_path):
     cfg = make_config(write_dataset(tmp_path, good_videos()))
-    load_index(cfg, progress=False)
+    index_from_config(cfg, progress=False)
     with pytest.raises(DataValidationError) as info:
-        load_index({**cfg, "feature_size": F + 1}, progress=False)
+        index_from_config({**cfg, "feature_size": F + 1}, progress=False)
     assert f"feature size {F} differs from {F + 1} (config feature_size)" in str(info.value)
-    assert load_index({**cfg, "feature_size": F}, progress=False).feature_size == F
+    assert index_from_config({**cfg, "feature_size": F}, progress=False).feature_size == F
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -301,7 +313,7 @@ def test_half_source_warns_on_every_start(tmp_path, dtype):
     cfg = make_config(write_dataset(tmp_path, videos))
     for _ in range(2):
         with pytest.warns(RuntimeWarning, match="1 video"):
-            index = load_index(cfg, progress=False)
+            index = index_from_config(cfg, progress=False)
     _assert_matches(index, videos)
 
 
@@ -312,7 +324,7 @@ def test_half_store_error_bound(tmp_path, capsys, dtype, rel):
     videos = {f"v{n}": (_video(20, n, 16, scale=10.0 ** (n % 5 - 2)), n % 2, "train" if n < 6 else "val")
               for n in range(10)}
     cfg = make_config(write_dataset(tmp_path, videos), store_dtype=dtype)
-    index = load_index(cfg, progress=False)
+    index = index_from_config(cfg, progress=False)
     out = capsys.readouterr().out
     worst = 0.0
     for split in ("train", "val"):
@@ -333,7 +345,7 @@ def test_half_store_error_bound(tmp_path, capsys, dtype, rel):
     assert recorded == pytest.approx(worst, rel=1e-6)
     assert f"largest conversion error {recorded:.3g}" in out, out
     # A half-precision store trains on other values: its centroid cache key differs.
-    plain = load_index({**cfg, "store": False}, progress=False)
+    plain = index_from_config({**cfg, "store": False}, progress=False)
     assert index.fingerprint("train") != plain.fingerprint("train")
 
 
@@ -341,7 +353,7 @@ def test_float16_overflow_is_an_error(tmp_path):
     videos = good_videos()
     videos["a3"] = (torch.full((2, F), 1e5), 7, "train")
     with pytest.raises(DataValidationError) as info:
-        load_index(make_config(write_dataset(tmp_path, videos), store_dtype="float16"),
+        index_from_config(make_config(write_dataset(tmp_path, videos), store_dtype="float16"),
                    progress=False)
     msg = str(info.value)
     assert "video 'a3' (file 'a3.pt')" in msg and "store_dtype bfloat16 or float32" in msg
@@ -351,7 +363,7 @@ def test_float16_overflow_is_an_error(tmp_path):
 
 def test_store_on_device_cpu_and_fallback(tmp_path):
     videos = good_videos()
-    index = load_index(make_config(write_dataset(tmp_path, videos), store_dtype="bfloat16"),
+    index = index_from_config(make_config(write_dataset(tmp_path, videos), store_dtype="bfloat16"),
                        progress=False)
     ds = TSEDataset(index, "train", progress=False, device="cpu")
     assert ds.on_device
@@ -381,13 +393,13 @@ def test_full_disk_gives_a_clear_error_and_no_usable_store(tmp_path, monkeypatch
 
     monkeypatch.setattr(store, "_write", write_then_fill)
     with pytest.raises(ValueError) as info:
-        load_index(cfg, progress=False)
+        index_from_config(cfg, progress=False)
     msg = str(info.value)
     assert "no space left on the device" in msg and "store: false" in msg, msg
     assert "GiB" in msg and str(_store_dir(cfg)) in msg
     assert not list(_store_dir(cfg).glob("*.meta.json"))
     monkeypatch.setattr(store, "_write", real_write)
-    _assert_matches(load_index(cfg, progress=False), videos)
+    _assert_matches(index_from_config(cfg, progress=False), videos)
 
 
 def _deny_writes_under(monkeypatch, folder: Path):
@@ -420,20 +432,20 @@ def test_read_only_cache_dir(tmp_path, monkeypatch):
     _deny_writes_under(monkeypatch, ro)
     try:
         with pytest.raises(ValueError) as info:
-            load_index(make_config(paths, cache_dir=str(ro)), progress=False)
+            index_from_config(make_config(paths, cache_dir=str(ro)), progress=False)
         msg = str(info.value)
         assert "cannot write the feature store" in msg and "store: false" in msg, msg
-        assert load_index(make_config(paths, cache_dir=str(ro), store=False),
+        assert index_from_config(make_config(paths, cache_dir=str(ro), store=False),
                           progress=False).store is None
     finally:
         ro.chmod(0o755)
     # A complete, current store in a folder that has since become read-only is still used.
     monkeypatch.undo()
     built = tmp_path / "built_cache"
-    load_index(make_config(paths, cache_dir=str(built)), progress=False)
+    index_from_config(make_config(paths, cache_dir=str(built)), progress=False)
     _deny_writes_under(monkeypatch, built)
     try:
-        _assert_matches(load_index(make_config(paths, cache_dir=str(built)), progress=False), videos)
+        _assert_matches(index_from_config(make_config(paths, cache_dir=str(built)), progress=False), videos)
     finally:
         built.chmod(0o755)
 
@@ -444,7 +456,7 @@ _BUILD_SCRIPT = textwrap.dedent("""
     import os, signal, sys, time, yaml
     from dejavid import store
     from dejavid.config import load_config
-    from dejavid.data import load_index
+    from dejavid.settings import index_from_config
     store.CHUNK_VIDEOS = 3
     mode, cfg_path = sys.argv[1], sys.argv[2]
     real_write, calls = store._write, []
@@ -460,7 +472,7 @@ _BUILD_SCRIPT = textwrap.dedent("""
     import dejavid.data as d
     real_load = d.load_tensor_file
     d.load_tensor_file = lambda p: (reads.append(p), real_load(p))[1]
-    index = load_index(load_config(cfg_path), progress=False)
+    index = index_from_config(load_config(cfg_path), progress=False)
     print("READS", len(reads), "VIDEOS", len(index.ids))
 """)
 
@@ -495,7 +507,7 @@ def test_killed_build_is_never_used_and_the_next_run_completes_it(tmp_path, caps
     data_mod.load_tensor_file = lambda p: (reads.append(p), real_load(p))[1]
     try:
         capsys.readouterr()
-        index = load_index(cfg, progress=False)
+        index = index_from_config(cfg, progress=False)
     finally:
         data_mod.load_tensor_file = real_load
     log = capsys.readouterr().out
@@ -516,7 +528,7 @@ def test_two_concurrent_first_runs_build_once(tmp_path):
     print(outs)
     assert reads == [0, 13], outs      # one built (13 videos read), the other read nothing
     assert sum(o.count("building split 'train'") for o in outs) == 1
-    _assert_matches(load_index(make_config(paths), progress=False), videos)
+    _assert_matches(index_from_config(make_config(paths), progress=False), videos)
 
 
 # ------------------------------------------------------------------------- training
@@ -543,3 +555,16 @@ def test_training_with_store_is_bitwise_the_file_loader(tmp_path):
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in h1]
     assert (tmp_path / "cache_true").is_dir() and list((tmp_path / "cache_true").glob("store_*"))
     assert not list((tmp_path / "cache_false").glob("store_*"))
+
+
+def test_build_store_step_builds_only_the_store(tmp_path, capsys):
+    import compute_centroids
+    videos = good_videos()
+    paths = write_dataset(tmp_path, videos)
+    cfg_path = write_config_yaml(tmp_path / "cfg.yaml", paths)
+    assert compute_centroids.main(["--config", str(cfg_path), "--build-store", "--no-progress"]) == 0
+    assert "is complete (6 videos, float32" in capsys.readouterr().out
+    cache = tmp_path / "cache"
+    assert len(list(cache.glob("store_*/*.meta.json"))) == 3 and not list(cache.glob("centroids_*"))
+    with pytest.raises(ValueError, match="--build-store with store: false"):
+        compute_centroids.main(["--config", str(cfg_path), "--build-store", "--store", "false"])

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import train_dejavid
+from dejavid import train as train_mod
 from conftest import DEMO_CONFIG, ROOT, demo_overrides
 
 FAST = ["--num_timesteps", "8", "--sample_size_per_class", "20", "--dba_max_iter", "10",
@@ -88,7 +89,7 @@ def test_resume_after_clean_epochs(demo_data, reference_run, tmp_path):
     argv = _argv(demo_data, tmp_path, "r", 3)
     run = tmp_path / "runs" / "r"
 
-    class StopAfterEpoch1(train_dejavid.StopRequest):
+    class StopAfterEpoch1(train_mod.StopRequest):
         @property
         def requested(self):
             rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
@@ -98,12 +99,12 @@ def test_resume_after_clean_epochs(demo_data, reference_run, tmp_path):
         def requested(self, v):
             pass
 
-    orig = train_dejavid.StopRequest
-    train_dejavid.StopRequest = StopAfterEpoch1
+    orig = train_mod.StopRequest
+    train_mod.StopRequest = StopAfterEpoch1
     try:
         assert train_dejavid.main(argv) == 130
     finally:
-        train_dejavid.StopRequest = orig
+        train_mod.StopRequest = orig
     assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
     assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0
     _same_run(reference_run, run)
@@ -114,7 +115,7 @@ def test_resume_mid_epoch_is_exact(demo_data, reference_run, tmp_path):
     ends exactly where the uninterrupted run ends."""
     calls = {"n": 0}
 
-    class StopMidEpoch2(train_dejavid.StopRequest):
+    class StopMidEpoch2(train_mod.StopRequest):
         @property
         def requested(self):
             # read once per step (17 per epoch: 270 / 16) and once after each epoch
@@ -126,12 +127,12 @@ def test_resume_mid_epoch_is_exact(demo_data, reference_run, tmp_path):
             pass
 
     run = tmp_path / "runs" / "m"
-    orig = train_dejavid.StopRequest
-    train_dejavid.StopRequest = StopMidEpoch2
+    orig = train_mod.StopRequest
+    train_mod.StopRequest = StopMidEpoch2
     try:
         assert train_dejavid.main(_argv(demo_data, tmp_path, "m", 3)) == 130
     finally:
-        train_dejavid.StopRequest = orig
+        train_mod.StopRequest = orig
     ck = torch.load(run / "last.pt", weights_only=False)
     assert (ck["epoch"], ck["step"]) == (1, 5) and ck["snapshot"] is not None
     assert train_dejavid.main(["--resume", str(run), "--no-progress"]) == 0

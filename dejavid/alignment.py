@@ -9,31 +9,18 @@ gradients of DESIGN section 4.
 """
 from __future__ import annotations
 
-import importlib
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from . import align_ref
+from .backend import BACKENDS, CUDA_BUILD_COMMAND, Backend, check_backend_name, check_step_pattern
 
-BACKENDS = ("auto", "ref", "numba", "cuda")
-CUDA_BUILD_COMMAND = "pip install --no-build-isolation ./kernel_setup"
+__all__ = ["align", "dba_accumulate", "get_backend", "check_inputs", "Backend", "BACKENDS",
+           "CUDA_BUILD_COMMAND", "REF"]
 
-
-@dataclass(frozen=True)
-class Backend:
-    """The four functions every backend provides (signatures as in align_ref)."""
-    name: str
-    align_forward: Callable   # (x, offsets, mu, theta, step_pattern) -> (dist, paths)
-    path_cost: Callable       # (x, offsets, mu, theta, paths) -> dist
-    path_grads: Callable      # (x, offsets, mu, theta, paths, grad, need_x) -> (gx, gmu, gtheta)
-    dba_accumulate: Callable  # (x, offsets, paths[B,1,K,2]) -> (sums [K,F], counts [K])
-
-
-REF = Backend("ref", align_ref.align_forward_ref, align_ref.path_cost_ref,
-              align_ref.path_grads_ref, align_ref.dba_accumulate_ref)
+REF = align_ref.BACKEND
 
 _loaded: dict[str, Optional[Backend]] = {}
 _why_not: dict[str, str] = {}   # backend name -> why it cannot be used (import error text)
@@ -44,7 +31,13 @@ def _load(name: str) -> Optional[Backend]:
     """Import an optional backend module once; None when it cannot be used here."""
     if name not in _loaded:
         try:
-            mod = importlib.import_module(f"dejavid.align_{name}")
+            # Imported on first use: numba's import alone takes a second, and a CPU-only
+            # user never needs the CUDA module.  Both modules import without their
+            # optional dependency and report it through available() / IMPORT_ERROR.
+            if name == "numba":
+                from . import align_numba as mod
+            else:
+                from . import align_cuda as mod
             _loaded[name] = mod.BACKEND if mod.available() else None
             if getattr(mod, "IMPORT_ERROR", None):
                 _why_not[name] = mod.IMPORT_ERROR
@@ -67,8 +60,7 @@ def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
     An explicitly named backend that cannot run raises ValueError.
     """
     global _warned_cuda
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    check_backend_name(name)
     device = torch.device(device)
     if name == "ref":
         return REF
@@ -151,8 +143,7 @@ def align(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor, theta: torch
     computed; with ``paths`` [B, C, K, 2] the distance is evaluated along them
     (fixed-path mode).  Returns (dist [B, C], paths [B, C, K, 2] int32).
     """
-    if step_pattern not in align_ref.STEP_PATTERNS:
-        raise ValueError(f"step_pattern must be one of {align_ref.STEP_PATTERNS}, got {step_pattern!r}")
+    check_step_pattern(step_pattern)
     offsets = offsets.to(device=x.device, dtype=torch.int64)
     check_inputs(x, offsets, mu, theta, paths)
     be = get_backend(x.device, backend)

@@ -1,0 +1,37 @@
+"""Which videos form each batch of an epoch, and the loader that reads them."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import collate_packed
+from .distributed import DistInfo, shard
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[list[int]]:
+    """The epoch's batches as lists of dataset positions; a pure function of (seed, epoch),
+    so a resumed run replays exactly the batches an uninterrupted one would."""
+    if shuffle:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = list(range(n))
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+
+
+def make_loader(ds: Dataset, batches: list[list[int]], num_workers: int) -> DataLoader:
+    """Packed batches (:func:`dejavid.data.collate_packed`) of the given dataset positions."""
+    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_packed,
+                      num_workers=num_workers, persistent_workers=False)
+
+
+def rank_batches(batches: list[list[int]], info: DistInfo) -> list[list[int]]:
+    """This rank's share of every global batch (empty shares kept, one per global step)."""
+    return [shard(b, info) for b in batches]
+
+
+def local_batches(ds: Dataset, shards: list[list[int]], num_workers: int):
+    """Yield this rank's Batch per global step, or None where its share is empty."""
+    it = iter(make_loader(ds, [b for b in shards if b], num_workers))
+    for b in shards:
+        yield next(it) if b else None
