@@ -12,6 +12,7 @@ from dejavid import cli
 from dejavid.centroids import load_or_compute_centroids
 from dejavid.config import load_config
 from dejavid.data import TSEDataset
+from dejavid.io import check_writable_dir
 from dejavid.settings import index_from_config, settings_from_config
 
 
@@ -26,6 +27,7 @@ def main(argv=None) -> int:
     if args.build_store and not cfg["store"]:
         raise ValueError("--build-store with store: false; drop one of them")
     settings = settings_from_config(cfg)
+    check_writable_dir(cfg["cache_dir"], "cache_dir")
     t0 = time.time()
     index = index_from_config(cfg, progress=not args.no_progress, verify=args.verify_data)
     if args.build_store:

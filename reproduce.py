@@ -163,9 +163,9 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], train_ds, eval
         "eval_fingerprint": index.fingerprint(run_cfg["eval_split"])}))
     meta_path = run_dir / "reproduce.json"
     ckpt = None
-    if (run_dir / "last.pt").is_file():
+    if (run_dir / "last.pt").is_file() or (run_dir / "best.pt").is_file():
         check_same_run(run_dir, meta_path, want)
-        ckpt = load_checkpoint(run_dir / "last.pt")
+        ckpt = load_checkpoint(run_dir)   # last.pt, or best.pt when a crash came between them
         if ckpt["step"] == 0 and ckpt["epoch"] >= run_cfg["num_epochs"]:
             log(f"reusing finished run {run_dir} ({ckpt['epoch']} epochs)")
             return 0
@@ -215,7 +215,7 @@ def make_plots(out: Path, results: dict, index, cfg: dict, train_ds: TSEDataset,
     if not trained:
         log("plots skipped: they show trained DejaVid runs and none was asked for")
         return
-    ckpts = {m: load_checkpoint(out / m / "last.pt") for m in trained}
+    ckpts = {m: load_checkpoint(out / m) for m in trained}
     try:
         written = [plots.learning_curves(
             {TITLES[m]: ckpts[m]["history"] for m in trained}, out / "learning_curves.png",

@@ -3,9 +3,11 @@
     python train_dejavid.py --config configs/hmdb51.yaml [--key value ...]
     python train_dejavid.py --resume runs/<run>            # continue exactly
     python train_dejavid.py --eval-only --checkpoint runs/<run>/best.pt --predictions preds.csv
+    python train_dejavid.py --eval-only --checkpoint runs/<run>/best.pt --config other.yaml
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
@@ -17,6 +19,7 @@ from dejavid.checkpoint import load_checkpoint
 from dejavid.config import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data import TSEDataset
 from dejavid.engine import evaluate
+from dejavid.io import check_writable_dir, check_writable_file
 from dejavid.predictions import write_predictions
 from dejavid.settings import index_from_config, settings_from_config
 from dejavid.train import fit, model_from_checkpoint
@@ -25,24 +28,32 @@ from dejavid.train import fit, model_from_checkpoint
 def main(argv=None) -> int:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--resume", help="run folder or checkpoint to continue")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate --checkpoint (with --config: on that config's data)")
     p.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue although the data differs from the checkpoint's")
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
     p.add_argument("--verify-data", action="store_true",
                    help="re-read every feature file and compare it with the feature store")
     args, rest = cli.parse(p, argv)
+    check_flags(args)
 
     ckpt = None
-    if args.eval_only or args.resume:
-        src = args.checkpoint if args.eval_only else args.resume
-        if not src:
-            raise ValueError("--eval-only needs --checkpoint <path>")
-        ckpt = load_checkpoint(src)
-        if args.resume:
-            bad = sorted(k for k, _ in parse_overrides(rest) if k not in RESUME_OVERRIDABLE)
-            if bad:
-                raise ValueError(f"cannot change {', '.join(bad)} when resuming (the run would no "
-                                 f"longer be the same); allowed: {', '.join(sorted(RESUME_OVERRIDABLE))}")
+    if args.eval_only:
+        ckpt = load_checkpoint(args.checkpoint)
+        base = dict(ckpt["config"])
+        if args.config:
+            # Evaluate on that config's data; what the model is comes from the checkpoint.
+            data_cfg = load_config(args.config)
+            base.update({k: data_cfg[k] for k in EVAL_DATA_KEYS})
+        cfg = load_config(None, rest, base=base)
+    elif args.resume:
+        ckpt = load_checkpoint(args.resume)
+        bad = sorted(k for k, _ in parse_overrides(rest) if k not in RESUME_OVERRIDABLE)
+        if bad:
+            raise ValueError(f"cannot change {', '.join(bad)} when resuming (the run would no "
+                             f"longer be the same); allowed: {', '.join(sorted(RESUME_OVERRIDABLE))}")
         cfg = load_config(None, rest, base=ckpt["config"])
     else:
         cfg = load_config(args.config, rest)
@@ -53,23 +64,49 @@ def main(argv=None) -> int:
         ddp.shutdown()
 
 
-def _load_data(args, cfg, info, device, progress):
+# With --eval-only --config Y: the keys taken from Y (which data, how it is read); the
+# model's own keys (step pattern, K, std_eps, ...) stay the checkpoint's.
+EVAL_DATA_KEYS = ("id2feats", "id2splits", "id2labels", "id2fname", "train_split",
+                  "eval_split", "num_classes", "feature_size", "in_memory", "num_workers",
+                  "eval_batch_size", "device", "backend", "store", "store_dtype",
+                  "store_on_device")
+
+
+def check_flags(args) -> None:
+    """Refuse flag combinations that would otherwise be silently ignored."""
+    if args.eval_only and args.resume:
+        raise ValueError("--eval-only and --resume exclude each other: evaluate a checkpoint "
+                         "with --eval-only --checkpoint <file>, or continue a run with --resume")
+    if args.eval_only and not args.checkpoint:
+        raise ValueError("--eval-only needs --checkpoint <path>")
+    if not args.eval_only:
+        given = [f for f, v in (("--checkpoint", args.checkpoint),
+                                ("--predictions", args.predictions)) if v]
+        if given:
+            raise ValueError(f"{' and '.join(given)} only work(s) with --eval-only; add "
+                             f"--eval-only to evaluate, or drop {' and '.join(given)} to train")
+    if args.allow_changed_data and not args.resume:
+        raise ValueError("--allow-changed-data only applies to --resume")
+    if args.resume and args.config:
+        raise ValueError("--resume continues a run with the config saved in its checkpoint, so "
+                         "--config cannot apply; drop --config (where the data and outputs live "
+                         f"can change with --key value: {', '.join(sorted(RESUME_OVERRIDABLE))})")
+
+
+def _load_data(args, cfg, info, progress):
     """The data index.  With the feature store, rank 0 builds (or checks) it first and the
     other ranks open it after rank 0 is done, as with the centroids."""
     if not (info.enabled and cfg["store"]):
         return index_from_config(cfg, progress, verify=args.verify_data)
+    index, error = None, None
     if info.is_main:
-        failed = True
         try:
             index = index_from_config(cfg, progress, verify=args.verify_data)
-            failed = False
-        finally:
-            # The barrier; it also tells the waiting ranks whether rank 0 failed.
-            ddp.any_flag(failed, info, device)
-        return index
-    if ddp.any_flag(False, info, device):
-        raise ValueError("rank 0 could not load the data; its error says why")
-    return index_from_config(cfg, progress=False)
+        except (ValueError, FileNotFoundError) as exc:
+            error = exc
+    # The barrier; when rank 0 failed, it reports its error and the others end quietly.
+    ddp.agree(error, info)
+    return index if info.is_main else index_from_config(cfg, progress=False)
 
 
 def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
@@ -79,7 +116,14 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
                        "processes cannot share; num_workers set to 0")
         cfg = {**cfg, "num_workers": 0}
     settings = settings_from_config(cfg)
-    index = _load_data(args, cfg, info, device, progress)
+    # Every output location is checked before the data check and the centroids.
+    if args.eval_only:
+        if args.predictions:
+            check_writable_file(args.predictions, "--predictions file")
+    else:
+        check_writable_dir(cfg["output_dir"], "output_dir")
+        check_writable_dir(cfg["cache_dir"], "cache_dir")
+    index = _load_data(args, cfg, info, progress)
     store_device = device if cfg["store_on_device"] else None
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 
@@ -87,6 +131,9 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         if list(ckpt["label_values"]) != list(index.label_values):
             raise ValueError("the classes in the data differ from those the checkpoint was "
                              "trained on")
+        if ckpt["model"]["mu"].shape[-1] != index.feature_size:
+            raise ValueError(f"the data has F = {index.feature_size} features per step but the "
+                             f"checkpoint was trained on F = {ckpt['model']['mu'].shape[-1]}")
         model = model_from_checkpoint(ckpt, settings.model).to(device)
         res = evaluate(model, eval_ds, settings.loop, device, progress,
                        keep_predictions=bool(args.predictions), info=info)
@@ -99,15 +146,23 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             print(f"predictions written to {args.predictions}")
         return 0
 
-    run_dir = Path(args.resume) if args.resume else cli.default_run_dir(cfg)
+    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
+    claimed = not args.resume and not cfg["run_name"] and info.is_main
+    run_dir = (Path(args.resume) if args.resume
+               else cli.default_run_dir(cfg, create=info.is_main))
     if args.resume and not run_dir.is_dir():
         run_dir = run_dir.parent
     if not args.resume and info.enabled:
         run_dir = Path(ddp.gather_objects(str(run_dir), info)[0])  # rank 0's timestamped name
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
-    result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
-                 run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
-                 log=tqdm.write, info=info)
+    try:
+        result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
+                     run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
+                     log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data)
+    except BaseException:
+        if claimed:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()   # the folder claimed above, if the run left nothing in it
+        raise
     return 130 if result.stopped else 0
 
 

@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from .settings import STEP_PATTERN_OF_USE_MM, step_pattern_of
+from .data import SPLITS
+from .settings import SEED_MAX, STEP_PATTERN_OF_USE_MM, check_range, step_pattern_of
 
 DEFAULTS: dict[str, Any] = {
     # --- data (DESIGN section 1); relative paths are taken from the working directory
@@ -172,8 +173,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        with open(path) as fh:
-            data = _yaml_load(fh) or {}
+        try:
+            with open(path) as fh:
+                data = _yaml_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: "
+                             f"{' '.join(str(exc).split())}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of key: value")
         _apply(cfg, data.items(), str(path))
@@ -185,7 +190,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
 
 
 def validate(cfg: dict) -> None:
-    """Value checks beyond types."""
+    """Value checks beyond types: every numeric key's range (finite, within bounds), the
+    choices of the string keys, and combinations; each message names the key."""
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
     for key in ("num_timesteps", "batch_size", "sample_size_per_class", "num_epochs"):
@@ -195,10 +201,20 @@ def validate(cfg: dict) -> None:
                 "num_classes", "feature_size", "logit_columns"):
         if cfg[key] < 0:
             raise ValueError(f"{key} must be >= 0, got {cfg[key]}")
-    if cfg["lr"] <= 0 or cfg["ms_lr_div"] <= 0:
-        raise ValueError("lr and ms_lr_div must be > 0")
+    for key in ("lr", "ms_lr_div", "std_eps"):
+        check_range(key, cfg[key], 0, above=True)
+    check_range("weight_decay", cfg["weight_decay"], 0)
+    check_range("min_lr_ratio", cfg["min_lr_ratio"], 0, 1)
+    for key in ("betas", "mu_betas"):
+        for b in cfg[key]:
+            check_range(f"each of {key}", b, 0, 1, below=True)
+    for key in ("seed", "centroid_seed"):
+        check_range(key, cfg[key], 0, SEED_MAX)
     if cfg["eval_split"] not in ("val", "test"):
         raise ValueError(f"eval_split must be 'val' or 'test', got {cfg['eval_split']!r}")
+    if cfg["train_split"] not in SPLITS:
+        raise ValueError(f"train_split must be one of {', '.join(SPLITS)}, got "
+                         f"{cfg['train_split']!r}")
     if cfg["freeze_centroids"] and cfg["freeze_weights"]:
         raise ValueError("freeze_centroids and freeze_weights are both true: nothing would be "
                          "trained; set one of them to false")

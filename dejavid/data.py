@@ -91,10 +91,18 @@ def _as_float(t, vid, fname: str, feature_size: int):
     where = f"video {vid!r} (file '{fname}')"
     if not isinstance(t, torch.Tensor):
         return None, f"{where}: expected a tensor [T, F], found {type(t).__name__}", False
+    if t.layout != torch.strided:
+        return None, (f"{where}: sparse tensor ({t.layout}); save a dense one "
+                      f"(tensor.to_dense())"), False
     if t.dim() != 2:
         return None, f"{where}: tensor must be 2-D [T, F], got shape {tuple(t.shape)}", False
     if t.shape[0] == 0:
         return None, f"{where}: empty video (T = 0); every video needs at least one clip", False
+    if t.shape[1] == 0:
+        return None, f"{where}: no features (F = 0, shape {tuple(t.shape)})", False
+    if t.is_complex():
+        return None, (f"{where}: complex tensor ({t.dtype}); save real float features "
+                      f"(e.g. tensor.real or tensor.abs())"), False
     if not t.is_floating_point():
         return None, (f"{where}: integer tensor ({t.dtype}); save float features "
                       f"(e.g. tensor.float())"), False
@@ -213,6 +221,8 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
     FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
     """
+    if train_split not in SPLITS:
+        raise ValueError(f"train_split must be one of {', '.join(SPLITS)}, got {train_split!r}")
     paths = {"id2feats": str(id2feats), "id2splits": str(id2splits),  # they name the store
              "id2labels": str(id2labels), "id2fname": str(id2fname)}
     id2splits = load_pickle_map(id2splits, "id2splits")
@@ -359,12 +369,23 @@ class TSEDataset(Dataset):
     def _load(self, k: int) -> torch.Tensor:
         fname = self.index.files[k]
         obj = self._files.get(fname)
-        if obj is None:
-            obj = load_tensor_file(self.index.root / fname)
-            self._files[fname] = obj
-            if len(self._files) > 4:  # small LRU: multi-video files are read once per pass
-                self._files.popitem(last=False)
-        t = _select(obj, self.index.ids[k], fname)
+        try:
+            if obj is None:
+                obj = load_tensor_file(self.index.root / fname)
+                self._files[fname] = obj
+                if len(self._files) > 4:  # small LRU: multi-video files are read once per pass
+                    self._files.popitem(last=False)
+            t = _select(obj, self.index.ids[k], fname)
+            ok = (isinstance(t, torch.Tensor) and t.layout == torch.strided and t.dim() == 2
+                  and t.shape[0] > 0 and t.shape[1] == self.index.feature_size
+                  and t.is_floating_point())
+            why = "it is no longer a float tensor [T, F = %d]" % self.index.feature_size
+        except Exception as exc:  # deleted, cut off, unreadable
+            ok, why = False, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+        if not ok:
+            raise ValueError(f"video {self.index.ids[k]!r} (file '{fname}') changed since the "
+                             f"data check ({why}); the feature files must stay as they were "
+                             f"for the whole run (or use in_memory: true)")
         return t.to(torch.float32).contiguous()
 
     def _video(self, n: int, copy: bool = False) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -92,3 +93,23 @@ def gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+class PeerError(Exception):
+    """Another rank stopped with an error it reports itself; this rank ends quietly with
+    the same exit code (:func:`dejavid.cli.main_guard`), so that the one message is not
+    buried under every rank's copy of it."""
+
+
+def agree(error: Optional[BaseException], info: DistInfo) -> None:
+    """Collective: when any rank has an ``error``, every rank raises: its own error where
+    it has one, :class:`PeerError` elsewhere.  Use it after work only some ranks do (rank
+    0 preparing the run folder, computing centroids), so the others do not wait forever
+    at the next collective."""
+    if info.enabled:
+        errors = gather_objects(None if error is None else f"{type(error).__name__}: {error}",
+                                info)
+        if error is None and any(e is not None for e in errors):
+            raise PeerError(next(e for e in errors if e is not None))
+    if error is not None:
+        raise error

@@ -1,6 +1,7 @@
 """Training and evaluation passes over a dataset (one epoch each)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -16,6 +17,20 @@ from .model import DejaVid, loss_fn
 from .settings import LoopSpec
 from .signals import StopRequest
 from .timing import NULL_TIMER
+
+
+class NonFiniteError(ValueError):
+    """The loss or the parameters became NaN or infinite: training cannot go on."""
+
+
+def _check_finite(model, loss_sum: float, where: str) -> None:
+    # Every rank sees the same global loss and, after DDP's averaged step, the same
+    # parameters, so all ranks raise together (none is left waiting at a collective).
+    if not math.isfinite(loss_sum):
+        raise NonFiniteError(f"{where}: the loss is {loss_sum}")
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteError(f"{where}: parameter(s) {', '.join(bad)} became NaN or infinite")
 
 
 @dataclass
@@ -44,6 +59,8 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
     global sums.  Returns them, or None when a stop was requested (after
     ``on_stop(steps_done, running)`` has written a checkpoint).  ``timer``
     (:mod:`dejavid.timing`) is charged the stages data, forward, backward and optimizer.
+    Raises :class:`NonFiniteError` as soon as a step's loss or the parameters after it are
+    not finite (nothing is saved from such a step).
     """
     model.train()
     running = running or Running()
@@ -70,6 +87,7 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
             optimizer.step()
         correct = int((dist.argmin(1) == batch.labels).sum()) if batch.labels.numel() else 0
         step_sums = all_sum([loss_sum.item(), correct, batch.labels.numel()], info, device)
+        _check_finite(model, step_sums[0], f"epoch {epoch + 1}, step {step + 1}")
         running.loss_sum += step_sums[0]
         running.correct += int(step_sums[1])
         running.count += int(step_sums[2])
@@ -113,6 +131,8 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
                           dist.gather(1, order).cpu()))
     model.fixed_path = fixed
     loss_sum, top1, top5, count = all_sum([loss_sum, top1, top5, count], info, device)
+    _check_finite(model, loss_sum, "evaluation (distances beyond float32's range: features "
+                                   "or weights too large)")
     out = {"loss": loss_sum / count, "top1": top1 / count, "top5": top5 / count,
            "count": int(count)}
     if keep_predictions:

@@ -1,8 +1,14 @@
-"""Atomic file writes: a crash leaves the previous good file, never half of a new one."""
+"""Atomic file writes (a crash leaves the previous good file, never half of a new one)
+and the run-folder lock."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import socket
 import tempfile
+import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,3 +71,75 @@ def append_line(path: str | Path, line: str) -> None:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """ValueError unless files can be created in folder ``path`` (it exists and is writable,
+    or its nearest existing parent is a writable folder it can be created in).  Scripts call
+    it for every output location before any long work, so a bad location fails at once."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {path} cannot be used: {probe} is not a folder; pick "
+                         f"another location")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} cannot be used: {probe} is not writable; pick "
+                         f"another location")
+
+
+def check_writable_file(path: str | Path, what: str) -> None:
+    """ValueError unless file ``path`` can be written (created or replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path} is not writable; pick another file")
+    check_writable_dir(path.parent, f"the folder of {what}")
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held for a run's lifetime.
+
+    ``fcntl.flock`` on ``run_dir/.lock``: the kernel drops it when the process ends,
+    however it ends, so a crashed run never leaves a stale lock.  The file records the
+    holder (pid, host, start time) for the message a second run gets.  The file itself
+    stays (removing it would let a third run lock a fresh inode while the second still
+    holds the old one)."""
+
+    FILE = ".lock"
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock; ValueError naming the holder when another process has it."""
+        path = self.run_dir / self.FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, plain_write_mode(path))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"run folder {self.run_dir} is in use by another run ({holder}); "
+                             f"wait for it to finish, or pick another --run_name") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            # Some network file systems have no locks: run anyway, but say what is lost.
+            warnings.warn(f"run folder {self.run_dir}: the file system does not support locks "
+                          f"({exc.strerror}); a second run on this folder would not be stopped",
+                          RuntimeWarning, stacklevel=2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)   # closing the descriptor drops the flock
+            self._fd = None

@@ -159,9 +159,10 @@ def cached_result(path: str | Path, meta: dict, compute: Callable[[], Result],
 def trained_result(run_dir: str | Path, method: str, eval_count: int) -> Result:
     """Row of a finished training run: its final epoch (no selection on the evaluation split).
 
-    Read from ``last.pt``, whose history is the source of ``metrics.jsonl``.
+    Read from the run's latest checkpoint (``last.pt``, or ``best.pt`` when a crash came
+    between the two writes), whose history is the source of ``metrics.jsonl``.
     """
-    ckpt = load_checkpoint(Path(run_dir) / "last.pt")
+    ckpt = load_checkpoint(Path(run_dir))
     history = ckpt["history"]
     if not history:
         raise ValueError(f"run {run_dir} has no finished epoch")

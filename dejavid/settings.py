@@ -9,6 +9,7 @@ errors as a config file would.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .backend import check_backend_name, check_step_pattern
@@ -17,9 +18,23 @@ from .data import DataIndex, load_index
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
 
 
+SEED_MAX = 2**32 - 1   # numpy's global seed range
+
+
+def check_range(name: str, value, low=None, high=None, *, above: bool = False,
+                below: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number in [low, high]
+    (``above``: strictly above ``low``; ``below``: strictly below ``high``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if low is not None and (value <= low if above else value < low):
+        raise ValueError(f"{name} must be {'>' if above else '>='} {low}, got {value}")
+    if high is not None and (value >= high if below else value > high):
+        raise ValueError(f"{name} must be {'<' if below else '<='} {high}, got {value}")
+
+
 def _at_least(name: str, value, low) -> None:
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+    check_range(name, value, low)
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,7 @@ class CentroidSpec:
         _at_least("num_timesteps", self.num_timesteps, 1)
         _at_least("sample_size_per_class", self.sample_size_per_class, 1)
         _at_least("dba_max_iter", self.dba_max_iter, 0)
+        check_range("centroid_seed", self.seed, 0, SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -79,8 +95,10 @@ class OptimSpec:
     freeze_weights: bool = False     # theta gets no gradient and no optimizer group
 
     def __post_init__(self):
-        if self.lr <= 0 or self.ms_lr_div <= 0:
-            raise ValueError("lr and ms_lr_div must be > 0")
+        check_range("lr", self.lr, 0, above=True)
+        check_range("ms_lr_div", self.ms_lr_div, 0, above=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         if self.freeze_centroids and self.freeze_weights:
             raise ValueError("freeze_centroids and freeze_weights are both true: nothing would "
                              "be trained; set one of them to false")
@@ -89,6 +107,8 @@ class OptimSpec:
             value = tuple(float(b) for b in getattr(self, name))
             if len(value) != 2:
                 raise ValueError(f"{name} must be two numbers, got {getattr(self, name)!r}")
+            for b in value:
+                check_range(f"each of {name}", b, 0, 1, below=True)
             object.__setattr__(self, name, value)
 
 
@@ -107,6 +127,8 @@ class LoopSpec:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 0)
         _at_least("num_workers", self.num_workers, 0)
+        check_range("seed", self.seed, 0, SEED_MAX)
+        check_range("std_eps", self.std_eps, 0, above=True)
         if self.eval_batch_size == 0:
             object.__setattr__(self, "eval_batch_size", self.batch_size)
 
