@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--allow-changed-data", action="store_true",
                    help="with --resume: continue although the data differs from the checkpoint's")
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
+    p.add_argument("--verify-data", action="store_true",
+                   help="re-read every feature file and compare it with the feature store")
     args, rest = cli.parse(p, argv)
     check_flags(args)
 
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
 # model's own keys (step pattern, K, std_eps, ...) stay the checkpoint's.
 EVAL_DATA_KEYS = ("id2feats", "id2splits", "id2labels", "id2fname", "train_split",
                   "eval_split", "num_classes", "feature_size", "in_memory", "num_workers",
-                  "eval_batch_size", "device", "backend")
+                  "eval_batch_size", "device", "backend", "store", "store_dtype",
+                  "store_on_device")
 
 
 def check_flags(args) -> None:
@@ -90,7 +93,29 @@ def check_flags(args) -> None:
                          f"can change with --key value: {', '.join(sorted(RESUME_OVERRIDABLE))})")
 
 
+def _load_data(args, cfg, info, progress):
+    """The data index.  With the feature store, rank 0 builds (or checks) it first and the
+    other ranks open it after rank 0 is done, as with the centroids."""
+    if not (info.enabled and cfg["store"]):
+        return index_from_config(cfg, progress, log=print if info.is_main else None,
+                                 verify=args.verify_data)
+    index, error = None, None
+    if info.is_main:
+        try:
+            index = index_from_config(cfg, progress, log=print, verify=args.verify_data)
+        except (ValueError, FileNotFoundError) as exc:
+            error = exc
+    # The barrier; when rank 0 failed, it reports its error and the others end quietly.
+    ddp.agree(error, info)
+    return index if info.is_main else index_from_config(cfg, progress=False)
+
+
 def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
+    if cfg["store_on_device"] and cfg["num_workers"]:
+        if info.is_main:
+            tqdm.write("store_on_device: batches are sliced in device memory, which worker "
+                       "processes cannot share; num_workers set to 0")
+        cfg = {**cfg, "num_workers": 0}
     # Every output location is checked before the data check and the centroids.
     if args.eval_only:
         if args.predictions:
@@ -98,11 +123,12 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
         check_writable_dir(cfg["cache_dir"], "cache_dir")
-    index = index_from_config(cfg, progress, log=print if info.is_main else None)
+    index = _load_data(args, cfg, info, progress)
     if ckpt is not None and ckpt.get("standardize") is not None:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
-    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress)
+    store_device = device if cfg["store_on_device"] else None
+    eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 
     if args.eval_only:
         if list(ckpt["label_values"]) != list(index.label_values):
@@ -123,7 +149,7 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             print(f"predictions written to {args.predictions}")
         return 0
 
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress)
+    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
     claimed = not args.resume and not cfg["run_name"] and info.is_main
     run_dir = (Path(args.resume) if args.resume
                else cli.default_run_dir(cfg, create=info.is_main))

@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "num_classes": 0,                # 0: take from the data; otherwise must match it
     "feature_size": 0,               # 0: take from the data; otherwise must match it
     "in_memory": False,              # hold whole splits in RAM
+    "store": True,                   # read tensors from the packed feature store in cache_dir
+                                     # (built once from the files; README "Large data sets")
+    "store_dtype": "float32",        # float32 | float16 | bfloat16: the store's precision
+    "store_on_device": False,        # copy each split of the store to the GPU once, if it fits
     "num_workers": 0,                # DataLoader worker processes
     # --- model
     "num_timesteps": "auto",         # K, centroid length; auto: from the training lengths
@@ -99,7 +103,8 @@ def _yaml_load(text):
 # Keys that may change when resuming a run without breaking exactness (where data and
 # outputs live, how they are computed); every other key is part of what the run computes.
 RESUME_OVERRIDABLE = frozenset({"num_workers", "device", "backend", "in_memory", "output_dir",
-                                "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir"})
+                                "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir",
+                                "store_on_device"})
 
 
 def _valid_keys() -> str:
@@ -246,6 +251,11 @@ def validate(cfg: dict) -> None:
         if cfg["feature_size"] and cfg["logit_columns"] > cfg["feature_size"]:
             raise ValueError(f"logit_columns = {cfg['logit_columns']} exceeds feature_size = "
                              f"{cfg['feature_size']}; the logits are the last columns of each step")
+    if cfg["store_dtype"] not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"store_dtype must be float32, float16 or bfloat16, got {cfg['store_dtype']!r}")
+    if cfg["store_on_device"] and not cfg["store"]:
+        raise ValueError("store_on_device needs the feature store: set store: true (or "
+                         "store_on_device: false)")
     if cfg["backend"] not in ("auto", "ref", "numba", "cuda"):
         raise ValueError(f"backend must be auto, ref, numba or cuda, got {cfg['backend']!r}")
 

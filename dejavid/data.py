@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from . import store as feature_store
 from .standardize import RunningStats, apply as standardize_features
 
 SPLITS = ("train", "val", "test")
@@ -116,6 +117,56 @@ def _as_float(t, vid, fname: str, feature_size: int):
     return t.contiguous(), None, converted
 
 
+def video_digest(t: torch.Tensor) -> str:
+    """Content hash of one checked float32 video (what :meth:`DataIndex.fingerprint` hashes)."""
+    return hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
+
+
+def check_videos(root: Path, ids: list, fnames: list[str], rows, feature_size: int, problems,
+                 progress: bool = True, first_f: Optional[int] = None, desc: str = "checking data"):
+    """Read and check the videos ``rows`` (positions into ``ids``/``fnames``), each file once.
+
+    Yields ``(row, x [T, F] float32, was_half)`` for every good video, in file order;
+    each problem goes to ``problems.add(message)`` naming the video id and file.
+    ``first_f`` is the feature size seen so far (when ``feature_size`` is 0).
+    """
+    by_file: "OrderedDict[str, list[int]]" = OrderedDict()
+    for k in rows:
+        by_file.setdefault(fnames[k], []).append(k)
+    for fname, file_rows in tqdm(by_file.items(), desc=desc, unit="file",
+                                 disable=not progress, leave=False):
+        path = root / fname
+        if not path.is_file():
+            for k in file_rows:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): file not found under {root}")
+            continue
+        try:
+            obj = load_tensor_file(path)
+        except Exception as exc:
+            why = (str(exc).splitlines() or ["empty or cut-off file"])[0][:120]
+            for k in file_rows:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): cannot be read "
+                             f"({type(exc).__name__}: {why}); re-save it with torch.save")
+            continue
+        for k in file_rows:
+            try:
+                t = _select(obj, ids[k], fname)
+            except KeyError as exc:
+                problems.add(f"video {ids[k]!r} (file '{fname}'): {exc.args[0]}")
+                continue
+            t, problem, half = _as_float(t, ids[k], fname, feature_size or first_f or 0)
+            if problem:
+                if feature_size == 0 and first_f is not None and "feature size" in problem:
+                    problem += f" (the first video checked has F = {first_f})"
+                elif feature_size and "feature size" in problem:
+                    problem += " (config feature_size)"
+                problems.add(problem)
+                continue
+            if first_f is None:
+                first_f = t.shape[1]
+            yield k, t, half
+
+
 @dataclass
 class DataIndex:
     """Validated view of a dataset: one entry per video, labels remapped to 0..C-1."""
@@ -128,6 +179,7 @@ class DataIndex:
     label_values: list            # original label of each class index
     feature_size: int
     digests: list[str]            # content hash per video
+    store: Optional[object] = None  # dejavid.store.FeatureStore the tensors are read from
     # {"mean": [F], "std": [F]} of the training split when config 'standardize' is on; the
     # datasets apply it to every video (dejavid/standardize.py).
     feature_stats: Optional[dict] = None
@@ -146,6 +198,9 @@ class DataIndex:
     def fingerprint(self, split: str) -> str:
         """Hash of ids, labels and contents of a split (changes whenever its data does)."""
         h = hashlib.sha256()
+        if self.store is not None and self.store.dtype != "float32":
+            # A half-precision store trains on other values than the files hold.
+            h.update(f"store_dtype={self.store.dtype}\n".encode())
         for k in self.rows(split):
             h.update(f"{self.ids[k]!r}|{self.label_values[self.labels[k]]!r}|{self.digests[k]}\n".encode())
         return h.hexdigest()
@@ -153,8 +208,9 @@ class DataIndex:
 
 def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Path,
                id2fname: str | Path, *, train_split: str = "train", num_classes: int = 0,
-               feature_size: int = 0, standardize: bool = False,
-               progress: bool = True) -> DataIndex:
+               feature_size: int = 0, standardize: bool = False, progress: bool = True,
+               store: bool = False, store_dtype: str = "float32",
+               cache_dir: str | Path = "cache", verify: bool = False) -> DataIndex:
     """Read the four inputs of DESIGN section 1, check every video, return the index or raise.
 
     ``id2feats`` is the folder of feature files; the other three are pickled dicts
@@ -164,11 +220,17 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
     training split's per-feature statistics (``index.feature_stats``) are computed
     while the files are read anyway; the datasets then apply them to every video.
 
-    Raises FileNotFoundError for a missing map/root, DataValidationError (a
+    With ``store`` the tensors come from the packed feature store of these four
+    paths under ``cache_dir`` (:mod:`dejavid.store`, precision ``store_dtype``),
+    built or brought up to date here; ``verify`` then re-reads every file and
+    compares it with the store.  Raises
+    FileNotFoundError for a missing map/root, DataValidationError (a
     ValueError) listing up to 20 problems with the video id and file.
     """
     if train_split not in SPLITS:
         raise ValueError(f"train_split must be one of {', '.join(SPLITS)}, got {train_split!r}")
+    paths = {"id2feats": str(id2feats), "id2splits": str(id2splits),  # they name the store
+             "id2labels": str(id2labels), "id2fname": str(id2fname)}
     id2splits = load_pickle_map(id2splits, "id2splits")
     id2labels = load_pickle_map(id2labels, "id2labels")
     id2fname = load_pickle_map(id2fname, "id2fname")
@@ -220,79 +282,108 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
                          f"(or set it to 0 to take it from the data)")
     remap = {v: k for k, v in enumerate(label_values)}
 
-    lengths = np.zeros(len(ids), dtype=np.int64)
-    digests = [""] * len(ids)
-    by_file: "OrderedDict[str, list[int]]" = OrderedDict()
-    for k, vid in enumerate(ids):
-        by_file.setdefault(str(id2fname[vid]), []).append(k)
-    n_half = 0
-    first_f = None
-    train_stats = RunningStats() if standardize else None
-    for fname, rows in tqdm(by_file.items(), desc="checking data", unit="file",
-                            disable=not progress, leave=False):
-        path = root / fname
-        if not path.is_file():
-            for k in rows:
-                problems.add(f"video {ids[k]!r} (file '{fname}'): file not found under {root}")
-            continue
-        try:
-            obj = load_tensor_file(path)
-        except Exception as exc:
-            why = (str(exc).splitlines() or ["empty or cut-off file"])[0][:120]
-            for k in rows:
-                problems.add(f"video {ids[k]!r} (file '{fname}'): cannot be read "
-                             f"({type(exc).__name__}: {why}); re-save it with torch.save")
-            continue
-        for k in rows:
-            try:
-                t = _select(obj, ids[k], fname)
-            except KeyError as exc:
-                problems.add(f"video {ids[k]!r} (file '{fname}'): {exc.args[0]}")
-                continue
-            t, problem, half = _as_float(t, ids[k], fname, feature_size or first_f or 0)
+    fnames = [str(id2fname[v]) for v in ids]
+    split_of = [id2splits[v] for v in ids]
+    opened = None  # the FeatureStore the tensors are read from
+    if store:
+        # The packed feature store (dejavid/store.py) reads each file only when the store is
+        # built or out of date, with the same checks as below (check_videos).
+        lengths, digests, first_f, n_half, opened = _from_store(
+            paths, root, ids, fnames, split_of, [id2labels[v] for v in ids], feature_size,
+            store_dtype, cache_dir, problems, progress, verify)
+    else:
+        lengths = np.zeros(len(ids), dtype=np.int64)
+        digests = [""] * len(ids)
+        n_half = 0
+        first_f = None
+        train_stats = RunningStats() if standardize else None
+        for k, t, half in check_videos(root, ids, fnames, range(len(ids)), feature_size,
+                                       problems, progress=progress):
             n_half += int(half)
-            if problem:
-                if feature_size == 0 and first_f is not None and "feature size" in problem:
-                    problem += f" (the first video checked has F = {first_f})"
-                elif feature_size and "feature size" in problem:
-                    problem += " (config feature_size)"
-                problems.add(problem)
-                continue
-            if first_f is None:
-                first_f = t.shape[1]
+            first_f = first_f or t.shape[1]
             lengths[k] = t.shape[0]
-            if train_stats is not None and id2splits[ids[k]] == train_split:
-                train_stats.add(t)
-            digests[k] = hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
+            if train_stats is not None and split_of[k] == train_split:
+                train_stats.add(t)   # while the files are read anyway
+            digests[k] = video_digest(t)
     problems.raise_if_any()
     if n_half:
         warnings.warn(f"{n_half} video(s) stored as float16/bfloat16 were converted to float32",
                       RuntimeWarning, stacklevel=2)
-    index = DataIndex(root=root, ids=ids, files=[str(id2fname[v]) for v in ids],
-                      splits=[id2splits[v] for v in ids],
-                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids],
-                                      dtype=np.int64),
-                      lengths=lengths, label_values=label_values,
-                      feature_size=int(feature_size or first_f), digests=digests,
-                      feature_stats=train_stats.result() if train_stats is not None else None)
-    return index
+    if standardize and opened is not None:
+        # From the store's memory map (no second pass over the files), in the order the file
+        # check visits the videos (grouped by file), so the statistics are bitwise those
+        # computed without the store.
+        first_seen: dict = {}
+        for k, f in enumerate(fnames):
+            first_seen.setdefault(f, k)
+        train_rows = [k for k, sp in enumerate(split_of) if sp == train_split]
+        pos = {k: p for p, k in enumerate(train_rows)}
+        train_stats = RunningStats()
+        for k in sorted(train_rows, key=lambda k: (first_seen[fnames[k]], k)):
+            train_stats.add(opened.video(train_split, pos[k]))
+    return DataIndex(root=root, ids=ids, files=fnames, splits=split_of,
+                     labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
+                     lengths=lengths, label_values=label_values,
+                     feature_size=int(feature_size or first_f), digests=digests, store=opened,
+                     feature_stats=train_stats.result() if standardize else None)
+
+
+def _from_store(paths: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],
+                labels: list, feature_size: int, store_dtype: str, cache_dir: str | Path,
+                problems: _Problems, progress: bool, verify: bool):
+    """Lengths, digests, F and half-precision count of every video, read from the feature
+    store (built or brought up to date first, checking files with :func:`check_videos`)."""
+    rows_of = {s: [k for k, sp in enumerate(split_of) if sp == s] for s in SPLITS}
+    rows_of = {s: rows for s, rows in rows_of.items() if rows}
+    sources = {s: feature_store.SplitSource([ids[k] for k in rows], [fnames[k] for k in rows],
+                                            [labels[k] for k in rows])
+               for s, rows in rows_of.items()}
+
+    def check(split, positions, first_f, sink):
+        rows = rows_of[split]
+        pos_of = {rows[p]: p for p in positions}
+        for k, t, half in check_videos(root, ids, fnames, [rows[p] for p in positions],
+                                       feature_size, sink, progress=False, first_f=first_f):
+            yield pos_of[k], t, half
+
+    res = feature_store.open_or_build(cache_dir, paths, root, sources, check, store_dtype,
+                                      feature_size, progress, log=tqdm.write, verify=verify)
+    for msg in res.problems:
+        problems.add(msg)
+    problems.total += res.total_problems - len(res.problems)
+    problems.raise_if_any()
+    lengths = np.zeros(len(ids), dtype=np.int64)
+    digests = [""] * len(ids)
+    for s, rows in rows_of.items():
+        split = res.store.splits[s]
+        lengths[rows] = split.lengths
+        for k, dg in zip(rows, split.digests):
+            digests[k] = dg
+    first_f = next(iter(res.store.splits.values())).feature_size
+    return lengths, digests, first_f, res.n_half, res.store
 
 
 class TSEDataset(Dataset):
-    """Videos of one split: item -> (x [T, F] float32, label, row in the index)."""
+    """Videos of one split: item -> (x [T, F] float32, label, row in the index).
+
+    With a feature store on the index, items are slices of its memory map (or, after
+    ``device`` was given and the split fits, of its copy in device memory)."""
 
     def __init__(self, index: DataIndex, split: str, in_memory: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, device=None):
         self.index = index
+        self.split = split
         self.rows = index.rows(split)
         if len(self.rows) == 0:
             raise ValueError(f"split '{split}' has no videos")
         self._files: "OrderedDict[str, object]" = OrderedDict()
         self._cache: Optional[list] = None
-        if in_memory:
-            self._cache = [self._load(k) for k in tqdm(self.rows, desc=f"loading {split}",
-                                                       unit="video", leave=False,
-                                                       disable=not progress)]
+        self.on_device = (device is not None and index.store is not None
+                          and index.store.to_device(split, device, log=tqdm.write))
+        if in_memory and not self.on_device:
+            self._cache = [self._video(n, copy=True)
+                           for n in tqdm(range(len(self.rows)), desc=f"loading {split}",
+                                         unit="video", leave=False, disable=not progress)]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -319,9 +410,14 @@ class TSEDataset(Dataset):
                              f"for the whole run (or use in_memory: true)")
         return t.to(torch.float32).contiguous()
 
+    def _video(self, n: int, copy: bool = False) -> torch.Tensor:
+        if self.index.store is not None:
+            return self.index.store.video(self.split, n, copy=copy)
+        return self._load(int(self.rows[n]))
+
     def __getitem__(self, n: int):
         k = int(self.rows[n])
-        x = self._cache[n] if self._cache is not None else self._load(k)
+        x = self._cache[n] if self._cache is not None else self._video(n)
         x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k
 

@@ -226,8 +226,10 @@ def resolve_auto(cfg: dict, train_lengths) -> list[str]:
     return notes
 
 
-def index_from_config(cfg: dict, progress: bool = True, log=None) -> DataIndex:
-    """:func:`dejavid.data.load_index` with the data keys of a config dict.
+def index_from_config(cfg: dict, progress: bool = True, log=None,
+                      verify: bool = False) -> DataIndex:
+    """:func:`dejavid.data.load_index` with the data and feature-store keys of a config dict;
+    ``verify`` re-reads every file against the store (``--verify-data``).
 
     Also resolves the config's data-derived values in place (``num_timesteps`` and
     ``num_epochs`` set to ``auto``: :func:`resolve_auto`, each resolution passed to
@@ -235,7 +237,8 @@ def index_from_config(cfg: dict, progress: bool = True, log=None) -> DataIndex:
     index = load_index(cfg["id2feats"], cfg["id2splits"], cfg["id2labels"], cfg["id2fname"],
                        train_split=cfg["train_split"], num_classes=cfg["num_classes"],
                        feature_size=cfg["feature_size"], standardize=cfg["standardize"],
-                       progress=progress)
+                       progress=progress, store=cfg["store"], store_dtype=cfg["store_dtype"],
+                       cache_dir=cfg["cache_dir"], verify=verify)
     for note in resolve_auto(cfg, index.lengths[index.rows(cfg["train_split"])]):
         if log is not None:
             log(note)

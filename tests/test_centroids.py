@@ -264,7 +264,7 @@ def test_partial_progress_of_other_inputs_is_ignored(demo_data, tmp_path, monkey
     index = index_from_config(cfg, progress=False)
     meta = _meta(index, cfg, "hv")
     partial = centroids.partial_path(centroids.cache_path(cfg["cache_dir"], meta))
-    partial.parent.mkdir(parents=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)  # the feature store made cache_dir
     torch.save({"meta": dict(meta, centroid_seed=7), "done": 8, "mu": torch.zeros(8, 5, 12),
                 "rng": {}, "seconds": 1.0}, partial)
     logs = []

@@ -263,7 +263,7 @@ def test_cache_mismatch_says_what_to_fix(data, tmp_path, shape, name, message):
     src = pickle_dump_like_original(torch.randn(*shape), tmp_path / name)
     with pytest.raises(ValueError, match=message):
         import_centroid_cache(src, cfg, index_from_config(cfg, progress=False))
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert not list((tmp_path / "cache").glob("centroids_*"))  # (the feature store may be there)
 
 
 # --------------------------------------------------------------------------- saved model
