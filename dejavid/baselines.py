@@ -243,6 +243,16 @@ def estimator_row(row: Row, estimator, train_ds, eval_ds, progress: bool = False
 
     Labels are the class indices 0..C-1, so column c of the decision is class c."""
     C = train_ds.index.num_classes
+    # Estimators read the features as stored (the encoder's logit columns must stay logits;
+    # the learned temporal heads standardise with their own statistics).
+    stats, train_ds.index.feature_stats = train_ds.index.feature_stats, None
+    try:
+        return _estimator_row(row, estimator, train_ds, eval_ds, C, progress)
+    finally:
+        train_ds.index.feature_stats = stats
+
+
+def _estimator_row(row: Row, estimator, train_ds, eval_ds, C: int, progress: bool) -> Result:
     Xtr, ytr = _series_and_labels(train_ds, row.time_mean, progress, "train")
     t0 = time.time()
     estimator.fit(Xtr, ytr)

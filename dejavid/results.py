@@ -72,6 +72,11 @@ class Row:
             raise ValueError(f"row {self.method}: estimator rows (and only they) need a factory")
 
 
+def _temporal_head(name: str, cfg: dict):
+    from . import temporal_heads   # imports scikit-learn: only when the row is asked for
+    return getattr(temporal_heads, name)(seed=cfg["seed"])
+
+
 ROWS: tuple[Row, ...] = (
     # The encoder's own head is part of the encoder's parameter count: it adds nothing.
     Row("encoder_logits", "encoder, clip-averaged logits", "estimator", paper="encoder",
@@ -85,6 +90,12 @@ ROWS: tuple[Row, ...] = (
         overrides=(("freeze_centroids", False), ("freeze_weights", False))),
     Row("knn_dtw", "1-NN DTW, unit weights", "baseline"),
     Row("dba_centroid", "nearest DBA centroid, unit weights", "baseline"),
+    # Learned temporal heads a user of frozen features would pick instead (issue #14); the
+    # paper compares with none.  Their default settings, seeded with the config's seed.
+    Row("gru", "bidirectional GRU, masked mean pooling", "estimator",
+        factory=lambda cfg, C, F: _temporal_head("GRUClassifier", cfg)),
+    Row("attention", "attentive probe (learned query, positions)", "estimator",
+        factory=lambda cfg, C, F: _temporal_head("AttentiveProbeClassifier", cfg)),
 )
 ROW = {r.method: r for r in ROWS}
 METHODS = tuple(ROW)

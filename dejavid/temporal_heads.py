@@ -183,7 +183,13 @@ class _TemporalClassifier(ClassifierMixin, BaseEstimator):
                     total += loss.item() * len(idx)
                 self.loss_curve_.append(total / len(xs))
         self.net_.eval()
+        # For the reproduce table: the whole network is the head on top of the features.
+        self.head_params_ = self.trained_params_ = sum(p.numel() for p in self.net_.parameters())
         return self
+
+    def decision_function(self, X: Sequence) -> np.ndarray:
+        """Log-probabilities [N, C] (larger: more likely), columns in the order of ``classes_``."""
+        return np.log(np.clip(self.predict_proba(X).astype(np.float64), 1e-300, None))
 
     @torch.no_grad()
     def predict_proba(self, X: Sequence) -> np.ndarray:
