@@ -4,7 +4,7 @@
 
 Official train split -> 'train', official test split -> 'val'.  Each series
 [12 features, T steps] becomes a [T, 12] float32 tensor.  To show both file
-layouts of DESIGN section 1, training videos get one file each and all
+layouts of docs/DESIGN.md section 1, training videos get one file each and all
 validation videos share one dict file.  Nothing is downloaded: the data ship
 inside the aeon wheel.
 """

@@ -5,7 +5,7 @@ Per sample (a Python loop over the batch):
   1. local cost by broadcasting over 128-feature blocks, each block building a
      [C, K, T, 128] temporary;
   2. the DTW recursion as a Python loop over cells (vectorised over classes),
-     then backtracking per class with the tie rules of DESIGN section 3;
+     then backtracking per class with the tie rules of docs/DESIGN.md section 3;
   3. the path turned into per-cell linear pieces: with s = sign(mu - x_j),
      |mu - x_j| = s * mu - s * x_j, so along the path
         d = sum_{i,f} w * (slope * mu + intercept),

@@ -6,7 +6,7 @@ Public API (imported on first use, so ``import dejavid`` stays light):
     align               the differentiable alignment op under it (backend dispatch)
     dba                 DTW barycenter averaging of equal-length series (centroid initialisation)
     fit                 the training loop of train_dejavid.py, as a function
-    load_index          read and validate an on-disk dataset (DESIGN section 1)
+    load_index          read and validate an on-disk dataset (docs/DESIGN.md section 1)
     DejaVidClassifier   scikit-learn-style estimator: fit(X, y) on lists of [T, F] arrays
 
 ``import dejavid`` does not change the environment; the scripts import

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the DejaVid alignment (DESIGN.md sections 3-4).
+"""Pure-PyTorch reference of the DejaVid alignment (docs/DESIGN.md sections 3-4).
 
 Every fast backend (numba, CUDA) implements the same four functions with the
 same signatures and is tested against this module.  Shapes:
@@ -87,7 +87,7 @@ def accumulate_ref(D: torch.Tensor, step_pattern: str) -> torch.Tensor:
 def backtrack_ref(A: torch.Tensor, lengths: torch.Tensor, step_pattern: str) -> torch.Tensor:
     """Paths [B, C, K, 2] (int32) from accumulated costs A [B, C, K, Tmax].
 
-    Tie rules (DESIGN section 3):
+    Tie rules (docs/DESIGN.md section 3):
       hv : up (i-1, j) only if A[i-1, j] < A[i, j-1]; else left.
       hvd: up if a < b and a < g; elif b < g left; else diagonal.
     """

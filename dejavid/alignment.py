@@ -5,7 +5,7 @@
 
 Shapes are those of :mod:`dejavid.align_ref`.  ``dist`` is differentiable with
 respect to ``x``, ``mu`` and ``theta``; the backward pass uses the path-fixed
-gradients of DESIGN section 4.
+gradients of docs/DESIGN.md section 4.
 """
 from __future__ import annotations
 

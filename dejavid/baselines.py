@@ -119,7 +119,7 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
 
     Returns (dist [N_eval, C], labels [N_eval]).  DTW runs between the raw
     variable-length series (no resampling) with the weighted-L1 local cost and
-    step pattern of DESIGN section 3, through :func:`dejavid.alignment.align` with
+    step pattern of docs/DESIGN.md section 3, through :func:`dejavid.alignment.align` with
     theta = 0: every training video plays the part of a centroid.  ``align``
     wants centroids of one length, so the training videos are grouped by length.
     With this cost both step patterns give DTW(x, y) = DTW(y, x).  Distances are

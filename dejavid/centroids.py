@@ -1,4 +1,5 @@
-"""Per-class centroid series by DTW barycenter averaging, cached on disk (DESIGN section 5)."""
+"""Per-class centroid series by DTW barycenter averaging, cached on disk
+(docs/DESIGN.md section 5)."""
 from __future__ import annotations
 
 import hashlib

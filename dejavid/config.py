@@ -18,7 +18,7 @@ from .settings import (AUTO_INT_KEYS, LOGIT_HEADS, SEED_MAX, STEP_PATTERN_OF_USE
                        step_pattern_of)
 
 DEFAULTS: dict[str, Any] = {
-    # --- data (DESIGN section 1); relative paths are taken from the working directory
+    # --- data (docs/DESIGN.md section 1); relative paths are taken from the working directory
     "name": "",                      # dataset name, used for run folders
     "id2feats": "",                  # root folder of per-video tensors
     "id2splits": "",                 # pickled {video_id: 'train'|'val'|'test'}
@@ -51,12 +51,12 @@ DEFAULTS: dict[str, Any] = {
     "standardize": True,             # per-feature mean/std of the training split
     "backend": "auto",               # auto | ref | numba | cuda
     "device": "auto",                # auto | cpu | cuda | cuda:N
-    # --- centroids (DESIGN section 5)
+    # --- centroids (docs/DESIGN.md section 5)
     "sample_size_per_class": 50,
     "dba_max_iter": 100,
     "centroid_seed": 0,
     "cache_dir": "cache",
-    # --- training (DESIGN section 6)
+    # --- training (docs/DESIGN.md section 6)
     "num_epochs": "auto",            # auto: enough epochs for AUTO_UPDATES AdamW updates,
                                      # clipped to [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
     "batch_size": 384,               # global batch (split across ranks under torchrun)

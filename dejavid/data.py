@@ -1,4 +1,4 @@
-"""Loading, validating and batching temporal sequences of embeddings (DESIGN section 1).
+"""Loading, validating and batching temporal sequences of embeddings (docs/DESIGN.md section 1).
 
 Everything the user can get wrong in the data is found by :func:`load_index`
 before any centroid or training work and reported in one error that names each
@@ -211,7 +211,8 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
                feature_size: int = 0, standardize: bool = False, progress: bool = True,
                store: bool = False, store_dtype: str = "float32",
                cache_dir: str | Path = "cache", verify: bool = False) -> DataIndex:
-    """Read the four inputs of DESIGN section 1, check every video, return the index or raise.
+    """Read the four inputs (docs/DESIGN.md section 1), check every video, return the index
+    or raise.
 
     ``id2feats`` is the folder of feature files; the other three are pickled dicts
     video_id -> split / integer label / file name under ``id2feats``.  Classes are

@@ -130,7 +130,7 @@ class DistanceClassifier(ClassifierMixin, BaseEstimator):
 
 class DejaVidClassifier(DistanceClassifier):
     """DejaVid classifier: per-class learned centroid series with per-step, per-feature
-    weights, compared to each input series by an alignment distance (DESIGN sections 3-6).
+    weights, compared to each input series by an alignment distance (docs/DESIGN.md sections 3-6).
 
     Hyper-parameters (the config keys of the same names, see ``configs/``; defaults are the
     JapaneseVowels demo's, suited to small data sets):

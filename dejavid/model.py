@@ -1,4 +1,5 @@
-"""The DejaVid layer: per-class centroid series and per-step, per-feature weights (DESIGN 4, 6)."""
+"""The DejaVid layer: per-class centroid series and per-step, per-feature weights, and its
+logit heads (docs/DESIGN.md sections 4, 6)."""
 from __future__ import annotations
 
 import math

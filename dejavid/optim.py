@@ -1,5 +1,5 @@
 """AdamW over DejaVid's two parameter groups and its per-epoch learning-rate schedule
-(DESIGN section 6)."""
+(docs/DESIGN.md section 6)."""
 from __future__ import annotations
 
 import math

@@ -18,7 +18,7 @@ makes CUDA the default device, so every tensor below lives on a GPU when it is s
     the trained log-weights ``[C, K, F]`` (a torch.save zip archive).  The original weighs
     each feature by ``exp(log-weight)``: its distance is
     ``sum over the path of sum_f exp(theta[c,i,f]) * |mu[c,i,f] - x[j,f]|``, which is
-    dejavid's ``theta`` exactly (DESIGN section 4).  The original reads it back with
+    dejavid's ``theta`` exactly (docs/DESIGN.md section 4).  The original reads it back with
     ``torch.load(path, map_location=cuda)`` through ``--load_weights_path``.
 
 How ``pickle.dump`` stores a tensor: a call of ``torch._utils._rebuild_tensor_v2(storage,

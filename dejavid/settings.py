@@ -56,7 +56,7 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class CentroidSpec:
-    """Everything that determines the DBA centroid initialisation (DESIGN section 5)."""
+    """Everything that determines the DBA centroid initialisation (docs/DESIGN.md section 5)."""
     num_timesteps: int = 64          # K
     step_pattern: str = "hv"
     sample_size_per_class: int = 50

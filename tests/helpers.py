@@ -1,4 +1,4 @@
-"""Tiny synthetic datasets in the on-disk format of DESIGN section 1, for tests.
+"""Tiny synthetic datasets in the on-disk format of docs/DESIGN.md section 1, for tests.
 
     videos = {"a": (torch.randn(5, 3), 0, "train"), "b": (torch.randn(4, 3), 1, "val")}
     paths = write_dataset(tmp_path, videos)           # the four inputs, as Paths

@@ -1,7 +1,7 @@
 """The pure-PyTorch reference alignment (dejavid.align_ref) against hand-worked
 cases, dtw-python, an independent numpy DP and dense autograd formulas.
 
-Conventions (DESIGN.md sections 3-4): rows i of the local cost D are centroid
+Conventions (docs/DESIGN.md sections 3-4): rows i of the local cost D are centroid
 steps, columns j are sample steps; a path stores, per centroid row i, the
 inclusive range [lo_i, hi_i] of matched sample steps.
 """
@@ -53,7 +53,7 @@ def _align_D(D, pattern):
 
 
 def _numpy_dp(D, pattern):
-    """Independent DTW written straight from DESIGN section 3 (out of range = +inf).
+    """Independent DTW written straight from docs/DESIGN.md section 3 (out of range = +inf).
 
     Returns (A [K, T], ranges [K, 2]).
     """
@@ -519,7 +519,7 @@ def test_path_grads_equal_dense_autograd(pattern, need_x):
 
 
 def test_path_grads_match_design_formulas():
-    # Literal DESIGN section 4 loops on one tiny case with hand-picked paths.
+    # Literal docs/DESIGN.md section 4 loops on one tiny case with hand-picked paths.
     lengths = [3, 2]
     x, offsets, mu, theta = _inputs(lengths, F=2, K=2, C=2, seed=71)
     paths = torch.tensor([[[[0, 1], [1, 2]], [[0, 0], [1, 2]]],

@@ -77,7 +77,7 @@ def test_mean_separates_every_baseline_is_perfect(mean_separates):
 
 
 def _dtw_np(a: np.ndarray, b: np.ndarray, pattern: str) -> float:
-    """Independent unit-weight L1 DTW (DESIGN section 3) between a [K, F] and b [T, F]."""
+    """Independent unit-weight L1 DTW (docs/DESIGN.md section 3) between a [K, F] and b [T, F]."""
     D = np.abs(a[:, None, :] - b[None, :, :]).sum(-1)
     K, T = D.shape
     A = np.full((K, T), np.inf)

@@ -1,4 +1,4 @@
-"""Resampling, medoid, DBA and the centroid cache (DESIGN section 5)."""
+"""Resampling, medoid, DBA and the centroid cache (docs/DESIGN.md section 5)."""
 from __future__ import annotations
 
 import pickle
@@ -81,7 +81,8 @@ def _bumps(shifts, K=12):
 def test_each_dba_step_does_not_increase_cost(pattern, shifts):
     """Hand-made shifted bumps: the summed DTW cost to the centroid never rises per step.
 
-    DESIGN's update is the mean, which minimises squared error; the local cost is L1,
+    docs/DESIGN.md section 5: the update is the mean, which minimises squared error; the
+    local cost is L1,
     whose minimiser is the median, so this is a property of examples like these, not a
     theorem (the next test shows what does hold for every input).
     """

@@ -1,4 +1,4 @@
-"""Data validation (DESIGN section 1), batching, and the error path of the entry scripts.
+"""Data validation (docs/DESIGN.md section 1), batching, and the error path of the entry scripts.
 
 Every bad-data case asserts the exception type and that the message names the
 video id, the file, and (where the code says it) what to fix.

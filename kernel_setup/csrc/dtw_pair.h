@@ -2,11 +2,11 @@
 //
 // Plain C++ marked __host__ __device__ under nvcc, so the very same functions
 // run in the kernels and in the host tests (tests/test_kernel_build.py,
-// tests/test_align_cuda.py).  Semantics are DESIGN.md section 3 and match
+// tests/test_align_cuda.py).  Semantics are docs/DESIGN.md section 3 and match
 // dejavid/align_numba.py line for line:
 //
 //   A[0,0] = D[0,0];  A[i,j] = D[i,j] + min(A[i-1,j], A[i,j-1] [, A[i-1,j-1] for hvd])
-//   backtrack from (K-1, T-1) with the tie rules of DESIGN section 3,
+//   backtrack from (K-1, T-1) with the tie rules of docs/DESIGN.md section 3,
 //   path[i] = (lo_i, hi_i), the inclusive range of sample steps matched to row i.
 #pragma once
 

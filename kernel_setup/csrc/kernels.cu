@@ -1,4 +1,4 @@
-// DejaVid CUDA kernels (DESIGN.md sections 3-4).  Plain CUDA C++, no torch headers.
+// DejaVid CUDA kernels (docs/DESIGN.md sections 3-4).  Plain CUDA C++, no torch headers.
 //
 // Forward (free path), per chunk of samples:
 //   1. local_cost_kernel: a GEMM-shaped tiled "cdist".  Rows are (class, centroid

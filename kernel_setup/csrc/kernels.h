@@ -40,7 +40,7 @@ int launch_path_cost(const T* x, const int64_t* offsets, int64_t B, const T* mu,
                      const int32_t* paths, int64_t C, int64_t K, int64_t F, T* partial,
                      T* dist, void* stream);
 
-// Gradients of sum_{b,c} grad[b, c] * d_c(x_b) along fixed paths (DESIGN section 4):
+// Gradients of sum_{b,c} grad[b, c] * d_c(x_b) along fixed paths (docs/DESIGN.md section 4):
 // gmu, gtheta [C, K, F] and, when gx is not null, gx [N, F].  Every element of the
 // outputs is written (no zero-fill needed); no atomics, so results are deterministic.
 template <typename T>
