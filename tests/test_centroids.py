@@ -82,9 +82,8 @@ def test_each_dba_step_does_not_increase_cost(pattern, shifts):
     """Hand-made shifted bumps: the summed DTW cost to the centroid never rises per step.
 
     docs/DESIGN.md section 5: the update is the mean, which minimises squared error; the
-    local cost is L1,
-    whose minimiser is the median, so this is a property of examples like these, not a
-    theorem (the next test shows what does hold for every input).
+    local cost is L1, whose minimiser is the median, so this is a property of examples like
+    these, not a theorem (the next test shows what does hold for every input).
     """
     s = _bumps(shifts)
     mu = s[medoid_index(s, pattern, backend="ref")]
