@@ -139,3 +139,21 @@ def level_videos(per_class: Mapping[str, int], num_classes: int = 3, seed: int =
                 x = float(c) + noise * torch.randn(T, 3, generator=g)
                 videos[f"{split}_c{c}_{k:03d}"] = (x, c, split)
     return videos
+
+
+def seeded_video(t: int, seed: int, f: int = 3, scale: float = 1.0) -> torch.Tensor:
+    """A [t, f] standard-normal video drawn from its own seed (times ``scale``)."""
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(t, f, generator=g)
+
+
+def good_videos() -> dict:
+    """Labels {10, 3, 7} (remapped to 3->0, 7->1, 10->2); every class has a train video."""
+    return {
+        "a1": (seeded_video(4, 1), 10, "train"),
+        "a2": (seeded_video(2, 2), 3, "train"),
+        "a3": (seeded_video(5, 3), 7, "train"),
+        "a4": (seeded_video(1, 4), 3, "train"),
+        "b1": (seeded_video(3, 5), 10, "val"),
+        "b2": (seeded_video(6, 6), 7, "test"),
+    }

@@ -16,28 +16,14 @@ import torch
 
 from dejavid.data import MAX_REPORTED, DataValidationError, TSEDataset, collate_packed
 from dejavid.settings import index_from_config
-from helpers import (DICT_FILE, feature_file, make_config, read_pickle, write_config_yaml,
-                     write_dataset, write_pickle)
+from helpers import (DICT_FILE, feature_file, good_videos, make_config, read_pickle,
+                     write_config_yaml, write_dataset, write_pickle)
+from helpers import seeded_video as _video
 
 ROOT = Path(__file__).resolve().parents[1]
 F = 3
 
 
-def _video(t: int, seed: int, f: int = F) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(t, f, generator=g)
-
-
-def good_videos() -> dict:
-    """Labels {10, 3, 7} (remapped to 3->0, 7->1, 10->2); every class has a train video."""
-    return {
-        "a1": (_video(4, 1), 10, "train"),
-        "a2": (_video(2, 2), 3, "train"),
-        "a3": (_video(5, 3), 7, "train"),
-        "a4": (_video(1, 4), 3, "train"),
-        "b1": (_video(3, 5), 10, "val"),
-        "b2": (_video(6, 6), 7, "test"),
-    }
 
 
 def load_with(tmp_path: Path, videos: dict, layout="per_file", **cfg) -> object:

@@ -22,27 +22,14 @@ from dejavid import data as data_mod
 from dejavid import store
 from dejavid.data import DataValidationError, TSEDataset, load_index
 from dejavid.settings import index_from_config
-from helpers import (DICT_FILE, feature_file, level_videos, make_config, read_pickle,
+from helpers import (DICT_FILE, feature_file, good_videos, level_videos, make_config, read_pickle,
                      write_config_yaml, write_dataset, write_pickle)
+from helpers import seeded_video as _video
 
 ROOT = Path(__file__).resolve().parents[1]
 F = 3
 
 
-def _video(t: int, seed: int, f: int = F, scale: float = 1.0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(t, f, generator=g)
-
-
-def good_videos() -> dict:
-    return {
-        "a1": (_video(4, 1), 10, "train"),
-        "a2": (_video(2, 2), 3, "train"),
-        "a3": (_video(5, 3), 7, "train"),
-        "a4": (_video(1, 4), 3, "train"),
-        "b1": (_video(3, 5), 10, "val"),
-        "b2": (_video(6, 6), 7, "test"),
-    }
 
 
 def _store_dir(cfg) -> Path:
