@@ -144,6 +144,16 @@ def test_packed_batch_is_read_in_place(mode, C):
     assert torch.equal(gx, run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)[2])
 
 
+def test_packed_batch_moves_to_another_device_as_dense_rows():
+    x, offsets, *_ = make_inputs((7, 33), 1459, 1, 1)
+    items = [(x[a:b], 0, 0) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    moved = collate_packed(items).to("meta")  # any device other than the batch's
+    assert moved.x.device.type == "meta" and moved.x.shape == x.shape
+    assert moved.x.stride() == (1472, 1)  # the [N, 1472] rows went whole, then a view
+    small = collate_packed([(torch.randn(3, 5), 0, 0)])  # F < 128: plain rows
+    assert small.x.is_contiguous() and small.to("meta").x.shape == (3, 5)
+
+
 def test_padded_rows_with_nonzero_padding_are_copied():
     x, offsets, mu, theta, _ = make_inputs((3, 4), 130, 2, 3)
     full = torch.ones(7, 144)
