@@ -310,25 +310,28 @@ def _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w):
 @njit(nogil=True, cache=True)
 def _pair_share(C, B, task, n):
     """[lo, hi): the share of task ``task`` of ``n`` among the C * B (class, sample)
-    pairs numbered group-major; a task takes the units (group, sample) whose first
-    pair falls in it, so every task gets C * B / n pairs, give or take one unit."""
+    pairs, numbered as the units (tile, group, sample) of :func:`_forward_all` cover
+    them; a task takes the units whose first pair falls in it, so every task gets
+    C * B / n pairs, give or take one unit."""
     total = C * B
     return task * total // n, (task + 1) * total // n
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def _forward_all(x, offsets, mu, w, G, rows, hvd, dist, paths):
+def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, dist, paths):
     """Every (sample, class) pair; ``rows`` [n, 2, G*K, W] is scratch for n tasks.
 
     Classes go in groups of G whose centroid rows are stacked into one [G*K, F]
     block, so the local-cost micro-kernel sees G*K rows per sample (as many as one
-    class has at K = 64) and each sample's x, read once from memory, feeds them all.
-    Task t takes the units (group, sample), group-major, whose first pair falls in
-    the t-th of n equal shares of the C * B pairs.  A task copies a group's (mu, w)
-    into its own cache-line aligned, zero-padded rows (see ``_row_width``) when the
-    group changes; ``x`` comes with rows of the same width.  With W = 0 the tasks read
-    mu and w in place instead.  No result depends on n: each pair's costs come from
-    the same rows, blocks and summation order whichever task computes them.
+    class has at K = 64) and each sample's x feeds them all.  Samples go in tiles of
+    ``tile``; the units (tile, group, sample) are numbered in that order, and task t
+    takes those whose first pair falls in the t-th of n equal shares of the C * B
+    pairs, so a tile's x, read once from memory, stays in cache while the groups
+    pass.  A task copies a group's (mu, w) into its own cache-line aligned,
+    zero-padded rows (see ``_row_width``) when the group changes; ``x`` comes with
+    rows of the same width.  With W = 0 the tasks read mu and w in place instead.
+    No result depends on n or tile: each pair's costs come from the same rows,
+    blocks and summation order whichever task computes them.
     """
     B = offsets.shape[0] - 1
     C, K, F = mu.shape
@@ -345,29 +348,30 @@ def _forward_all(x, offsets, mu, w, G, rows, hvd, dist, paths):
         lo, hi = _pair_share(C, B, task, n)
         A = np.empty((G * K, tmax), dtype=x.dtype)  # the task's [G*K, T] temporary
         current = -1
-        for u in range(n_groups * B):
-            g = u // B
-            b = u % B
-            c0 = g * G
-            gs = min(G, C - c0)
-            first = c0 * B + b * gs
-            if first < lo or first >= hi:
-                continue
-            m, v, current = _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w)
-            t0 = offsets[b]
-            T = offsets[b + 1] - t0
-            _local_cost_pair(x[t0:t0 + T], m, v, A)
-            for k in range(gs):
-                Ak = A[k * K:(k + 1) * K]
-                _accumulate_pair(Ak, T, hvd)
-                dist[b, c0 + k] = Ak[K - 1, T - 1]
-                _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
+        for b0 in range(0, B, tile):
+            nb = min(tile, B - b0)
+            for g in range(n_groups):
+                c0 = g * G
+                gs = min(G, C - c0)
+                for b in range(b0, b0 + nb):
+                    first = C * b0 + c0 * nb + (b - b0) * gs
+                    if first < lo or first >= hi:
+                        continue
+                    m, v, current = _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w)
+                    t0 = offsets[b]
+                    T = offsets[b + 1] - t0
+                    _local_cost_pair(x[t0:t0 + T], m, v, A)
+                    for k in range(gs):
+                        Ak = A[k * K:(k + 1) * K]
+                        _accumulate_pair(Ak, T, hvd)
+                        dist[b, c0 + k] = Ak[K - 1, T - 1]
+                        _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def _local_cost_all(x, offsets, mu, w, G, rows, out):
-    """Local costs only, out [B, C, K, Tmax] (benchmarking and tests); tasks and class
-    groups as in :func:`_forward_all`."""
+def _local_cost_all(x, offsets, mu, w, G, tile, rows, out):
+    """Local costs only, out [B, C, K, Tmax] (benchmarking and tests); tasks, class
+    groups and sample tiles as in :func:`_forward_all`."""
     B = offsets.shape[0] - 1
     C, K, F = mu.shape
     n = rows.shape[0]
@@ -381,22 +385,23 @@ def _local_cost_all(x, offsets, mu, w, G, rows, out):
         lo, hi = _pair_share(C, B, task, n)
         A = np.empty((G * K, tmax), dtype=x.dtype)
         current = -1
-        for u in range(n_groups * B):
-            g = u // B
-            b = u % B
-            c0 = g * G
-            gs = min(G, C - c0)
-            first = c0 * B + b * gs
-            if first < lo or first >= hi:
-                continue
-            m, v, current = _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w)
-            t0 = offsets[b]
-            T = offsets[b + 1] - t0
-            _local_cost_pair(x[t0:t0 + T], m, v, A)
-            for k in range(gs):
-                for i in range(K):
-                    for j in range(T):
-                        out[b, c0 + k, i, j] = A[k * K + i, j]
+        for b0 in range(0, B, tile):
+            nb = min(tile, B - b0)
+            for g in range(n_groups):
+                c0 = g * G
+                gs = min(G, C - c0)
+                for b in range(b0, b0 + nb):
+                    first = C * b0 + c0 * nb + (b - b0) * gs
+                    if first < lo or first >= hi:
+                        continue
+                    m, v, current = _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w)
+                    t0 = offsets[b]
+                    T = offsets[b + 1] - t0
+                    _local_cost_pair(x[t0:t0 + T], m, v, A)
+                    for k in range(gs):
+                        for i in range(K):
+                            for j in range(T):
+                                out[b, c0 + k, i, j] = A[k * K + i, j]
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
@@ -721,6 +726,19 @@ def _group_size(C: int, K: int) -> int:
     return max(1, min(C, _GROUP_ROWS // K))
 
 
+# Forward: samples per tile, so that a tile's x stays in the shared L3 while all class
+# groups pass over it (x is then read from memory once, not once per group).  Measured
+# (one thread, CPU time, 384 samples, C = 51): 4 MB tiles 6 % faster than none at K = 8
+# on a packed batch, 7 % at K = 64; 1 MB the same as 4 MB, 16 MB 4 % slower.
+_FWD_TILE_BYTES = 4 << 20
+
+
+def _sample_tile(x: np.ndarray, B: int) -> int:
+    """Samples per forward tile: about _FWD_TILE_BYTES of x."""
+    per_sample = max(1, x.shape[0] * x.shape[1] * x.itemsize // max(1, B))
+    return max(1, _FWD_TILE_BYTES // per_sample)
+
+
 def _cost_inputs(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor):
     """(x, mu, w, classes per group G, per-task scratch rows) for :func:`_forward_all`
     and :func:`_local_cost_all`.
@@ -760,7 +778,7 @@ def local_cost_numba(x, offsets, mu, theta):
     C, K, _ = mu.shape
     tmax = int((on[1:] - on[:-1]).max())
     out = np.zeros((B, C, K, tmax), dtype=xp.dtype)
-    _local_cost_all(xp, on, mun, w, G, rows, out)
+    _local_cost_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, out)
     return torch.from_numpy(out)
 
 
@@ -773,7 +791,7 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern):
     C, K, _ = mu.shape
     dist = np.empty((B, C), dtype=xp.dtype)
     paths = np.empty((B, C, K, 2), dtype=np.int32)
-    _forward_all(xp, on, mun, w, G, rows, hvd, dist, paths)
+    _forward_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, hvd, dist, paths)
     return torch.from_numpy(dist), torch.from_numpy(paths)
 
 

@@ -167,15 +167,18 @@ def test_padded_rows_with_nonzero_padding_are_copied():
 
 
 @pytest.mark.parametrize("mode", ["hv", "fixed"])
-def test_path_kernel_tiles_do_not_change_results(mode, monkeypatch):
-    # One sample per tile and one centroid row per chunk against the defaults: every
-    # row sums its samples in the same order, so results are bitwise equal.
+def test_tiles_do_not_change_results(mode, monkeypatch):
+    # One sample per tile (forward and path kernels) and one centroid row per chunk
+    # against the defaults: every pair and every row sums in the same order, so
+    # results are bitwise equal.
     x, offsets, mu, theta, upstream = make_inputs((33, 7, 2, 1, 25), 300, 8, 5)
     fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     base = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
     monkeypatch.setattr(align_numba, "_TILE_BYTES", 1)
     monkeypatch.setattr(align_numba, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(align_numba, "_FWD_TILE_BYTES", 1)
     assert align_numba._blocking(x.numpy(), 5, 300, 3)[1:] == (1, 1)
+    assert align_numba._sample_tile(x.numpy(), 5) == 1
     tiny = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
     for a, b in zip(base, tiny):
         assert torch.equal(a, b)
