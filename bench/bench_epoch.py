@@ -248,19 +248,33 @@ def main(argv=None):
         print(f"warm-up epoch {epoch + 1} done (untimed)")
     for epoch in range(args.warmup_epochs, args.warmup_epochs + args.epochs):
         timer.reset()
+        cpu0 = time.process_time()
         running, train_s = _timed(lambda: train(epoch), device)
+        # CPU seconds of all threads: unlike wall time, not stretched by other processes
+        # taking turns on the cores (a shared machine), still by their cache traffic
+        train_cpu_s = time.process_time() - cpu0
         res, val_s = _timed(val, device)
         row = {"epoch": epoch + 1, "device": str(device), "backend": backend,
                "train_videos": n_train, "val_videos": n_val, "batch_size": cfg["batch_size"],
-               "train_s": train_s, "val_s": val_s, "epoch_s": train_s + val_s,
+               "train_s": train_s, "train_cpu_s": train_cpu_s, "val_s": val_s,
+               "epoch_s": train_s + val_s,
                "train_loss": running.loss_sum / running.count,
                "val_loss": res["loss"], "val_top1": res["top1"]}
         row["stages"] = {f"{ph} {name}": round(sec, 4) for (ph, name), sec in timer.seconds.items()}
-        print(f"epoch {epoch + 1}: train {train_s:.2f} s ({steps} steps, "
+        print(f"epoch {epoch + 1}: train {train_s:.2f} s ({train_cpu_s:.2f} s CPU, {steps} steps, "
               f"{n_train / train_s:.0f} videos/s), val {val_s:.2f} s "
               f"({n_val / val_s:.0f} videos/s), epoch {train_s + val_s:.2f} s; "
               f"train loss {row['train_loss']:.4f}, val@1 {res['top1']:.4f}")
         print("\n".join(timer.report("train", train_s) + timer.report("eval", val_s)))
+        sec = timer.seconds
+        if sec.get(("train", "forward")):
+            # the forward's local cost: 3 flops (subtract, abs, multiply-add) per (i, j, f)
+            fwd_gflop = 3 * K * F * C * float(train_ds.lengths.sum()) / 1e9
+            ratio = (sec.get(("train", "path cost"), 0.0)
+                     + sec.get(("train", "path grads"), 0.0)) / sec["train", "forward"]
+            print(f"  train forward {fwd_gflop / sec['train', 'forward']:.0f} GFLOP/s "
+                  f"({fwd_gflop:.0f} GFLOP of local cost); (path cost + path grads) / forward "
+                  f"= {ratio:.2f}")
         print("RESULT " + json.dumps(row))
     return 0
 
