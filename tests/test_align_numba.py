@@ -154,6 +154,11 @@ def test_packed_batch_moves_to_another_device_as_dense_rows():
     assert small.x.is_contiguous() and small.to("meta").x.shape == (3, 5)
 
 
+def test_packed_batch_rejects_mixed_feature_sizes():
+    with pytest.raises(ValueError, match=r"must all be \[T, 130\]"):
+        collate_packed([(torch.randn(3, 130), 0, 0), (torch.randn(2, 1), 1, 1)])
+
+
 def test_padded_rows_with_nonzero_padding_are_copied():
     x, offsets, mu, theta, _ = make_inputs((3, 4), 130, 2, 3)
     full = torch.ones(7, 144)
