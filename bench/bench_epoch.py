@@ -1,16 +1,25 @@
 """Time one HMDB51-shaped training epoch and its validation pass on synthetic data.
 
-    python bench/bench_epoch.py --device cuda
+    python bench/bench_epoch.py --device cuda --num_timesteps 8
+    python bench/bench_epoch.py --device cpu --num_timesteps 8 --warmup-epochs 1
     python bench/bench_epoch.py --device cpu --scale 0.01      # smoke test
 
 Synthetic videos of the real sizes, held in memory: 3570 train / 1530 val
-(times ``--scale``), F 1459, C 51, K 64, T drawn uniformly from 25..41 (mean
-33), features = class prototype + noise.  The settings are configs/hmdb51.yaml
-(fixed paths, step pattern hv, AdamW, batch 384) and the work is the training
-script's: ``model.snapshot()``, ``engine.train_one_epoch``, ``scheduler.step()``,
-``engine.evaluate``.  Centroids start from the prototypes plus noise instead of
-DBA (their values do not change the cost of an epoch).  Data generation and a
-warm-up step (JIT compilation, CUDA context) are outside the timings.
+(times ``--scale``), T drawn uniformly from 25..41 (mean 33), features = class
+prototype + noise; F, C, K and the settings (fixed paths, step pattern, AdamW,
+batch 384) come from ``--config`` (default configs/hmdb51.yaml), K overridden by
+``--num_timesteps``.  The work is the training script's: ``model.snapshot()``,
+``engine.train_one_epoch``, ``scheduler.step()``, ``engine.evaluate``.
+Centroids start from the prototypes plus noise instead of DBA (their values do
+not change the cost of an epoch).  Data generation and a warm-up step (JIT
+compilation, CUDA context) are outside the timings; ``--warmup-epochs`` runs
+whole untimed epochs first (allocator and caches settle; the model trains on).
+
+Each epoch also prints where its time went: the backend's four calls (free-path
+forward, path cost, path gradients), batch assembly (the collate function),
+the optimizer step, the rest of the train pass (loss, autograd, loader), and
+the evaluation pass; taken by wrapping those functions with timers (CUDA calls
+synchronised before and after, so GPU stages are timed, at a small cost).
 """
 from __future__ import annotations
 
@@ -18,6 +27,8 @@ import argparse
 import json
 import sys
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,14 +39,17 @@ import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
+import dejavid.alignment as dispatch  # noqa: E402
+import dejavid.batching as batching  # noqa: E402
 from dejavid.alignment import get_backend  # noqa: E402
+from dejavid.backend import Backend  # noqa: E402
 from dejavid.config import load_config, step_pattern  # noqa: E402
 from dejavid.engine import evaluate, train_one_epoch  # noqa: E402
 from dejavid.model import DejaVid, loss_fn  # noqa: E402
 from dejavid.optim import build_optimizer, build_scheduler  # noqa: E402
 from dejavid.settings import settings_from_config  # noqa: E402
 
-HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "K": 64, "T": (25, 41)}
+HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "T": (25, 41)}
 
 
 class SyntheticVideos(Dataset):
@@ -73,13 +87,93 @@ def _timed(fn, device):
     return out, time.perf_counter() - t0
 
 
+class StageTimer:
+    """Seconds and calls per (phase, stage), filled by the wrappers :meth:`install` puts
+    around the backend's calls, the collate function and the optimizer step."""
+
+    def __init__(self, device):
+        self.device = device
+        self.phase = "setup"
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    def reset(self):
+        self.seconds.clear()
+        self.calls.clear()
+
+    @contextmanager
+    def stage(self, name):
+        _sync(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _sync(self.device)
+            self.seconds[self.phase, name] += time.perf_counter() - t0
+            self.calls[self.phase, name] += 1
+
+    def wrap(self, fn, name):
+        def timed(*args, **kwargs):
+            with self.stage(name):
+                return fn(*args, **kwargs)
+        return timed
+
+    def install(self, optimizer):
+        """Time every backend call the model makes, collate and optimizer.step."""
+        timed = {}
+        pick = dispatch.get_backend
+
+        def get_timed_backend(device, name="auto"):
+            be = pick(device, name)
+            if be.name not in timed:
+                timed[be.name] = Backend(be.name, self.wrap(be.align_forward, "forward"),
+                                         self.wrap(be.path_cost, "path cost"),
+                                         self.wrap(be.path_grads, "path grads"),
+                                         self.wrap(be.dba_accumulate, "dba"))
+            return timed[be.name]
+
+        dispatch.get_backend = get_timed_backend
+        # The loader built by batching.make_loader looks collate_packed up in batching's
+        # namespace; with --num-workers > 0 it runs in the workers and is not seen here.
+        batching.collate_packed = self.wrap(batching.collate_packed, "batch assembly")
+        t0 = [0.0]
+
+        def pre(*_):
+            _sync(self.device)
+            t0[0] = time.perf_counter()
+
+        def post(*_):
+            _sync(self.device)
+            self.seconds[self.phase, "optimizer"] += time.perf_counter() - t0[0]
+            self.calls[self.phase, "optimizer"] += 1
+
+        optimizer.register_step_pre_hook(pre)
+        optimizer.register_step_post_hook(post)
+
+    def report(self, phase, total):
+        """Lines 'stage  seconds  share  calls' for one phase, the rest as 'other'."""
+        rows = [(name, sec, self.calls[ph, name]) for (ph, name), sec in self.seconds.items()
+                if ph == phase]
+        rows.sort(key=lambda r: -r[1])
+        rows.append(("other", total - sum(r[1] for r in rows), 0))
+        return [f"  {phase:5s} {name:15s} {sec:8.3f} s {100 * sec / total:5.1f} %"
+                + (f"  ({n} calls)" if n else "") for name, sec, n in rows]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", default="auto", choices=("auto", "ref", "numba", "cuda"))
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the HMDB51 video counts")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, help="default: configs/hmdb51.yaml (384)")
+    p.add_argument("--batch-size", type=int, help="default: the config's (384)")
+    p.add_argument("--config", default=str(ROOT / "configs" / "hmdb51.yaml"),
+                   help="settings, F and C (default configs/hmdb51.yaml); video counts and "
+                        "lengths stay HMDB51's")
+    p.add_argument("--num_timesteps", "--num-timesteps", type=int,
+                   help="K, overrides the config's")
+    p.add_argument("--warmup-epochs", type=int, default=0,
+                   help="untimed whole epochs before the timed ones")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="show tqdm bars")
@@ -90,8 +184,13 @@ def main(argv=None):
                  "--backend", args.backend]
     if args.batch_size:
         overrides += ["--batch_size", str(args.batch_size)]
-    cfg = load_config(ROOT / "configs" / "hmdb51.yaml", overrides)
-    F, C, K = HMDB51["F"], HMDB51["C"], cfg["num_timesteps"]
+    if args.num_timesteps:
+        overrides += ["--num_timesteps", str(args.num_timesteps)]
+    cfg = load_config(args.config, overrides)
+    settings = settings_from_config(cfg)
+    F = cfg["feature_size"] or HMDB51["F"]
+    C = cfg["num_classes"] or HMDB51["C"]
+    K = cfg["num_timesteps"]
     n_train = max(C, round(HMDB51["train"] * args.scale))
     n_val = max(1, round(HMDB51["val"] * args.scale))
 
@@ -102,10 +201,10 @@ def main(argv=None):
     val_ds = SyntheticVideos(n_val, F, protos, HMDB51["T"], args.seed + 2)
     mu0 = protos[:, None, :] + 0.5 * torch.randn(C, K, F, generator=g)
     model = DejaVid(mu0, step_pattern(cfg), cfg["use_fixed_path"], cfg["w_one_init"],
-                    cfg["backend"], g).to(device)
-    settings = settings_from_config(cfg)
+                    cfg["backend"], g, logit_head=cfg["logit_head"],
+                    std_eps=cfg["std_eps"]).to(device)
     optimizer = build_optimizer(model, settings.optim)
-    scheduler = build_scheduler(optimizer, settings.optim, cfg["num_epochs"])
+    scheduler = build_scheduler(optimizer, settings.optim, settings.loop.num_epochs)
     backend = get_backend(device, cfg["backend"]).name
     setup_s = time.perf_counter() - t0
 
@@ -125,32 +224,61 @@ def main(argv=None):
         from dejavid import cpu_tuning
         print(cpu_tuning.describe())
     mean_t = float(train_ds.lengths.float().mean())
-    print(f"synthetic HMDB51-shaped data: {n_train} train / {n_val} val videos, F {F}, C {C}, "
+    print(f"config {Path(args.config).name}; "
+          f"synthetic HMDB51-shaped data: {n_train} train / {n_val} val videos, F {F}, C {C}, "
           f"K {K}, T {HMDB51['T'][0]}..{HMDB51['T'][1]} (mean {mean_t:.1f}), "
           f"batch {cfg['batch_size']}, {'fixed' if cfg['use_fixed_path'] else 'free'} path, "
           f"step {step_pattern(cfg)}; data + model setup {setup_s:.1f} s")
     steps = -(-n_train // cfg["batch_size"])
-    for epoch in range(args.epochs):
-        def train():
-            if model.fixed_path:
-                model.snapshot()
-            run = train_one_epoch(model, train_ds, optimizer, settings.loop, device, epoch,
-                                  progress=args.progress)
-            scheduler.step()
-            return run
+    timer = StageTimer(device)
+    timer.install(optimizer)
 
-        running, train_s = _timed(train, device)
-        res, val_s = _timed(lambda: evaluate(model, val_ds, settings.loop, device, progress=args.progress),
-                            device)
+    def train(epoch):
+        timer.phase = "train"
+        if model.fixed_path:
+            model.snapshot()
+        run = train_one_epoch(model, train_ds, optimizer, settings.loop, device, epoch,
+                              progress=args.progress)
+        scheduler.step()
+        return run
+
+    def val():
+        timer.phase = "eval"
+        return evaluate(model, val_ds, settings.loop, device, progress=args.progress)
+
+    for epoch in range(args.warmup_epochs):
+        train(epoch)
+        val()
+        print(f"warm-up epoch {epoch + 1} done (untimed)")
+    for epoch in range(args.warmup_epochs, args.warmup_epochs + args.epochs):
+        timer.reset()
+        cpu0 = time.process_time()
+        running, train_s = _timed(lambda: train(epoch), device)
+        # CPU seconds of all threads: unlike wall time, not stretched by other processes
+        # taking turns on the cores (a shared machine), still by their cache traffic
+        train_cpu_s = time.process_time() - cpu0
+        res, val_s = _timed(val, device)
         row = {"epoch": epoch + 1, "device": str(device), "backend": backend,
                "train_videos": n_train, "val_videos": n_val, "batch_size": cfg["batch_size"],
-               "train_s": train_s, "val_s": val_s, "epoch_s": train_s + val_s,
+               "train_s": train_s, "train_cpu_s": train_cpu_s, "val_s": val_s,
+               "epoch_s": train_s + val_s,
                "train_loss": running.loss_sum / running.count,
                "val_loss": res["loss"], "val_top1": res["top1"]}
-        print(f"epoch {epoch + 1}: train {train_s:.2f} s ({steps} steps, "
+        row["stages"] = {f"{ph} {name}": round(sec, 4) for (ph, name), sec in timer.seconds.items()}
+        print(f"epoch {epoch + 1}: train {train_s:.2f} s ({train_cpu_s:.2f} s CPU, {steps} steps, "
               f"{n_train / train_s:.0f} videos/s), val {val_s:.2f} s "
               f"({n_val / val_s:.0f} videos/s), epoch {train_s + val_s:.2f} s; "
               f"train loss {row['train_loss']:.4f}, val@1 {res['top1']:.4f}")
+        print("\n".join(timer.report("train", train_s) + timer.report("eval", val_s)))
+        sec = timer.seconds
+        if sec.get(("train", "forward")):
+            # the forward's local cost: 3 flops (subtract, abs, multiply-add) per (i, j, f)
+            fwd_gflop = 3 * K * F * C * float(train_ds.lengths.sum()) / 1e9
+            ratio = (sec.get(("train", "path cost"), 0.0)
+                     + sec.get(("train", "path grads"), 0.0)) / sec["train", "forward"]
+            print(f"  train forward {fwd_gflop / sec['train', 'forward']:.0f} GFLOP/s "
+                  f"({fwd_gflop:.0f} GFLOP of local cost); (path cost + path grads) / forward "
+                  f"= {ratio:.2f}")
         print("RESULT " + json.dumps(row))
     return 0
 

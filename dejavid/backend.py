@@ -35,3 +35,21 @@ def check_backend_name(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     return name
+
+
+# Rows of a packed batch start on 64-byte cache lines: from F = ROW_PAD_MIN_F on, a
+# row is padded with zeros to whole lines of ROW_LINE values (F = 1459 -> 1472).  The
+# numba kernels read such a batch in place with whole-line loads (dejavid/align_numba.py
+# measured the layout); made here, in the one copy that packs the batch, it costs no
+# second copy.  Below ROW_PAD_MIN_F, up to 15 padding columns would cost more than
+# they save.
+ROW_LINE = 16
+ROW_PAD_MIN_F = 128
+
+
+def packed_row_width(F: int) -> int:
+    """Row length of a packed batch's storage: F rounded up to whole cache lines
+    (64 bytes of float32) when F >= ROW_PAD_MIN_F, else F."""
+    if F < ROW_PAD_MIN_F or F % ROW_LINE == 0:
+        return F
+    return F + (-F) % ROW_LINE

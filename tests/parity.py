@@ -15,6 +15,12 @@ SHAPES = [
     ((150, 33), 1459, 5, 2),
     ((2, 150, 1, 7), 3, 64, 4),
 ]
+# K x C grid: the numba forward stacks G = 64 // K classes into one local-cost block
+# (one class at K = 64, all 51 at K = 1, a short last group at C = 51), and the path
+# kernels split the C * K centroid rows between threads.  Every batch has T = 1, 2, 7
+# and 33; F = 1459 (rows padded to whole cache lines) where it matters, else 5.
+GRID_SHAPES = [((1, 2, 7, 33), 1459 if (K, C) in ((8, 51), (8, 3), (64, 3)) else 5, K, C)
+               for K in (1, 2, 8, 64) for C in (1, 2, 3, 51)]
 MODES = ["hv", "hvd", "fixed"]
 RTOL = {torch.float32: 2e-5, torch.float64: 1e-11}
 

@@ -10,9 +10,11 @@ from dejavid.alignment import align, get_backend
 
 numba = pytest.importorskip("numba")
 from dejavid import align_numba  # noqa: E402  (needs numba)
-from parity import (MODES, RTOL, SHAPES, assert_close, check_dba_accumulate,  # noqa: E402
-                    check_local_cost, check_strided_inputs, make_inputs, gradcheck_align,
-                    perturbed_paths, run_align)
+from dejavid.backend import packed_row_width  # noqa: E402
+from dejavid.data import collate_packed  # noqa: E402
+from parity import (GRID_SHAPES, MODES, RTOL, SHAPES, assert_close,  # noqa: E402
+                    check_dba_accumulate, check_local_cost, check_strided_inputs, make_inputs,
+                    gradcheck_align, perturbed_paths, run_align)
 
 
 def _compare(x, offsets, mu, theta, upstream, mode):
@@ -29,8 +31,12 @@ def _compare(x, offsets, mu, theta, upstream, mode):
     return fast
 
 
+def _shape_id(s):
+    return f"T{'-'.join(map(str, s[0]))}_F{s[1]}_K{s[2]}_C{s[3]}"
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"T{'-'.join(map(str, s[0]))}_F{s[1]}_K{s[2]}_C{s[3]}")
+@pytest.mark.parametrize("shape", SHAPES + GRID_SHAPES, ids=_shape_id)
 def test_parity_with_reference(shape, mode):
     _compare(*make_inputs(*shape), mode)
 
@@ -88,13 +94,100 @@ def test_padded_rows_on_misaligned_views(mode):
 
 def test_cost_inputs_copy_only_for_enough_classes(monkeypatch):
     x, offsets, mu, theta, _ = make_inputs((4, 3), 130, 5, 3)
-    xr, _, _, rows = align_numba._cost_inputs(x, mu, theta)  # 3 classes: padded copies
-    assert xr.shape == (7, 144) and rows.shape == (numba.get_num_threads(), 2, 5, 144)
-    xr, _, _, rows = align_numba._cost_inputs(x, mu[:2], theta[:2])  # 2: read in place
+    xr, _, _, G, rows = align_numba._cost_inputs(x, mu, theta)  # 3 classes: padded copies
+    assert G == 3  # 64 // K = 12 classes per group, at most C
+    assert xr.shape == (7, 144) and rows.shape == (numba.get_num_threads(), 2, 15, 144)
+    xr, _, _, G, rows = align_numba._cost_inputs(x, mu[:2], theta[:2])  # 2: read in place
     assert np.shares_memory(xr, x.numpy()) and rows.shape[3] == 0
     # One pair, so at least one task has nothing to do, still through the copies.
     monkeypatch.setattr(align_numba, "_PAD_MIN_C", 1)
     check_local_cost(align_numba.local_cost_numba, (5,), 130, 3, 1)
+
+
+@pytest.mark.parametrize("K, C, G", [(64, 51, 1), (8, 51, 8), (5, 51, 12), (1, 51, 51),
+                                     (2, 3, 3), (128, 4, 1)])
+def test_class_groups_fill_64_rows(K, C, G):
+    assert align_numba._group_size(C, K) == G
+
+
+def _packed(x, offsets):
+    """x as collate_packed lays a batch out (rows padded to whole cache lines)."""
+    items = [(x[a:b], 0, 0) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    batch = collate_packed(items)
+    assert torch.equal(batch.offsets, offsets) and torch.equal(batch.x, x)
+    return batch.x
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("C", [2, 3])  # read in place / through the padded copies
+def test_packed_batch_is_read_in_place(mode, C):
+    x, offsets, mu, theta, upstream = make_inputs((7, 33, 2, 1), 1459, 8, C)
+    xp = _packed(x, offsets)
+    assert xp.stride(0) == packed_row_width(1459) == 1472 and xp.data_ptr() % 64 == 0
+    full = align_numba._x_rows(xp)
+    assert full.shape == (x.shape[0], 1472) and np.shares_memory(full, xp.numpy())
+    assert np.shares_memory(align_numba._rows(xp, 1472), xp.numpy())  # no second copy
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+
+    def run(x):  # as in training: x is data (no gradient), passed as it is
+        m, t = mu.clone().requires_grad_(), theta.clone().requires_grad_()
+        if mode == "fixed":
+            dist, paths = align(x, offsets, m, t, paths=fixed, backend="numba")
+        else:
+            dist, paths = align(x, offsets, m, t, step_pattern=mode, backend="numba")
+        dist.backward(upstream)
+        return dist.detach(), paths, m.grad, t.grad
+
+    for a, b in zip(run(xp), run(x)):
+        assert torch.equal(a, b)
+    # With a gradient for x, too (run_align passes a contiguous clone of x).
+    gx = align_numba.path_grads_numba(xp, offsets, mu, theta, run(x)[1], upstream, True)[0]
+    assert torch.equal(gx, run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)[2])
+
+
+def test_packed_batch_moves_to_another_device_as_dense_rows():
+    x, offsets, *_ = make_inputs((7, 33), 1459, 1, 1)
+    items = [(x[a:b], 0, 0) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    moved = collate_packed(items).to("meta")  # any device other than the batch's
+    assert moved.x.device.type == "meta" and moved.x.shape == x.shape
+    assert moved.x.stride() == (1472, 1)  # the [N, 1472] rows went whole, then a view
+    small = collate_packed([(torch.randn(3, 5), 0, 0)])  # F < 128: plain rows
+    assert small.x.is_contiguous() and small.to("meta").x.shape == (3, 5)
+
+
+def test_packed_batch_rejects_mixed_feature_sizes():
+    with pytest.raises(ValueError, match=r"must all be \[T, 130\]"):
+        collate_packed([(torch.randn(3, 130), 0, 0), (torch.randn(2, 1), 1, 1)])
+
+
+def test_padded_rows_with_nonzero_padding_are_copied():
+    x, offsets, mu, theta, _ = make_inputs((3, 4), 130, 2, 3)
+    full = torch.ones(7, 144)
+    full[:, :130] = x
+    view = full[:, :130]
+    xr = align_numba._rows(view, 144)  # the padding must be zero to be read in place
+    assert not np.shares_memory(xr, full.numpy()) and not xr[:, 130:].any()
+    # The path kernels read f < F only: any padding will do.
+    assert np.shares_memory(align_numba._x_rows(view), full.numpy())
+    check_local_cost(lambda *a: align_numba.local_cost_numba(view, *a[1:]), (3, 4), 130, 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["hv", "fixed"])
+def test_tiles_do_not_change_results(mode, monkeypatch):
+    # One sample per tile (forward and path kernels) and one centroid row per chunk
+    # against the defaults: every pair and every row sums in the same order, so
+    # results are bitwise equal.
+    x, offsets, mu, theta, upstream = make_inputs((33, 7, 2, 1, 25), 300, 8, 5)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    base = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
+    monkeypatch.setattr(align_numba, "_TILE_BYTES", 1)
+    monkeypatch.setattr(align_numba, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(align_numba, "_FWD_TILE_BYTES", 1)
+    assert align_numba._blocking(x.numpy(), 5, 300, 3)[1:] == (1, 1)
+    assert align_numba._sample_tile(x.numpy(), 5) == 1
+    tiny = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
+    for a, b in zip(base, tiny):
+        assert torch.equal(a, b)
 
 
 def test_hvd_distance_matches_dtw_python():
@@ -113,14 +206,20 @@ def test_dba_accumulate_parity(lengths):
     check_dba_accumulate("numba", lengths)
 
 
-def test_backward_is_deterministic():
-    x, offsets, mu, theta, upstream = make_inputs((33, 7, 150, 2, 33), 300, 16, 5)
+@pytest.mark.parametrize("mode", ["hv", "fixed"])
+@pytest.mark.parametrize("K, C", [(16, 5), (8, 51), (64, 3), (1, 2)])
+def test_results_are_bitwise_reproducible(K, C, mode):
+    # Two identical calls, and calls with 1 and with 2 numba threads (or as many as
+    # numba has), give bitwise the same distances, paths and every gradient.
+    x, offsets, mu, theta, upstream = make_inputs((33, 7, 150, 2, 33), 300, K, C)
+    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     runs = []
     saved = numba.get_num_threads()
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
     try:
-        for threads in (saved, 1, saved):
+        for threads in (two, two, 1, saved):
             numba.set_num_threads(threads)
-            runs.append(run_align("numba", x, offsets, mu, theta, upstream, "hv"))
+            runs.append(run_align("numba", x, offsets, mu, theta, upstream, mode, fixed))
     finally:
         numba.set_num_threads(saved)
     for other in runs[1:]:
