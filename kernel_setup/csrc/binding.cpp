@@ -67,7 +67,7 @@ std::vector<int64_t> check_centroids(const at::Tensor& x, const at::Tensor& mu,
 }
 
 // offsets [B + 1] int64 on x's device; returns B.  Its values (0 = offsets[0] <
-// ... < offsets[B] = N) are checked by dejavid.align.check_inputs: reading them
+// ... < offsets[B] = N) are checked by dejavid.alignment.check_inputs: reading them
 // here would synchronise with the device.
 int64_t check_offsets(const at::Tensor& x, const at::Tensor& offsets) {
   TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 2,
