@@ -287,6 +287,7 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
     fnames = [str(id2fname[v]) for v in ids]
     split_of = [id2splits[v] for v in ids]
     opened = None  # the FeatureStore the tensors are read from
+    train_stats = RunningStats() if standardize else None
     if store:
         # The packed feature store (dejavid/store.py) reads each file only when the store is
         # built or out of date, with the same checks as below (check_videos).
@@ -298,7 +299,6 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         digests = [""] * len(ids)
         n_half = 0
         first_f = None
-        train_stats = RunningStats() if standardize else None
         for k, t, half in check_videos(root, ids, fnames, range(len(ids)), feature_size,
                                        problems, progress=progress):
             n_half += int(half)
@@ -311,7 +311,7 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
     if n_half:
         warnings.warn(f"{n_half} video(s) stored as float16/bfloat16 were converted to float32",
                       RuntimeWarning, stacklevel=2)
-    if standardize and opened is not None:
+    if train_stats is not None and opened is not None:
         # From the store's memory map (no second pass over the files), in the order the file
         # check visits the videos (grouped by file), so the statistics are bitwise those
         # computed without the store.
@@ -320,14 +320,13 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
             first_seen.setdefault(f, k)
         train_rows = [k for k, sp in enumerate(split_of) if sp == train_split]
         pos = {k: p for p, k in enumerate(train_rows)}
-        train_stats = RunningStats()
         for k in sorted(train_rows, key=lambda k: (first_seen[fnames[k]], k)):
             train_stats.add(opened.video(train_split, pos[k]))
     return DataIndex(root=root, ids=ids, files=fnames, splits=split_of,
                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
                      lengths=lengths, label_values=label_values,
                      feature_size=int(feature_size or first_f), digests=digests, store=opened,
-                     feature_stats=train_stats.result() if standardize else None)
+                     feature_stats=train_stats.result() if train_stats is not None else None)
 
 
 def _from_store(paths: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],

@@ -137,7 +137,8 @@ class DejaVidClassifier(DistanceClassifier):
 
     num_timesteps        K, length of each class's centroid series ('auto': the median
                          training length, clipped to [8, 128])
-    num_epochs ('auto': enough for 400 updates, clipped to [30, 200]), batch_size, lr, ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
+    num_epochs ('auto': enough for 400 updates, clipped to [30, 200]), batch_size, lr,
+    ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
                          AdamW on theta at ``lr`` and mu at ``lr / ms_lr_div``, cosine schedule
     use_fixed_path       align along paths of a per-epoch parameter snapshot
     step_pattern         'hv' or 'hvd' (adds the diagonal step)
@@ -224,18 +225,14 @@ class DejaVidClassifier(DistanceClassifier):
 
     def fit(self, X, y):
         """Train on series ``X`` (list of [T, F], or [N, T, F]) with labels ``y`` (any values)."""
+        from .standardize import statistics
         from .train import fit
-
-        from .standardize import RunningStats
 
         self._settings()   # invalid hyper-parameters fail before any work
         train_ds, classes = fit_inputs(X, y)
         settings = self._settings(train_ds.index.lengths)
-        if self.standardize:
-            stats = RunningStats()
-            for t in train_ds._tensors:
-                stats.add(t)
-            train_ds.index.feature_stats = stats.result()
+        if self.standardize:   # (the items are raw until feature_stats is set)
+            train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
         result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
                      run_dir=self.run_dir, config=self.get_params() if self.run_dir else None,
                      progress=self.verbose,

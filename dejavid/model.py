@@ -143,5 +143,5 @@ def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
 
 
 def count_parameters(model: DejaVid) -> int:
-    """Numbers in mu and theta (2 * C * K * F)."""
+    """Numbers in mu, theta (2 * C * K * F) and the logit head (1 for the temperature head)."""
     return sum(p.numel() for p in model.parameters())

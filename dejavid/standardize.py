@@ -65,6 +65,15 @@ class RunningStats:
         return {"mean": self.mean.float(), "std": std.float()}
 
 
+def statistics(videos) -> dict:
+    """:meth:`RunningStats.result` over ``videos`` (an iterable of [T, F] tensors, merged in
+    the order given)."""
+    stats = RunningStats()
+    for x in videos:
+        stats.add(x)
+    return stats.result()
+
+
 def apply(x: torch.Tensor, stats: Optional[dict]) -> torch.Tensor:
     """(x - mean) / std per feature for x [T, F] (or [N, F]); x itself when ``stats`` is None."""
     if stats is None:

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as Fn
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .standardize import RunningStats, apply as standardize_features
+from .standardize import apply as standardize_features, statistics
 
 
 def _as_tensors(X: Sequence) -> list[torch.Tensor]:
@@ -149,10 +149,7 @@ class _TemporalClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("y needs at least two classes")
-        stats = RunningStats()
-        for x in xs:
-            stats.add(x)
-        self.feature_stats_ = stats.result()
+        self.feature_stats_ = statistics(xs)
         xs = [pool_time(standardize_features(x, self.feature_stats_), self.max_len) for x in xs]
         labels = torch.as_tensor(codes, dtype=torch.int64)
         with torch.random.fork_rng(devices=[]):
