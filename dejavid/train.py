@@ -28,7 +28,7 @@ from .config import format_config
 from .device import resolve_device
 from .distributed import DistInfo
 from .engine import NonFiniteError, Running, calibrate_head, evaluate, train_one_epoch
-from .io import RunLock
+from .io import RunLock, append_line
 from .metrics_log import MetricsLog, format_epoch
 from .model import DejaVid, count_parameters
 from .optim import build_optimizer, build_scheduler
@@ -341,8 +341,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     def record_timing(**labels):
         row = timer.lap(**labels)
         if row and run_dir is not None and info.is_main:
-            with open(run_dir / "timing.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_line(run_dir / "timing.jsonl", json.dumps(row))
 
     if timer.enabled:
         record_timing(before_epoch=start_epoch + 1)   # the centroids
