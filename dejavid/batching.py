@@ -19,9 +19,26 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool)
     return [order[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
+class _Batches(Dataset):
+    """Item ``positions`` -> the dataset's packed batch of those positions: its own
+    ``batch`` method where it has one (one gather of rows, :class:`dejavid.data.TSEDataset`),
+    else :func:`dejavid.data.collate_packed` of its items."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+
+    def __getitem__(self, positions: list[int]):
+        make = getattr(self.ds, "batch", None)
+        return make(positions) if make is not None else collate_packed([self.ds[n] for n in positions])
+
+
+def _as_is(batch):
+    return batch
+
+
 def make_loader(ds: Dataset, batches: list[list[int]], num_workers: int) -> DataLoader:
-    """Packed batches (:func:`dejavid.data.collate_packed`) of the given dataset positions."""
-    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_packed,
+    """Packed batches (:class:`dejavid.data.Batch`) of the given dataset positions, in order."""
+    return DataLoader(_Batches(ds), sampler=batches, batch_size=None, collate_fn=_as_is,
                       num_workers=num_workers, persistent_workers=False)
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from . import store as feature_store
 from .backend import packed_row_width
+from .packing import RowSource, gather as gather_rows
 from .standardize import RunningStats, apply as standardize_features
 
 SPLITS = ("train", "val", "test")
@@ -368,7 +369,10 @@ class TSEDataset(Dataset):
     """Videos of one split: item -> (x [T, F] float32, label, row in the index).
 
     With a feature store on the index, items are slices of its memory map (or, after
-    ``device`` was given and the split fits, of its copy in device memory)."""
+    ``device`` was given and the split fits, of its copy in device memory).  With
+    ``in_memory`` the split is held as one ``[n_steps, F]`` array.  Either way
+    :meth:`batch` assembles a batch with one gather of rows
+    (:func:`dejavid.packing.gather`); otherwise it reads the videos one by one."""
 
     def __init__(self, index: DataIndex, split: str, in_memory: bool = False,
                  progress: bool = True, device=None):
@@ -378,13 +382,65 @@ class TSEDataset(Dataset):
         if len(self.rows) == 0:
             raise ValueError(f"split '{split}' has no videos")
         self._files: "OrderedDict[str, object]" = OrderedDict()
-        self._cache: Optional[list] = None
+        self._held: Optional[RowSource] = None      # in_memory rows (pickled to workers)
+        self._mapped: Optional[RowSource] = None    # the store's rows (reopened per process)
         self.on_device = (device is not None and index.store is not None
                           and index.store.to_device(split, device, log=tqdm.write))
         if in_memory and not self.on_device:
-            self._cache = [self._video(n, copy=True)
-                           for n in tqdm(range(len(self.rows)), desc=f"loading {split}",
-                                         unit="video", leave=False, disable=not progress)]
+            self._held = self._hold(progress)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_mapped"] = None
+        return state
+
+    def _store_rows(self, copy: bool = False) -> RowSource:
+        store = self.index.store
+        s = store.splits[self.split]
+        data = np.asarray(store.array(self.split))
+        if data.dtype != np.float32:
+            data = data.view(np.uint16)
+        return RowSource(np.array(data) if copy else data, store.dtype, s.starts, s.lengths)
+
+    def _hold(self, progress: bool) -> RowSource:
+        """The whole split in RAM as one array (the store's copied, or the files read)."""
+        if self.index.store is not None:
+            return self._store_rows(copy=True)
+        lengths = self.index.lengths[self.rows].astype(np.int64)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        data = np.empty((int(lengths.sum()), self.index.feature_size), dtype=np.float32)
+        for n in tqdm(range(len(self.rows)), desc=f"loading {self.split}", unit="video",
+                      leave=False, disable=not progress):
+            x = self._load(int(self.rows[n]))
+            if x.shape[0] != lengths[n]:
+                raise ValueError(f"video {self.index.ids[self.rows[n]]!r} (file "
+                                 f"'{self.index.files[self.rows[n]]}') changed since the data "
+                                 f"check: it has {x.shape[0]} steps, not {lengths[n]}")
+            data[starts[n]:starts[n] + lengths[n]] = x.numpy()
+        return RowSource(data, "float32", starts, lengths)
+
+    def _row_source(self) -> Optional[RowSource]:
+        """The split as one array of rows, or None where videos are read one by one
+        (per-file reading, or a store held in device memory)."""
+        if self._held is not None:
+            return self._held
+        if self.index.store is None or self.on_device:
+            return None
+        if self._mapped is None:
+            self._mapped = self._store_rows()
+        return self._mapped
+
+    def batch(self, positions) -> "Batch":
+        """The videos at ``positions`` as one packed :class:`Batch`, equal to
+        ``collate_packed([self[n] for n in positions])``."""
+        rows = self._row_source()
+        if rows is None:
+            return collate_packed([self[n] for n in positions])
+        x, offsets = gather_rows(rows, positions, self.index.feature_stats)
+        k = self.rows[np.asarray(positions, dtype=np.int64)]
+        return Batch(x, offsets, torch.from_numpy(self.index.labels[k].astype(np.int64)),
+                     torch.from_numpy(k.astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -411,14 +467,20 @@ class TSEDataset(Dataset):
                              f"for the whole run (or use in_memory: true)")
         return t.to(torch.float32).contiguous()
 
-    def _video(self, n: int, copy: bool = False) -> torch.Tensor:
+    def _video(self, n: int) -> torch.Tensor:
+        h = self._held
+        if h is not None:
+            a = int(h.starts[n])
+            x = h.data[a:a + int(h.lengths[n])]
+            return feature_store.from_store_dtype(x.view(np.float16) if h.kind == "float16" else x,
+                                                  h.kind)
         if self.index.store is not None:
-            return self.index.store.video(self.split, n, copy=copy)
+            return self.index.store.video(self.split, n)
         return self._load(int(self.rows[n]))
 
     def __getitem__(self, n: int):
         k = int(self.rows[n])
-        x = self._cache[n] if self._cache is not None else self._video(n)
+        x = self._video(n)
         x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k
 

@@ -1,0 +1,183 @@
+"""Batch assembly from a split held as one array of rows (docs/DESIGN.md section 1.5).
+
+A split in the feature store, or held in RAM (``in_memory: true``), is one
+``[n_steps, F]`` array with each video's first row and length.  A batch is then one
+gather of its videos' rows into the packed layout of :func:`dejavid.data.collate_packed`
+(zero-padded rows of ``packed_row_width(F)`` floats), done by a numba kernel that
+also converts float16 / bfloat16 storage to float32 and standardises, in the same
+float32 operations as the per-video path (``(x - mean) / std``), so both give
+bitwise-equal batches (``tests/test_packing.py``).  The per-video path copied each
+video with ``Tensor.copy_`` into the strided batch at about 3 GB/s; the kernel moves
+the rows with both cores (bench/RESULTS.md, "Feature store: batch gather").
+"""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .backend import packed_row_width
+
+KINDS = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """Rows of one split: ``data`` [n_steps, F] (float32, or the uint16 bits of
+    float16 / bfloat16), and each video's first row and length."""
+    data: np.ndarray
+    kind: str
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"row kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        want = np.float32 if self.kind == "float32" else np.uint16
+        if self.data.dtype != want or self.data.ndim != 2:
+            raise ValueError(f"{self.kind} rows must be a 2-D {np.dtype(want).name} array, "
+                             f"got {self.data.dtype} with shape {self.data.shape}")
+
+
+# ----------------------------------------------------------------- numba kernels
+
+def _half_bits_to_float_bits(h):
+    """IEEE binary16 bits -> the binary32 bits of the same value (exact, integers only)."""
+    sign = (h >> 15) << 31
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0x1F:                      # inf / nan (payload kept)
+        return sign | 0x7F800000 | (m << 13)
+    if e != 0:                         # normal
+        return sign | ((e + 112) << 23) | (m << 13)
+    if m == 0:                         # signed zero
+        return sign
+    p = 9                              # subnormal: value m * 2**-24, normalise
+    while (m >> p) == 0:
+        p -= 1
+    return sign | ((p + 103) << 23) | ((m << (23 - p)) & 0x7FFFFF)
+
+
+def _gather_f32(src, starts, lengths, offsets, out, mean, std, scale):
+    F = src.shape[1]
+    W = out.shape[1]
+    for b in _range(starts.shape[0]):
+        a = starts[b]
+        o = offsets[b]
+        for j in range(lengths[b]):
+            s = src[a + j]
+            d = out[o + j]
+            if scale:
+                for f in range(F):
+                    d[f] = (s[f] - mean[f]) / std[f]
+            else:
+                for f in range(F):
+                    d[f] = s[f]
+            for f in range(F, W):
+                d[f] = 0.0
+
+
+def _gather_bits(src, half, starts, lengths, offsets, out_bits, out, mean, std, scale):
+    F = src.shape[1]
+    W = out.shape[1]
+    for b in _range(starts.shape[0]):
+        a = starts[b]
+        o = offsets[b]
+        for j in range(lengths[b]):
+            s = src[a + j]
+            d = out_bits[o + j]
+            if half:
+                for f in range(F):
+                    d[f] = _to_f32_bits(np.uint32(s[f]))
+            else:
+                for f in range(F):
+                    d[f] = np.uint32(s[f]) << 16
+            for f in range(F, W):
+                d[f] = 0
+            if scale:
+                v = out[o + j]
+                for f in range(F):
+                    v[f] = (v[f] - mean[f]) / std[f]
+
+
+_KERNELS: dict = {}
+
+
+def _kernels(parallel: bool):
+    """(gather float32, gather bits), compiled once per process (numba's cache on disk)."""
+    got = _KERNELS.get(parallel)
+    if got is None:
+        import numba
+
+        global _range, _to_f32_bits
+        jit = numba.njit(cache=True, nogil=True, parallel=parallel)
+        # the names the kernels resolve at compile time
+        _to_f32_bits = numba.njit(cache=True, inline="always")(_half_bits_to_float_bits)
+        _range = numba.prange
+        got = _KERNELS[parallel] = tuple(jit(_variant(f, "_parallel" if parallel else "_serial"))
+                                         for f in (_gather_f32, _gather_bits))
+    return got
+
+
+def _variant(fn, suffix: str):
+    """A copy of ``fn`` under another name: numba's disk cache is keyed by the function's
+    name, not by ``parallel``, so the serial and the parallel build need names of their own
+    (else a DataLoader worker could load the parallel build, and GNU OpenMP ends a forked
+    process that uses it)."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__,
+                           fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    return g
+
+
+_range = range
+_to_f32_bits = _half_bits_to_float_bits
+
+
+def _in_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
+def gather(rows: RowSource, positions, stats: Optional[dict] = None,
+           parallel: Optional[bool] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The videos at ``positions`` packed as :func:`dejavid.data.collate_packed` packs
+    them: ``(x [N, F] float32, offsets [B + 1] int64)``, x the first F columns of a
+    64-byte aligned ``[N, packed_row_width(F)]`` tensor whose other columns are zero.
+
+    ``stats`` (``{"mean", "std"}`` float32 [F]) standardises as
+    :func:`dejavid.standardize.apply` does.  ``parallel`` defaults to True except in a
+    DataLoader worker (whose siblings already use the cores)."""
+    pos = np.asarray(positions, dtype=np.int64)
+    if pos.ndim != 1 or len(pos) == 0:
+        raise ValueError("gather needs a non-empty list of video positions")
+    n = len(rows.starts)
+    if pos.min() < 0 or pos.max() >= n:
+        raise ValueError(f"video positions must be in [0, {n}), got {pos.min()}..{pos.max()}")
+    starts = rows.starts[pos]
+    lengths = rows.lengths[pos]
+    offsets = np.zeros(len(pos) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    F = rows.data.shape[1]
+    full = torch.empty(int(offsets[-1]), packed_row_width(F), dtype=torch.float32)
+    out = full.numpy()
+    if stats is None:
+        mean = std = np.zeros(0, dtype=np.float32)
+    else:
+        mean = stats["mean"].to(torch.float32).contiguous().numpy()
+        std = stats["std"].to(torch.float32).contiguous().numpy()
+        if mean.shape != (F,) or std.shape != (F,):
+            raise ValueError(f"standardisation statistics are for {mean.shape[-1]} features, "
+                             f"the rows have {F}")
+    if parallel is None:
+        parallel = not _in_worker()
+    g32, gbits = _kernels(bool(parallel))
+    scale = stats is not None
+    if rows.kind == "float32":
+        g32(rows.data, starts, lengths, offsets, out, mean, std, scale)
+    else:
+        gbits(rows.data, rows.kind == "float16", starts, lengths, offsets,
+              out.view(np.uint32), out, mean, std, scale)
+    return full[:, :F], torch.from_numpy(offsets)
