@@ -99,14 +99,45 @@ def check_writable_file(path: str | Path, what: str) -> None:
     check_writable_dir(path.parent, f"the folder of {what}")
 
 
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def lock_file(path: str | Path, what: str, lost: str, on_wait=None) -> int | None:
+    """Open ``path`` (created if needed) with an exclusive ``fcntl.flock``; returns the
+    descriptor, whose closing releases the lock (as does the end of the process,
+    however it ends, so a crash never leaves a stale lock).
+
+    When another process holds the lock: returns None if ``on_wait`` is None, else
+    calls ``on_wait()`` (to say so) and waits for it.  On a file system without locks
+    (some network file systems) the work goes on unlocked, with a warning naming
+    ``what`` and saying what is ``lost``.  OSError from opening propagates."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, plain_write_mode(path))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is None:
+                os.close(fd)
+                return None
+            on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            os.close(fd)
+            raise
+        warnings.warn(f"{what}: the file system does not support locks ({exc.strerror}); {lost}",
+                      RuntimeWarning, stacklevel=3)
+    return fd
+
+
 class RunLock:
     """An exclusive lock on a run folder, held for a run's lifetime.
 
-    ``fcntl.flock`` on ``run_dir/.lock``: the kernel drops it when the process ends,
-    however it ends, so a crashed run never leaves a stale lock.  The file records the
-    holder (pid, host, start time) for the message a second run gets.  The file itself
-    stays (removing it would let a third run lock a fresh inode while the second still
-    holds the old one)."""
+    :func:`lock_file` on ``run_dir/.lock``.  The file records the holder (pid, host,
+    start time) for the message a second run gets.  The file itself stays (removing
+    it would let a third run lock a fresh inode while the second still holds the old
+    one)."""
 
     FILE = ".lock"
 
@@ -117,22 +148,16 @@ class RunLock:
     def acquire(self) -> "RunLock":
         """Take the lock; ValueError naming the holder when another process has it."""
         path = self.run_dir / self.FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, plain_write_mode(path))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise ValueError(f"run folder {self.run_dir} is in use by another run ({holder}); "
-                             f"wait for it to finish, or pick another --run_name") from None
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                os.close(fd)
-                raise
-            # Some network file systems have no locks: run anyway, but say what is lost.
-            warnings.warn(f"run folder {self.run_dir}: the file system does not support locks "
-                          f"({exc.strerror}); a second run on this folder would not be stopped",
-                          RuntimeWarning, stacklevel=2)
+        fd = lock_file(path, f"run folder {self.run_dir}",
+                       "a second run on this folder would not be stopped")
+        if fd is None:
+            try:
+                holder = path.read_text(errors="replace").strip()
+            except OSError:
+                holder = ""
+            raise ValueError(f"run folder {self.run_dir} is in use by another run "
+                             f"({holder or 'another process'}); wait for it to finish, or pick "
+                             f"another --run_name")
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())

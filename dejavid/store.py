@@ -27,7 +27,6 @@ passes a ``check(split, positions, first_f, problems)`` generator (data.py).
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .io import append_line, atomic_path, atomic_write_text
+from .io import append_line, atomic_path, atomic_write_text, lock_file
 
 FORMAT_VERSION = 1
 STORE_DTYPES = ("float32", "float16", "bfloat16")
@@ -500,27 +499,26 @@ def _build_split_files(d: Path, split: str, src: SplitSource, dtype: str, curren
 
 
 class _Lock:
-    """Exclusive fcntl.flock on ``<store>/lock``; says so when it has to wait."""
+    """Exclusive lock on ``<store>/lock`` (:func:`dejavid.io.lock_file`); says so when
+    it has to wait for another process's build."""
 
     def __init__(self, d: Path, log):
-        self.d, self.log, self.fh = d, log, None
+        self.d, self.log, self.fd = d, log, None
 
     def __enter__(self):
         try:
             self.d.mkdir(parents=True, exist_ok=True)
-            self.fh = open(self.d / "lock", "a")
+            self.fd = lock_file(
+                self.d / "lock", f"feature store {self.d}",
+                "two runs starting at once could both build it at the same time",
+                on_wait=lambda: self.log(f"feature store {self.d}: another process is building "
+                                         f"it; waiting"))
         except OSError as exc:
             raise _disk_error(exc, self.d, 0) from exc
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.log(f"feature store {self.d}: another process is building it; waiting")
-            fcntl.flock(self.fh, fcntl.LOCK_EX)
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
+        os.close(self.fd)
 
 
 def open_or_build(cache_dir: str | Path, paths: dict, root: Path, splits: dict[str, SplitSource],

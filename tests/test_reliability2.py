@@ -17,7 +17,9 @@ import torch
 import train_dejavid
 from conftest import ROOT
 from dejavid import train as train_mod
-from helpers import level_videos, ramp_videos, write_config_yaml, write_dataset
+from dejavid.settings import index_from_config
+from helpers import (good_videos, level_videos, make_config, ramp_videos, write_config_yaml,
+                     write_dataset)
 
 TINY = dict(num_timesteps=4, sample_size_per_class=5, dba_max_iter=3, num_epochs=3,
             batch_size=4, device="cpu", lr=0.05)
@@ -535,3 +537,9 @@ def test_file_systems_without_locks_warn_and_run(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="does not support locks"):
         lock = RunLock(tmp_path).acquire()
     lock.release()
+    # the feature store's build lock too: it builds (unlocked), with the warning
+    videos = good_videos()
+    cfg = make_config(write_dataset(tmp_path / "data", videos))
+    with pytest.warns(RuntimeWarning, match=r"feature store .*does not support locks"):
+        index = index_from_config(cfg, progress=False)
+    assert index.store is not None
