@@ -55,12 +55,18 @@ def _sklearn():
     return LogisticRegression, StandardScaler
 
 
-def mean_pool(ds, progress: bool = False, desc: str = "mean pooling"):
-    """Mean over time of every video: (X [N, F] float64, y [N] int64)."""
+def _item(ds, n: int, stored: bool):
+    """The n-th item; with ``stored``, x as stored (a TSEDataset's ``item(n, False)``)."""
+    return ds.item(n, standardized=False) if stored else ds[n]
+
+
+def mean_pool(ds, progress: bool = False, desc: str = "mean pooling", stored: bool = False):
+    """Mean over time of every video: (X [N, F] float64, y [N] int64); ``stored``: of
+    the features as stored, not standardised."""
     X = np.empty((len(ds), ds.index.feature_size), dtype=np.float64)
     y = np.empty(len(ds), dtype=np.int64)
     for n in tqdm(range(len(ds)), desc=desc, unit="video", leave=False, disable=not progress):
-        x, y[n], _ = ds[n]
+        x, y[n], _ = _item(ds, n, stored)
         X[n] = x.double().mean(0).numpy()
     return X, y
 
@@ -225,14 +231,15 @@ def _centroid_meta(train_ds, spec: CentroidSpec) -> dict:
 # --- (4) estimator rows ----------------------------------------------------------------------
 
 def _series_and_labels(ds, time_mean: bool, progress: bool, desc: str):
-    """(X, y [N] class indices): [N, 1, F] time-means, or a list of [T, F] tensors."""
+    """(X, y [N] class indices) of the features as stored: [N, 1, F] time-means, or a
+    list of [T, F] tensors."""
     if time_mean:
-        X, y = mean_pool(ds, progress, f"mean over time ({desc})")
+        X, y = mean_pool(ds, progress, f"mean over time ({desc})", stored=True)
         return X[:, None, :], y
     X, y = [], np.empty(len(ds), dtype=np.int64)
     for n in tqdm(range(len(ds)), desc=f"loading {desc}", unit="video", leave=False,
                   disable=not progress):
-        x, y[n], _ = ds[n]
+        x, y[n], _ = _item(ds, n, stored=True)
         X.append(x)
     return X, y
 
@@ -245,14 +252,6 @@ def estimator_row(row: Row, estimator, train_ds, eval_ds, progress: bool = False
     C = train_ds.index.num_classes
     # Estimators read the features as stored (the encoder's logit columns must stay logits;
     # the learned temporal heads standardise with their own statistics).
-    stats, train_ds.index.feature_stats = train_ds.index.feature_stats, None
-    try:
-        return _estimator_row(row, estimator, train_ds, eval_ds, C, progress)
-    finally:
-        train_ds.index.feature_stats = stats
-
-
-def _estimator_row(row: Row, estimator, train_ds, eval_ds, C: int, progress: bool) -> Result:
     Xtr, ytr = _series_and_labels(train_ds, row.time_mean, progress, "train")
     t0 = time.time()
     estimator.fit(Xtr, ytr)

@@ -479,9 +479,15 @@ class TSEDataset(Dataset):
         return self._load(int(self.rows[n]))
 
     def __getitem__(self, n: int):
+        return self.item(n)
+
+    def item(self, n: int, standardized: bool = True):
+        """(x [T, F] float32, label, row) of the ``n``-th video; with ``standardized``
+        False, x as stored, even when the index carries standardisation statistics."""
         k = int(self.rows[n])
         x = self._video(n)
-        x = standardize_features(x, self.index.feature_stats)
+        if standardized:
+            x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k
 
 

@@ -166,3 +166,17 @@ def test_in_memory_split_is_one_array(tmp_path):
     for n in range(len(ds)):
         x, _, k = ds[n]
         assert torch.equal(x, videos[index.ids[k]][0])
+
+
+def test_item_as_stored_ignores_standardisation(tmp_path):
+    videos = _videos(3)
+    index = index_from_config(make_config(write_dataset(tmp_path, videos), standardize=True),
+                              progress=False)
+    stats = index.feature_stats
+    for in_memory in (False, True):
+        ds = TSEDataset(index, "val", in_memory=in_memory, progress=False)
+        for n in range(len(ds)):
+            raw, label, k = ds.item(n, standardized=False)
+            src = videos[index.ids[k]][0]
+            assert torch.equal(raw, src) and label == index.labels[k]
+            assert torch.equal(ds[n][0], (src - stats["mean"]) / stats["std"])
