@@ -18,7 +18,9 @@ from .data import DataIndex
 from .io import atomic_torch_save
 from .settings import CentroidSpec
 
-CACHE_VERSION = 1
+# 2: the medoid leaves out each series' distance to itself (caches of version 1 started
+# DBA from a medoid that counted it, so they are recomputed, not reused)
+CACHE_VERSION = 2
 # An interrupted centroid computation loses at most this much work.
 PARTIAL_SAVE_SECONDS = 30.0
 
@@ -47,9 +49,13 @@ def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto"
 
 
 def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> int:
-    """Index of the series with the smallest summed DTW distance to the others (first on ties)."""
+    """Index of the series with the smallest summed DTW distance to the others (first on ties).
+
+    The series' distance to itself is left out: under ``hv`` it is the cost of its own
+    staircase of 2K - 1 cells, which differs between series (docs/DESIGN.md section 5)."""
     d = pairwise_dtw(samples, step_pattern, backend)
-    return int(torch.argmin(d.sum(1)))
+    others = d.masked_fill(torch.eye(len(d), dtype=torch.bool, device=d.device), 0)
+    return int(torch.argmin(others.sum(1)))
 
 
 def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,

@@ -57,6 +57,19 @@ def test_medoid_hand_made():
         assert d[0, 2].item() == pytest.approx(5.0 * cells)
 
 
+def test_medoid_leaves_out_the_distance_to_itself():
+    # K = T = 2, F = 1, hv (every path 3 cells).  Worked by hand (rows: centroid steps):
+    # d(A, A) = 0 + 3 + 0 = 3, d(B, B) = 8, d(C, C) = 4; d(A, B) = min(4+7+1, 4+4+1) = 9,
+    # d(A, C) = min(4+7+3, 4+0+3) = 7, d(B, C) = min(0+8+4, 0+4+4) = 8.
+    # To the others: A 16, B 17, C 15 -> C.  With the self-distances A and C would tie at
+    # 19 and the first (A) would win.
+    s = torch.tensor([[5.0, 2.0], [9.0, 1.0], [9.0, 5.0]]).view(3, 2, 1)
+    d = pairwise_dtw(s, "hv", backend="ref")
+    assert d.tolist() == [[3, 9, 7], [9, 8, 8], [7, 8, 4]]
+    for backend in ("ref", "numba"):
+        assert medoid_index(s, "hv", backend=backend) == 2
+
+
 def test_dba_zero_iterations_returns_start():
     torch.manual_seed(1)
     s = torch.randn(4, 5, 2)
