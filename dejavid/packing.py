@@ -44,23 +44,6 @@ class RowSource:
 
 # ----------------------------------------------------------------- numba kernels
 
-def _half_bits_to_float_bits(h):
-    """IEEE binary16 bits -> the binary32 bits of the same value (exact, integers only)."""
-    sign = (h >> 15) << 31
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    if e == 0x1F:                      # inf / nan (payload kept)
-        return sign | 0x7F800000 | (m << 13)
-    if e != 0:                         # normal
-        return sign | ((e + 112) << 23) | (m << 13)
-    if m == 0:                         # signed zero
-        return sign
-    p = 9                              # subnormal: value m * 2**-24, normalise
-    while (m >> p) == 0:
-        p -= 1
-    return sign | ((p + 103) << 23) | ((m << (23 - p)) & 0x7FFFFF)
-
-
 def _gather_f32(src, starts, lengths, offsets, out, mean, std, scale):
     F = src.shape[1]
     W = out.shape[1]
@@ -90,8 +73,15 @@ def _gather_bits(src, half, starts, lengths, offsets, out_bits, out, mean, std, 
             s = src[a + j]
             d = out_bits[o + j]
             if half:
-                for f in range(F):
-                    d[f] = _to_f32_bits(np.uint32(s[f]))
+                v = out[o + j]
+                for f in range(F):   # magnitude bits in float32 places, exponent still biased 15
+                    d[f] = (np.uint32(s[f]) & _U7FFF) << _U13
+                for f in range(F):   # rebias: exact, a power of two (subnormals become normal)
+                    v[f] = v[f] * _TWO112
+                for f in range(F):   # infinities and nan (payload kept), then the sign
+                    h = np.uint32(s[f])
+                    mag = d[f] if (h & _U7C00) != _U7C00 else _INF_BITS | ((h & _U3FF) << _U13)
+                    d[f] = mag | ((h & _U8000) << _U16)
             else:
                 for f in range(F):
                     d[f] = np.uint32(s[f]) << 16
@@ -112,11 +102,9 @@ def _kernels(parallel: bool):
     if got is None:
         import numba
 
-        global _range, _to_f32_bits
+        global _range
         jit = numba.njit(cache=True, nogil=True, parallel=parallel)
-        # the names the kernels resolve at compile time
-        _to_f32_bits = numba.njit(cache=True, inline="always")(_half_bits_to_float_bits)
-        _range = numba.prange
+        _range = numba.prange  # resolved when the kernels compile
         got = _KERNELS[parallel] = tuple(jit(_variant(f, "_parallel" if parallel else "_serial"))
                                          for f in (_gather_f32, _gather_bits))
     return got
@@ -134,7 +122,9 @@ def _variant(fn, suffix: str):
 
 
 _range = range
-_to_f32_bits = _half_bits_to_float_bits
+_U7FFF, _U7C00, _U3FF, _U8000 = (np.uint32(v) for v in (0x7FFF, 0x7C00, 0x3FF, 0x8000))
+_U13, _U16, _INF_BITS = np.uint32(13), np.uint32(16), np.uint32(0x7F800000)
+_TWO112 = np.float32(2.0 ** 112)
 
 
 def _in_worker() -> bool:
