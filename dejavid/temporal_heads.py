@@ -112,7 +112,14 @@ class AttentiveProbeNet(nn.Module):
         lo = pos.floor().long().clamp(max=self.positions.shape[0] - 1)
         hi = (lo + 1).clamp(max=self.positions.shape[0] - 1)
         frac = (pos - lo)[..., None]
-        return self.positions[lo] * (1 - frac) + self.positions[hi] * frac
+        P = self.positions.shape[0]
+        # The interpolation as a [B, T, P] weight matrix times the table: the gradient is
+        # then a matmul.  Indexing the table (positions[lo]) has index_put_(accumulate)
+        # as its gradient, which on CPU with several threads adds in a varying order:
+        # the same seed gave other weights from run to run.
+        weights = (Fn.one_hot(lo, P).to(frac.dtype) * (1 - frac)
+                   + Fn.one_hot(hi, P).to(frac.dtype) * frac)
+        return weights @ self.positions
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B, T, F], mask [B, T] -> logits [B, C]."""

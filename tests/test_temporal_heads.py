@@ -73,6 +73,20 @@ def test_reproducible_from_a_seed(cls):
 
 
 @pytest.mark.parametrize("cls", HEADS)
+def test_reproducible_with_two_threads_at_a_real_size(cls):
+    # Large enough that torch splits the backward over threads (the attentive probe's
+    # table lookup once had a gradient whose sums varied with the thread schedule).
+    X, y = _series(64, seed=2, lengths=(20, 30))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [cls(steps=15, seed=1).fit(X, y).predict_proba(X) for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+@pytest.mark.parametrize("cls", HEADS)
 def test_learns_a_separable_task(cls):
     X, y = _series(40, seed=1)
     Xt, yt = _series(40, seed=2, lengths=(3, 30))        # other lengths at test time
