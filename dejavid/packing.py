@@ -44,26 +44,11 @@ class RowSource:
 
 # ----------------------------------------------------------------- numba kernels
 
-def _gather_f32(src, starts, lengths, offsets, out, mean, std, scale):
-    F = src.shape[1]
-    W = out.shape[1]
-    for b in _range(starts.shape[0]):
-        a = starts[b]
-        o = offsets[b]
-        for j in range(lengths[b]):
-            s = src[a + j]
-            d = out[o + j]
-            if scale:
-                for f in range(F):
-                    d[f] = (s[f] - mean[f]) / std[f]
-            else:
-                for f in range(F):
-                    d[f] = s[f]
-            for f in range(F, W):
-                d[f] = 0.0
-
-
-def _gather_bits(src, half, starts, lengths, offsets, out_bits, out, mean, std, scale):
+def _gather(src, kind, starts, lengths, offsets, out_bits, out, mean, std, scale):
+    """Rows of video b = starts[b] .. + lengths[b] to out rows offsets[b] ..; ``kind``
+    0: float32 rows, 1: float16 bits, 2: bfloat16 bits (``out_bits`` is ``out``'s
+    uint32 view).  One compiled build per source dtype (the branches of the other
+    kinds are typed but never taken)."""
     F = src.shape[1]
     W = out.shape[1]
     for b in _range(starts.shape[0]):
@@ -72,8 +57,11 @@ def _gather_bits(src, half, starts, lengths, offsets, out_bits, out, mean, std, 
         for j in range(lengths[b]):
             s = src[a + j]
             d = out_bits[o + j]
-            if half:
-                v = out[o + j]
+            v = out[o + j]
+            if kind == 0:
+                for f in range(F):
+                    v[f] = s[f]
+            elif kind == 1:
                 for f in range(F):   # magnitude bits in float32 places, exponent still biased 15
                     d[f] = (np.uint32(s[f]) & _U7FFF) << _U13
                 for f in range(F):   # rebias: exact, a power of two (subnormals become normal)
@@ -84,11 +72,10 @@ def _gather_bits(src, half, starts, lengths, offsets, out_bits, out, mean, std, 
                     d[f] = mag | ((h & _U8000) << _U16)
             else:
                 for f in range(F):
-                    d[f] = np.uint32(s[f]) << 16
+                    d[f] = np.uint32(s[f]) << _U16
             for f in range(F, W):
                 d[f] = 0
             if scale:
-                v = out[o + j]
                 for f in range(F):
                     v[f] = (v[f] - mean[f]) / std[f]
 
@@ -97,7 +84,7 @@ _KERNELS: dict = {}
 
 
 def _kernels(parallel: bool):
-    """(gather float32, gather bits), compiled once per process (numba's cache on disk)."""
+    """The gather kernel, compiled once per process (numba's cache on disk)."""
     got = _KERNELS.get(parallel)
     if got is None:
         import numba
@@ -105,8 +92,7 @@ def _kernels(parallel: bool):
         global _range
         jit = numba.njit(cache=True, nogil=True, parallel=parallel)
         _range = numba.prange  # resolved when the kernels compile
-        got = _KERNELS[parallel] = tuple(jit(_variant(f, "_parallel" if parallel else "_serial"))
-                                         for f in (_gather_f32, _gather_bits))
+        got = _KERNELS[parallel] = jit(_variant(_gather, "_parallel" if parallel else "_serial"))
     return got
 
 
@@ -163,11 +149,6 @@ def gather(rows: RowSource, positions, stats: Optional[dict] = None,
                              f"the rows have {F}")
     if parallel is None:
         parallel = not _in_worker()
-    g32, gbits = _kernels(bool(parallel))
-    scale = stats is not None
-    if rows.kind == "float32":
-        g32(rows.data, starts, lengths, offsets, out, mean, std, scale)
-    else:
-        gbits(rows.data, rows.kind == "float16", starts, lengths, offsets,
-              out.view(np.uint32), out, mean, std, scale)
+    _kernels(bool(parallel))(rows.data, KINDS.index(rows.kind), starts, lengths, offsets,
+                             out.view(np.uint32), out, mean, std, stats is not None)
     return full[:, :F], torch.from_numpy(offsets)
