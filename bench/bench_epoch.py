@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry scripts)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
@@ -44,16 +45,19 @@ import dejavid.batching as batching  # noqa: E402
 from dejavid.alignment import get_backend  # noqa: E402
 from dejavid.backend import Backend  # noqa: E402
 from dejavid.config import load_config, step_pattern  # noqa: E402
+from dejavid.data import Batch  # noqa: E402
 from dejavid.engine import evaluate, train_one_epoch  # noqa: E402
 from dejavid.model import DejaVid, loss_fn  # noqa: E402
 from dejavid.optim import build_optimizer, build_scheduler  # noqa: E402
+from dejavid.packing import RowSource, gather  # noqa: E402
 from dejavid.settings import settings_from_config  # noqa: E402
 
 HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "T": (25, 41)}
 
 
 class SyntheticVideos(Dataset):
-    """In-memory videos; item -> (x [T, F] float32, label, row), like dejavid.data.TSEDataset."""
+    """In-memory videos; item -> (x [T, F] float32, label, row), like dejavid.data.TSEDataset
+    with ``in_memory`` (one [N, F] array, batches gathered from it)."""
 
     def __init__(self, n: int, F: int, protos: torch.Tensor, t_range: tuple[int, int], seed: int):
         g = torch.Generator().manual_seed(seed)
@@ -72,6 +76,14 @@ class SyntheticVideos(Dataset):
 
     def __getitem__(self, n: int):
         return self.x[self.offsets[n]:self.offsets[n + 1]], int(self.labels[n]), n
+
+    def batch(self, positions) -> Batch:
+        """One gather of rows, as TSEDataset does for a split held in memory."""
+        rows = RowSource(self.x.numpy(), "float32", self.offsets[:-1].numpy(),
+                         self.lengths.numpy().astype(np.int64))
+        x, offsets = gather(rows, positions)
+        k = torch.as_tensor(positions, dtype=torch.int64)
+        return Batch(x, offsets, self.labels[k], k)
 
 
 def _sync(device):
@@ -133,9 +145,10 @@ class StageTimer:
             return timed[be.name]
 
         dispatch.get_backend = get_timed_backend
-        # The loader built by batching.make_loader looks collate_packed up in batching's
-        # namespace; with --num-workers > 0 it runs in the workers and is not seen here.
-        batching.collate_packed = self.wrap(batching.collate_packed, "batch assembly")
+        # The loader built by batching.make_loader asks batching._Batches for each batch
+        # (the dataset's gather of rows, or collate_packed); with --num-workers > 0 that
+        # runs in the workers and is not seen here.
+        batching._Batches.__getitem__ = self.wrap(batching._Batches.__getitem__, "batch assembly")
         t0 = [0.0]
 
         def pre(*_):
