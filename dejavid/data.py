@@ -435,12 +435,40 @@ class TSEDataset(Dataset):
         """The videos at ``positions`` as one packed :class:`Batch`, equal to
         ``collate_packed([self[n] for n in positions])``."""
         rows = self._row_source()
-        if rows is None:
+        if rows is not None:
+            x, offsets = gather_rows(rows, positions, self.index.feature_stats)
+        elif self.on_device:
+            x, offsets = self._device_rows(positions)
+        else:
             return collate_packed([self[n] for n in positions])
-        x, offsets = gather_rows(rows, positions, self.index.feature_stats)
         k = self.rows[np.asarray(positions, dtype=np.int64)]
         return Batch(x, offsets, torch.from_numpy(self.index.labels[k].astype(np.int64)),
                      torch.from_numpy(k.astype(np.int64)))
+
+    def _device_rows(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's rows from the store's copy in device memory: one ``index_select``,
+        then conversion, standardisation and padding as whole-batch operations (a few
+        kernels per batch instead of a few per video)."""
+        store = self.index.store
+        s = store.splits[self.split]
+        src = store.on_device(self.split)
+        pos = np.asarray(positions, dtype=np.int64)
+        lengths = s.lengths[pos]
+        offsets = np.zeros(len(pos) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        N = int(offsets[-1])
+        rows = np.repeat(s.starts[pos] - offsets[:-1], lengths) + np.arange(N)
+        sel = src.index_select(0, torch.from_numpy(rows).to(src.device, non_blocking=True))
+        x = standardize_features(feature_store.from_store_dtype(sel, store.dtype),
+                                 self.index.feature_stats)
+        F = x.shape[1]
+        width = packed_row_width(F)
+        if width != F:
+            full = torch.empty(N, width, dtype=x.dtype, device=x.device)
+            full[:, F:].zero_()
+            full[:, :F].copy_(x)
+            x = full[:, :F]
+        return x, torch.from_numpy(offsets)
 
     def __len__(self) -> int:
         return len(self.rows)

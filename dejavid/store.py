@@ -263,6 +263,11 @@ class FeatureStore:
         x = from_store_dtype((src if src is not None else self._view(split))[a:b], self.dtype)
         return x.clone() if copy and self.dtype == "float32" else x
 
+    def on_device(self, split: str) -> Optional[torch.Tensor]:
+        """The split's rows in device memory (store dtype; int16 bits for bfloat16) after
+        :meth:`to_device` succeeded, else None."""
+        return self._device.get(split)
+
     def nbytes(self, split: str) -> int:
         s = self.splits[split]
         return s.n_steps * s.feature_size * np.dtype(_NUMPY_DTYPE[self.dtype]).itemsize
