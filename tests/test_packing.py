@@ -143,17 +143,24 @@ def test_dataset_batches_equal_per_video_batches(tmp_path, F, source, standardis
                 _assert_same_batch(ds.batch(positions), collate_packed([ds[n] for n in positions]))
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("standardise", [False, True])
-def test_store_on_device_batches_equal_per_video_batches(tmp_path, dtype, standardise):
-    # store_on_device with device "cpu": the same code path as on a GPU
+def test_store_on_device_batches_equal_per_video_batches(tmp_path, device, dtype, standardise):
+    # "cpu" runs the code path of a GPU everywhere; "cuda" runs it on one
     cfg = make_config(write_dataset(tmp_path, _videos(130)), feature_size=130,
                       store_dtype=dtype, standardize=standardise)
     index = index_from_config(cfg, progress=False)
-    ds = TSEDataset(index, "train", progress=False, device="cpu")
+    ds = TSEDataset(index, "train", progress=False, device=device)
     assert ds.on_device and ds._row_source() is None
     for positions in epoch_batches(len(ds), 5, seed=3, epoch=1, shuffle=True):
-        _assert_same_batch(ds.batch(positions), collate_packed([ds[n] for n in positions]))
+        got = ds.batch(positions)
+        assert got.x.device.type == device      # no trip through host memory
+        # Batch.to moves a padded batch as its whole rows, so the layout is compared too
+        _assert_same_batch(got.to("cpu"), collate_packed([ds[n] for n in positions]).to("cpu"))
 
 
 def test_loader_batches_same_with_workers(tmp_path):
