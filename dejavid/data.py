@@ -394,18 +394,24 @@ class TSEDataset(Dataset):
         state["_mapped"] = None
         return state
 
-    def _store_rows(self, copy: bool = False) -> RowSource:
+    def _store_rows(self) -> RowSource:
         store = self.index.store
         s = store.splits[self.split]
         data = np.asarray(store.array(self.split))
         if data.dtype != np.float32:
             data = data.view(np.uint16)
-        return RowSource(np.array(data) if copy else data, store.dtype, s.starts, s.lengths)
+        return RowSource(data, store.dtype, s.starts, s.lengths)
 
     def _hold(self, progress: bool) -> RowSource:
         """The whole split in RAM as one array (the store's copied, or the files read)."""
         if self.index.store is not None:
-            return self._store_rows(copy=True)
+            mapped = self._store_rows()
+            data = np.empty_like(mapped.data)
+            step = max(1, (64 << 20) // max(1, data.shape[1] * data.itemsize))  # ~64 MB a copy
+            for a in tqdm(range(0, len(data), step), desc=f"loading {self.split}", unit="chunk",
+                          leave=False, disable=not progress):
+                data[a:a + step] = mapped.data[a:a + step]
+            return RowSource(data, mapped.kind, mapped.starts, mapped.lengths)
         lengths = self.index.lengths[self.rows].astype(np.int64)
         starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
