@@ -149,6 +149,29 @@ def gather(rows: RowSource, positions, stats: Optional[dict] = None,
                              f"the rows have {F}")
     if parallel is None:
         parallel = not _in_worker()
-    _kernels(bool(parallel))(rows.data, KINDS.index(rows.kind), starts, lengths, offsets,
-                             out.view(np.uint32), out, mean, std, stats is not None)
+    try:
+        kernel = _kernels(bool(parallel))
+    except ImportError:  # numba missing: the same batch, one video at a time in torch
+        _gather_torch(rows, starts, lengths, offsets, full, stats)
+    else:
+        kernel(rows.data, KINDS.index(rows.kind), starts, lengths, offsets,
+               out.view(np.uint32), out, mean, std, stats is not None)
     return full[:, :F], torch.from_numpy(offsets)
+
+
+def _gather_torch(rows: RowSource, starts, lengths, offsets, full: torch.Tensor,
+                  stats: Optional[dict]) -> None:
+    """What the kernel computes, with torch operations per video (fallback)."""
+    F = rows.data.shape[1]
+    full[:, F:].zero_()
+    for a, n, o in zip(starts.tolist(), lengths.tolist(), offsets[:-1].tolist()):
+        x = torch.from_numpy(rows.data[a:a + n].view(np.int16) if rows.kind != "float32"
+                             else rows.data[a:a + n])
+        if rows.kind == "float16":
+            x = x.view(torch.float16)
+        elif rows.kind == "bfloat16":
+            x = x.view(torch.bfloat16)
+        x = x.to(torch.float32)
+        if stats is not None:
+            x = (x - stats["mean"].to(torch.float32)) / stats["std"].to(torch.float32)
+        full[o:o + n, :F].copy_(x)

@@ -103,6 +103,27 @@ def test_half_storage_standardised_as_the_per_video_path(kind):
     assert torch.equal(_dense(x), _dense(want.x))
 
 
+@pytest.mark.parametrize("kind", ["float32", "float16", "bfloat16"])
+def test_without_numba_the_same_batch(monkeypatch, kind):
+    from dejavid import packing
+
+    F = 131
+    rows = _rows(F)
+    if kind != "float32":
+        t = torch.from_numpy(rows.data).to(getattr(torch, kind)).view(torch.int16)
+        rows = RowSource(t.numpy().view(np.uint16), kind, rows.starts, rows.lengths)
+    stats = _stats(F)
+    pos = [3, 17, 0, 9]
+    want = gather(rows, pos, stats)
+
+    def no_numba(parallel):
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(packing, "_kernels", no_numba)
+    got = gather(rows, pos, stats)
+    assert torch.equal(got[1], want[1]) and torch.equal(_dense(got[0]), _dense(want[0]))
+
+
 def test_bad_positions_and_rows_are_value_errors():
     rows = _rows(4, n=3)
     with pytest.raises(ValueError, match=r"positions must be in \[0, 3\)"):
