@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .data import DataIndex
+from .data import Batch, DataIndex
+from .packing import RowSource, gather
 from .standardize import apply as standardize_features
 
 
@@ -105,6 +106,17 @@ class ArrayDataset(Dataset):
         if len(self.rows) == 0:
             raise ValueError(f"split '{split}' has no series")
         self._tensors = tensors
+        self._packed: Optional[RowSource] = None
+
+    def batch(self, positions) -> Batch:
+        """The series at ``positions`` as one packed batch (one gather of rows, as
+        :meth:`dejavid.data.TSEDataset.batch`); the split's rows are concatenated once."""
+        if self._packed is None:
+            self._packed = RowSource.from_tensors([self._tensors[k] for k in self.rows])
+        x, offsets = gather(self._packed, positions, self.index.feature_stats)
+        k = self.rows[np.asarray(positions, dtype=np.int64)]
+        return Batch(x, offsets, torch.from_numpy(self.index.labels[k].astype(np.int64)),
+                     torch.from_numpy(k.astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -251,8 +251,8 @@ class DejaVidClassifier(DistanceClassifier):
         """DejaVid distances [N, C] (float32), free path, in batches."""
         import torch
 
-        from .data import collate_packed
-        from .standardize import apply as standardize_features
+        from .data import Batch
+        from .packing import RowSource, gather
         model = self.model_
         device = model.mu.device
         fixed, model.fixed_path = model.fixed_path, False   # align with the trained parameters
@@ -261,10 +261,12 @@ class DejaVidClassifier(DistanceClassifier):
         try:
             with torch.no_grad():
                 bs = max(1, self.batch_size)
+                rows = RowSource.from_tensors(tensors)
                 for s in range(0, len(tensors), bs):
-                    items = [(standardize_features(t, self.feature_stats_), 0, n)
-                             for n, t in enumerate(tensors[s:s + bs])]
-                    batch = collate_packed(items).to(device)
+                    x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
+                                        self.feature_stats_)
+                    unlabelled = torch.zeros(len(offsets) - 1, dtype=torch.int64)
+                    batch = Batch(x, offsets, unlabelled, unlabelled).to(device)
                     out.append(model(batch.x, batch.offsets).cpu())   # [B, C]
         finally:
             model.fixed_path = fixed

@@ -33,6 +33,15 @@ class RowSource:
     starts: np.ndarray
     lengths: np.ndarray
 
+    @classmethod
+    def from_tensors(cls, tensors) -> "RowSource":
+        """float32 rows of a list of [T, F] tensors, concatenated (one copy)."""
+        lengths = np.array([t.shape[0] for t in tensors], dtype=np.int64)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        data = torch.cat([t.detach().to("cpu", torch.float32) for t in tensors]).numpy()
+        return cls(data, "float32", starts, lengths)
+
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"row kind must be one of {', '.join(KINDS)}, got {self.kind!r}")

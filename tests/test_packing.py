@@ -221,3 +221,19 @@ def test_item_as_stored_ignores_standardisation(tmp_path):
             src = videos[index.ids[k]][0]
             assert torch.equal(raw, src) and label == index.labels[k]
             assert torch.equal(ds[n][0], (src - stats["mean"]) / stats["std"])
+
+
+@pytest.mark.parametrize("F", [3, 130])
+def test_array_dataset_batches_equal_per_series_batches(F):
+    from dejavid.arrays import ArrayDataset, index_from_arrays
+    from dejavid.standardize import statistics
+
+    series = [seeded_video(1 + (7 * k) % 11, k, f=F, scale=1 + k) for k in range(19)]
+    labels = [k % 3 for k in range(19)]
+    splits = ["train" if k % 4 else "val" for k in range(19)]
+    index, tensors = index_from_arrays(series, labels, split=splits)
+    index.feature_stats = statistics([tensors[k] for k in index.rows("train")])
+    for split in ("train", "val"):
+        ds = ArrayDataset(index, tensors, split)
+        for positions in epoch_batches(len(ds), 4, seed=5, epoch=0, shuffle=True):
+            _assert_same_batch(ds.batch(positions), collate_packed([ds[n] for n in positions]))
