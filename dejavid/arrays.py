@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .data import Batch, DataIndex
+from .data import Batch, DataIndex, labelled_batch
 from .packing import RowSource, gather
 from .standardize import apply as standardize_features
 
@@ -114,9 +114,7 @@ class ArrayDataset(Dataset):
         if self._packed is None:
             self._packed = RowSource.from_tensors([self._tensors[k] for k in self.rows])
         x, offsets = gather(self._packed, positions, self.index.feature_stats)
-        k = self.rows[np.asarray(positions, dtype=np.int64)]
-        return Batch(x, offsets, torch.from_numpy(self.index.labels[k].astype(np.int64)),
-                     torch.from_numpy(k.astype(np.int64)))
+        return labelled_batch(self.index, self.rows, positions, x, offsets)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import store as feature_store
 from .backend import packed_row_width
-from .packing import RowSource, gather as gather_rows
+from .packing import RowSource, gather as gather_rows, offsets_of, padded_rows
 from .standardize import RunningStats, apply as standardize_features
 
 SPLITS = ("train", "val", "test")
@@ -413,8 +413,7 @@ class TSEDataset(Dataset):
                 data[a:a + step] = mapped.data[a:a + step]
             return RowSource(data, mapped.kind, mapped.starts, mapped.lengths)
         lengths = self.index.lengths[self.rows].astype(np.int64)
-        starts = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
+        starts = offsets_of(lengths)[:-1]
         data = np.empty((int(lengths.sum()), self.index.feature_size), dtype=np.float32)
         for n in tqdm(range(len(self.rows)), desc=f"loading {self.split}", unit="video",
                       leave=False, disable=not progress):
@@ -447,9 +446,7 @@ class TSEDataset(Dataset):
             x, offsets = self._device_rows(positions)
         else:
             return collate_packed([self[n] for n in positions])
-        k = self.rows[np.asarray(positions, dtype=np.int64)]
-        return Batch(x, offsets, torch.from_numpy(self.index.labels[k].astype(np.int64)),
-                     torch.from_numpy(k.astype(np.int64)))
+        return labelled_batch(self.index, self.rows, positions, x, offsets)
 
     def _device_rows(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's rows from the store's copy in device memory: one ``index_select``,
@@ -460,18 +457,15 @@ class TSEDataset(Dataset):
         src = store.on_device(self.split)
         pos = np.asarray(positions, dtype=np.int64)
         lengths = s.lengths[pos]
-        offsets = np.zeros(len(pos) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = offsets_of(lengths)
         N = int(offsets[-1])
         rows = np.repeat(s.starts[pos] - offsets[:-1], lengths) + np.arange(N)
         sel = src.index_select(0, torch.from_numpy(rows).to(src.device, non_blocking=True))
         x = standardize_features(feature_store.from_store_dtype(sel, store.dtype),
                                  self.index.feature_stats)
         F = x.shape[1]
-        width = packed_row_width(F)
-        if width != F:
-            full = torch.empty(N, width, dtype=x.dtype, device=x.device)
-            full[:, F:].zero_()
+        if packed_row_width(F) != F:
+            full = padded_rows(N, F, x.dtype, x.device)
             full[:, :F].copy_(x)
             x = full[:, :F]
         return x, torch.from_numpy(offsets)
@@ -502,12 +496,8 @@ class TSEDataset(Dataset):
         return t.to(torch.float32).contiguous()
 
     def _video(self, n: int) -> torch.Tensor:
-        h = self._held
-        if h is not None:
-            a = int(h.starts[n])
-            x = h.data[a:a + int(h.lengths[n])]
-            return feature_store.from_store_dtype(x.view(np.float16) if h.kind == "float16" else x,
-                                                  h.kind)
+        if self._held is not None:
+            return self._held.video(n)
         if self.index.store is not None:
             return self.index.store.video(self.split, n)
         return self._load(int(self.rows[n]))
@@ -533,16 +523,28 @@ class Batch:
     rows: torch.Tensor     # [B] int64 row in the DataIndex
 
     def to(self, device) -> "Batch":
-        x = self.x
-        N, F = x.shape
-        W = x.stride(0)
-        if torch.device(device) != x.device and W > F and x.stride(1) == 1 and N > 0:
-            # a padded batch travels as its dense [N, W] rows (one plain copy; a strided
-            # source would first be packed by a copy on the host) and is viewed there
-            x = x.as_strided((N, W), (W, 1)).to(device, non_blocking=True)[:, :F]
-        else:
-            x = x.to(device, non_blocking=True)
-        return Batch(x, self.offsets.to(device), self.labels.to(device), self.rows)
+        return Batch(packed_to(self.x, device), self.offsets.to(device),
+                     self.labels.to(device), self.rows)
+
+
+def packed_to(x: torch.Tensor, device) -> torch.Tensor:
+    """A batch's x [N, F] on ``device``, keeping its padded layout."""
+    N, F = x.shape
+    W = x.stride(0)
+    if torch.device(device) != x.device and W > F and x.stride(1) == 1 and N > 0:
+        # a padded batch travels as its dense [N, W] rows (one plain copy; a strided
+        # source would first be packed by a copy on the host) and is viewed there
+        return x.as_strided((N, W), (W, 1)).to(device, non_blocking=True)[:, :F]
+    return x.to(device, non_blocking=True)
+
+
+def labelled_batch(index: DataIndex, split_rows: np.ndarray, positions, x: torch.Tensor,
+                   offsets: torch.Tensor) -> Batch:
+    """The :class:`Batch` of packed rows ``x``/``offsets`` holding the videos at dataset
+    ``positions`` of a split whose index rows are ``split_rows``."""
+    k = split_rows[np.asarray(positions, dtype=np.int64)]
+    return Batch(x, offsets, torch.from_numpy(index.labels[k].astype(np.int64)),
+                 torch.from_numpy(k.astype(np.int64)))
 
 
 def collate_packed(items) -> Batch:
@@ -561,9 +563,7 @@ def collate_packed(items) -> Batch:
     if xs[0].dim() != 2 or width == F:
         x = torch.cat(xs, 0)
     else:
-        full = torch.empty(int(offsets[-1]), width, dtype=xs[0].dtype)  # torch aligns to 64 bytes
-        full[:, F:].zero_()
-        x = full[:, :F]
+        x = padded_rows(int(offsets[-1]), F, xs[0].dtype)[:, :F]
         # one copy per sample: 1.3x faster than torch.cat into the strided view (measured)
         for t, a, b in zip(xs, offsets[:-1].tolist(), offsets[1:].tolist()):
             if t.shape != (b - a, F):

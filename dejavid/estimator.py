@@ -251,7 +251,7 @@ class DejaVidClassifier(DistanceClassifier):
         """DejaVid distances [N, C] (float32), free path, in batches."""
         import torch
 
-        from .data import Batch
+        from .data import packed_to
         from .packing import RowSource, gather
         model = self.model_
         device = model.mu.device
@@ -265,9 +265,7 @@ class DejaVidClassifier(DistanceClassifier):
                 for s in range(0, len(tensors), bs):
                     x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
                                         self.feature_stats_)
-                    unlabelled = torch.zeros(len(offsets) - 1, dtype=torch.int64)
-                    batch = Batch(x, offsets, unlabelled, unlabelled).to(device)
-                    out.append(model(batch.x, batch.offsets).cpu())   # [B, C]
+                    out.append(model(packed_to(x, device), offsets.to(device)).cpu())  # [B, C]
         finally:
             model.fixed_path = fixed
         return torch.cat(out).numpy()

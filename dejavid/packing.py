@@ -20,8 +20,28 @@ import numpy as np
 import torch
 
 from .backend import packed_row_width
+from .standardize import apply as standardize_apply
+from .store import from_store_dtype
 
 KINDS = ("float32", "float16", "bfloat16")
+
+
+def offsets_of(lengths: np.ndarray) -> np.ndarray:
+    """[n + 1] int64: 0, then the running sum of ``lengths`` (video b is rows
+    offsets[b] .. offsets[b + 1])."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def padded_rows(N: int, F: int, dtype=torch.float32, device=None, zero: bool = True) -> torch.Tensor:
+    """An empty 64-byte aligned [N, packed_row_width(F)] tensor (torch aligns CPU
+    allocations to 64 bytes, CUDA ones to more) whose columns beyond F are zero
+    (unless ``zero`` is False: the caller writes them); a batch is its [:, :F] view."""
+    full = torch.empty(N, packed_row_width(F), dtype=dtype, device=device)
+    if zero:
+        full[:, F:].zero_()
+    return full
 
 
 @dataclass(frozen=True)
@@ -37,10 +57,14 @@ class RowSource:
     def from_tensors(cls, tensors) -> "RowSource":
         """float32 rows of a list of [T, F] tensors, concatenated (one copy)."""
         lengths = np.array([t.shape[0] for t in tensors], dtype=np.int64)
-        starts = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
         data = torch.cat([t.detach().to("cpu", torch.float32) for t in tensors]).numpy()
-        return cls(data, "float32", starts, lengths)
+        return cls(data, "float32", offsets_of(lengths)[:-1], lengths)
+
+    def video(self, pos: int) -> torch.Tensor:
+        """Rows of the ``pos``-th video as float32 [T, F] (a view for float32 rows)."""
+        a = int(self.starts[pos])
+        x = self.data[a:a + int(self.lengths[pos])]
+        return from_store_dtype(x.view(np.float16) if self.kind == "float16" else x, self.kind)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -143,10 +167,9 @@ def gather(rows: RowSource, positions, stats: Optional[dict] = None,
         raise ValueError(f"video positions must be in [0, {n}), got {pos.min()}..{pos.max()}")
     starts = rows.starts[pos]
     lengths = rows.lengths[pos]
-    offsets = np.zeros(len(pos) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(lengths)
     F = rows.data.shape[1]
-    full = torch.empty(int(offsets[-1]), packed_row_width(F), dtype=torch.float32)
+    full = padded_rows(int(offsets[-1]), F, zero=False)  # the kernel writes the padding
     out = full.numpy()
     if stats is None:
         mean = std = np.zeros(0, dtype=np.float32)
@@ -161,26 +184,10 @@ def gather(rows: RowSource, positions, stats: Optional[dict] = None,
     try:
         kernel = _kernels(bool(parallel))
     except ImportError:  # numba missing: the same batch, one video at a time in torch
-        _gather_torch(rows, starts, lengths, offsets, full, stats)
+        full[:, F:].zero_()
+        for b, p in enumerate(pos.tolist()):
+            full[offsets[b]:offsets[b + 1], :F].copy_(standardize_apply(rows.video(p), stats))
     else:
         kernel(rows.data, KINDS.index(rows.kind), starts, lengths, offsets,
                out.view(np.uint32), out, mean, std, stats is not None)
     return full[:, :F], torch.from_numpy(offsets)
-
-
-def _gather_torch(rows: RowSource, starts, lengths, offsets, full: torch.Tensor,
-                  stats: Optional[dict]) -> None:
-    """What the kernel computes, with torch operations per video (fallback)."""
-    F = rows.data.shape[1]
-    full[:, F:].zero_()
-    for a, n, o in zip(starts.tolist(), lengths.tolist(), offsets[:-1].tolist()):
-        x = torch.from_numpy(rows.data[a:a + n].view(np.int16) if rows.kind != "float32"
-                             else rows.data[a:a + n])
-        if rows.kind == "float16":
-            x = x.view(torch.float16)
-        elif rows.kind == "bfloat16":
-            x = x.view(torch.bfloat16)
-        x = x.to(torch.float32)
-        if stats is not None:
-            x = (x - stats["mean"].to(torch.float32)) / stats["std"].to(torch.float32)
-        full[o:o + n, :F].copy_(x)
