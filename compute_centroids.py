@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
-from dejavid import cli
-from dejavid.centroids import load_or_compute_centroids
-from dejavid.config import load_config
-from dejavid.data import TSEDataset
+from dejavid.config import cli
+from dejavid.model.centroids import load_or_compute_centroids
+from dejavid.config.files import load_config
+from dejavid.data.dataset import TSEDataset
 from dejavid.io import check_writable_dir
-from dejavid.settings import index_from_config, settings_from_config
+from dejavid.config.settings import index_from_config, settings_from_config
 
 
 def main(argv=None) -> int:

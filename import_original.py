@@ -7,15 +7,15 @@
         --log-weights saved_models/feat_log_weights_rank_0_T.pt --out runs/original.pt
     python train_dejavid.py --eval-only --checkpoint runs/original.pt
 
-The files are read without running anything they hold (dejavid/original_format.py).
+The files are read without running anything they hold (dejavid/interop/original.py).
 """
 from __future__ import annotations
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
-from dejavid import cli
-from dejavid.config import load_config
-from dejavid.settings import index_from_config
-from dejavid.original_format import import_centroid_cache, import_checkpoint
+from dejavid.config import cli
+from dejavid.config.files import load_config
+from dejavid.config.settings import index_from_config
+from dejavid.interop.original import import_centroid_cache, import_checkpoint
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,7 @@
 Rows (``--methods``, default all that apply), in the paper's order, then our extra
 baselines: encoder_logits (only with ``logit_columns``), meanpool_lr,
 dejavid_centroids, dejavid_weights, dejavid, knn_dtw, dba_centroid (see
-:mod:`dejavid.results`).  For the paper's configs (``name`` hmdb51, k400, ssv2) the
+:mod:`dejavid.report.table`).  For the paper's configs (``name`` hmdb51, k400, ssv2) the
 published numbers stand beside the measured ones and ``--encoder_params`` defaults to
 VideoMAE V2-g's 1013e6.  Everything lives in the reproduce folder (``--out``, default
 ``<output_dir>/reproduce-<name>``): baseline and estimator results as JSON under
@@ -28,19 +28,21 @@ import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba v
 import torch
 from tqdm import tqdm
 
-from dejavid import baselines, cli, plots
-from dejavid.centroids import load_or_compute_centroids
-from dejavid.checkpoint import load_checkpoint
-from dejavid.config import RESUME_OVERRIDABLE, load_config, parse_overrides
-from dejavid.data import TSEDataset
+from dejavid.report import rows as baselines
+from dejavid.config import cli
+from dejavid.report import plots
+from dejavid.model.centroids import load_or_compute_centroids
+from dejavid.training.checkpoint import load_checkpoint
+from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
+from dejavid.data.dataset import TSEDataset
 from dejavid.device import resolve_device
 from dejavid.io import atomic_write_text
-from dejavid.results import (METHODS, ROW, TITLES, TRAINED, default_encoder_params, format_table,
+from dejavid.report.table import (METHODS, ROW, TITLES, TRAINED, default_encoder_params, format_table,
                              trained_result)
-from dejavid.rng import seed_everything
-from dejavid.settings import index_from_config, resolve_auto, settings_from_config
-from dejavid.timing import timer_from_env
-from dejavid.train import fit
+from dejavid.training.rng import seed_everything
+from dejavid.config.settings import index_from_config, resolve_auto, settings_from_config
+from dejavid.training.timing import timer_from_env
+from dejavid.training.run import fit
 
 NOT_APPLICABLE = {"encoder_logits": "--methods encoder_logits needs the encoder's class logits "
                                     "in the features: set logit_columns to the number of "

@@ -13,16 +13,16 @@ from pathlib import Path
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 from tqdm import tqdm
 
-from dejavid import cli
-from dejavid import distributed as ddp
-from dejavid.checkpoint import load_checkpoint
-from dejavid.config import RESUME_OVERRIDABLE, load_config, parse_overrides
-from dejavid.data import TSEDataset
-from dejavid.engine import evaluate
+from dejavid.config import cli
+from dejavid.training import distributed as ddp
+from dejavid.training.checkpoint import load_checkpoint
+from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
+from dejavid.data.dataset import TSEDataset
+from dejavid.training.engine import evaluate
 from dejavid.io import check_writable_dir, check_writable_file
-from dejavid.predictions import write_predictions
-from dejavid.settings import index_from_config, settings_from_config
-from dejavid.train import fit, model_from_checkpoint
+from dejavid.training.predictions import write_predictions
+from dejavid.config.settings import index_from_config, settings_from_config
+from dejavid.training.run import fit, model_from_checkpoint
 
 
 def main(argv=None) -> int:

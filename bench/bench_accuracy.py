@@ -11,14 +11,14 @@ C and F differ; C and F come from the data).  Beside it, on the same splits:
 
     1-NN DTW            nearest training series, unit-weight L1 DTW (DejaVid's alignment with
                         the config's step pattern, raw series, no window), as
-                        dejavid.baselines.knn_class_distances
+                        dejavid.baselines.classic.knn_class_distances
     1-NN DTW (diag.)    the same with the diagonal step added (use_mm 1): the classic DTW of
                         the UCR/UEA baselines, stronger than 'hv' on long, spiky series
     DBA centroid        DejaVid's starting point: the DBA class centroids with w = 1 in the
                         space DejaVid trains in (same config, same centroid cache)
     mean pool + LR      time-averaged, standardised features, logistic regression
     1-NN Euclidean      only where every series has the same length (L2 on the raw series)
-    BiGRU, attention    dejavid.temporal_heads, the same settings everywhere
+    BiGRU, attention    dejavid.baselines.temporal_heads, the same settings everywhere
 
 DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
 (``--seeds``, default 0,1,2) and the table shows the mean (per-seed values below it).
@@ -43,13 +43,15 @@ import torch  # noqa: E402
 
 import prepare_demo  # noqa: E402
 import train_dejavid  # noqa: E402
-from dejavid import baselines  # noqa: E402
-from dejavid.checkpoint import load_checkpoint  # noqa: E402
-from dejavid.config import load_config  # noqa: E402
-from dejavid.data import TSEDataset  # noqa: E402
-from dejavid.settings import index_from_config, settings_from_config  # noqa: E402
+from dejavid.baselines.classic import knn_class_distances  # noqa: E402
+from dejavid.model.metrics import topk_counts  # noqa: E402
+from dejavid.report import rows  # noqa: E402
+from dejavid.training.checkpoint import load_checkpoint  # noqa: E402
+from dejavid.config.files import load_config  # noqa: E402
+from dejavid.data.dataset import TSEDataset  # noqa: E402
+from dejavid.config.settings import index_from_config, settings_from_config  # noqa: E402
 from dejavid.io import atomic_write_text  # noqa: E402
-from dejavid.temporal_heads import AttentiveProbeClassifier, GRUClassifier  # noqa: E402
+from dejavid.baselines.temporal_heads import AttentiveProbeClassifier, GRUClassifier  # noqa: E402
 
 DATASETS = ("JapaneseVowels", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1", "UnitTest")
 QUICK_DATASETS = ("UnitTest", "ItalyPowerDemand")
@@ -125,7 +127,7 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -
             "train_loss": [round(r["train_loss"], 4) for r in hist]}
 
 
-# --- baselines (adapters over dejavid.baselines) -------------------------------------------
+# --- baselines (adapters over dejavid.report.rows and dejavid.baselines.classic) ---
 
 def baseline_index(data_args: list[str], work: Path, extra: list[str]):
     """(index, cfg) of the written data set under CONFIG and the overrides ``extra``, as
@@ -139,15 +141,15 @@ def knn_dtw(index, cfg) -> float:
     train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
     test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
     pattern = settings_from_config(cfg).model.step_pattern
-    dist, labels = baselines.knn_class_distances(train, test, pattern, cfg["backend"])
-    return baselines.topk_counts(dist, labels)[0] / len(labels)
+    dist, labels = knn_class_distances(train, test, pattern, cfg["backend"])
+    return topk_counts(dist, labels)[0] / len(labels)
 
 
 def dba_centroid(index, cfg) -> float:
     """Nearest DBA centroid with w = 1, in DejaVid's feature space (shares its centroid cache)."""
     train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
     test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
-    return baselines.dba_centroid(train, test, settings_from_config(cfg).centroids,
+    return rows.dba_centroid(train, test, settings_from_config(cfg).centroids,
                                   cfg["cache_dir"], device=torch.device("cpu"),
                                   log=lambda *a: None).top1
 
@@ -155,7 +157,7 @@ def dba_centroid(index, cfg) -> float:
 def meanpool_lr(index, cfg) -> float:
     train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
     test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
-    return baselines.meanpool_lr(train, test).top1
+    return rows.meanpool_lr(train, test).top1
 
 
 def knn_euclid(Xtr, ytr, Xte, yte):
@@ -169,7 +171,7 @@ def knn_euclid(Xtr, ytr, Xte, yte):
 
 
 def temporal_head(cls, Xtr, ytr, Xte, yte, seed: int, quick: bool) -> tuple[float, float]:
-    """(test accuracy, fit seconds) of a dejavid.temporal_heads estimator (its default
+    """(test accuracy, fit seconds) of a dejavid.baselines.temporal_heads estimator (its default
     settings; a few updates with ``quick``)."""
     t0 = time.time()
     clf = cls(seed=seed, **({"steps": QUICK_HEAD_STEPS} if quick else {})).fit(Xtr, ytr)

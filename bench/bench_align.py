@@ -12,7 +12,7 @@ forward+backward batch.  The ceiling is the same run's float32 matmul rate
 (TF32 disabled on CUDA); the local-cost stage of "ours" is compared with it in
 alternation, one matmul then one stage call per round, and the median of the
 rounds' ratios is reported (with their min and max).  "ours" is what
-``dejavid.alignment`` picks on the device: numba on CPU, the CUDA kernels on a GPU
+``dejavid.alignment.op`` picks on the device: numba on CPU, the CUDA kernels on a GPU
 (the run stops if they are not built).
 
 Each method runs in its own subprocess so that memory figures do not mix.  On
@@ -99,7 +99,7 @@ def _method_fn(method, device):
     if method == "original":
         from original_style import original_style_align
         return original_style_align, "original-style"
-    from dejavid.alignment import align, get_backend
+    from dejavid.alignment.op import align, get_backend
     name = "ref" if method == "ref" else get_backend(device).name
 
     def fn(x, offsets, mu, theta):
@@ -131,7 +131,7 @@ def child(spec):
     B, C, K, T, F = spec["shape"]
     fn, name = _method_fn(spec["method"], device)
     if spec["method"] == "ours" and device.type == "cuda" and name != "cuda":
-        from dejavid.alignment import CUDA_BUILD_COMMAND
+        from dejavid.alignment.op import CUDA_BUILD_COMMAND
         print(f"ERROR the CUDA kernels are not built ('ours' would be {name!r}); "
               f"build them with: {CUDA_BUILD_COMMAND}", flush=True)
         sys.exit(2)
@@ -282,7 +282,7 @@ def main():
     print(f"device {device}{gpu}, torch {torch.__version__}, {torch.get_num_threads()} torch "
           f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     if device.type == "cpu":
-        from dejavid import cpu_tuning
+        from dejavid.runtime import cpu_tuning
         print(cpu_tuning.describe())
     tf32 = ", TF32 off" if device.type == "cuda" else ""
     print(f"float32 matmul ceiling ({n_mm}^3, best of 5, same run{tf32}): {ceiling_u:.1f} {unit}LOP/s")

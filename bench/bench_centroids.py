@@ -16,8 +16,8 @@ import time
 import dejavid.runtime  # noqa: F401  (before torch and numba, as the entry scripts)
 import torch
 
-from dejavid.alignment import get_backend
-from dejavid.centroids import dba, medoid_index
+from dejavid.alignment.op import get_backend
+from dejavid.model.centroids import dba, medoid_index
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
               f"{t2 - t1:.2f} s, until converged {t3 - t2:.2f} s", flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"backend {be}")
-    from dejavid import cpu_tuning
+    from dejavid.runtime import cpu_tuning
     print(cpu_tuning.describe())
     print(f"shape: {args.classes} classes x {args.samples} samples x K {args.K} x F {args.F}")
     print(f"medoids {t_med:.1f} s; DBA {args.iters} iterations forced {t_forced:.1f} s; "

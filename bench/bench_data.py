@@ -43,10 +43,10 @@ import dejavid.runtime  # noqa: E402,F401  (before torch, as the entry scripts)
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dejavid.config import load_config  # noqa: E402
-from dejavid.batching import epoch_batches, make_loader  # noqa: E402
-from dejavid.data import TSEDataset  # noqa: E402
-from dejavid.settings import index_from_config  # noqa: E402
+from dejavid.config.files import load_config  # noqa: E402
+from dejavid.training.batching import epoch_batches, make_loader  # noqa: E402
+from dejavid.data.dataset import TSEDataset  # noqa: E402
+from dejavid.config.settings import index_from_config  # noqa: E402
 
 SETS = {
     "hmdb51": {"videos": 6766, "F": 1459, "T": (17, 33), "C": 51},

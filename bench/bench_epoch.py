@@ -40,23 +40,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-import dejavid.alignment as dispatch  # noqa: E402
-import dejavid.batching as batching  # noqa: E402
-from dejavid.alignment import get_backend  # noqa: E402
-from dejavid.backend import Backend  # noqa: E402
-from dejavid.config import load_config, step_pattern  # noqa: E402
-from dejavid.data import Batch  # noqa: E402
-from dejavid.engine import evaluate, train_one_epoch  # noqa: E402
-from dejavid.model import DejaVid, loss_fn  # noqa: E402
-from dejavid.optim import build_optimizer, build_scheduler  # noqa: E402
-from dejavid.packing import RowSource, gather  # noqa: E402
-from dejavid.settings import settings_from_config  # noqa: E402
+import dejavid.alignment.op as dispatch  # noqa: E402
+import dejavid.training.batching as batching  # noqa: E402
+from dejavid.alignment.op import get_backend  # noqa: E402
+from dejavid.alignment.backend import Backend  # noqa: E402
+from dejavid.config.files import load_config, step_pattern  # noqa: E402
+from dejavid.data.dataset import Batch  # noqa: E402
+from dejavid.training.engine import evaluate, train_one_epoch  # noqa: E402
+from dejavid.model.layer import DejaVid, loss_fn  # noqa: E402
+from dejavid.training.optim import build_optimizer, build_scheduler  # noqa: E402
+from dejavid.data.packing import RowSource, gather  # noqa: E402
+from dejavid.config.settings import settings_from_config  # noqa: E402
 
 HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "T": (25, 41)}
 
 
 class SyntheticVideos(Dataset):
-    """In-memory videos; item -> (x [T, F] float32, label, row), like dejavid.data.TSEDataset
+    """In-memory videos; item -> (x [T, F] float32, label, row), like dejavid.data.dataset.TSEDataset
     with ``in_memory`` (one [N, F] array, batches gathered from it)."""
 
     def __init__(self, n: int, F: int, protos: torch.Tensor, t_range: tuple[int, int], seed: int):
@@ -234,7 +234,7 @@ def main(argv=None):
     print(f"device {device}{gpu}, backend {backend}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads")
     if device.type == "cpu":
-        from dejavid import cpu_tuning
+        from dejavid.runtime import cpu_tuning
         print(cpu_tuning.describe())
     mean_t = float(train_ds.lengths.float().mean())
     print(f"config {Path(args.config).name}; "

@@ -38,7 +38,7 @@ import dejavid.runtime  # noqa: E402,F401  (before numba, as the entry scripts)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dejavid import align_numba as an  # noqa: E402
+from dejavid.alignment import numba as an  # noqa: E402
 
 ARITH = re.compile(r"^v(sub|add|and|andn|or|xor|fmadd\d*|fnmadd\d*|fmsub\d*|mul|max|min|cmp\w*|"
                    r"blendm|blendv)ps\b")

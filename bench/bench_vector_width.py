@@ -3,7 +3,7 @@
     python bench/bench_vector_width.py --pairs 6
 
 Each process imports dejavid with ``DEJAVID_NUMBA_512`` set to ``0`` (LLVM's
-default width) or ``1`` (512-bit vectors, see dejavid/cpu_tuning.py) and times, at
+default width) or ``1`` (512-bit vectors, see dejavid/runtime/cpu_tuning.py) and times, at
 the HMDB51 shape, the local-cost stage, the forward pass (local cost + DP +
 backtrack) and forward+backward (medians of ``--repeats`` calls after a warm-up).
 The two settings alternate, ``--pairs`` processes each, so that a noisy machine
@@ -29,7 +29,7 @@ def child(repeats):
     import numba
     import torch
 
-    from dejavid import align_numba as an
+    from dejavid.alignment import numba as an
     B, C, K, T, F = SHAPE
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B * T, F, generator=g)

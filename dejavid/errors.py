@@ -4,3 +4,9 @@ from __future__ import annotations
 
 class MissingDependency(ImportError):
     """An optional extra is not installed; the message names the pip command."""
+
+
+class PeerError(Exception):
+    """Another rank of a torchrun job stopped with an error it reports itself; this rank
+    ends quietly with the same exit code (:func:`dejavid.config.cli.main_guard`), so that
+    the one message is not buried under every rank's copy of it."""

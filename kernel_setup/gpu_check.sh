@@ -89,7 +89,7 @@ add_step "versions" 20 "$PY -c '$VERSIONS_PY' && { command -v nvcc && nvcc --ver
 add_step "build (one arch)" 90 \
     "rm -f kernel_setup/dejavid_kernels*.so && arch=$ARCH_EXPR && echo \"building for arch \$arch\" && cd kernel_setup && DEJAVID_CUDA_ARCHS=\$arch $PY setup.py build_ext --inplace --build-temp $(q "$LOGDIR/build") --build-lib $(q "$LOGDIR/build/lib")" ""
 add_step "import kernels" 20 \
-    "$PY -c 'import dejavid_kernels as K; from dejavid import align_cuda; print(K.__file__); assert align_cuda.available(), \"dejavid.align_cuda does not see the kernels and a GPU\"; print(\"dejavid_kernels loaded, cuda backend available\")'" need_build
+    "$PY -c 'import dejavid_kernels as K; from dejavid.alignment import cuda as align_cuda; print(K.__file__); assert align_cuda.available(), \"dejavid.alignment.cuda does not see the kernels and a GPU\"; print(\"dejavid_kernels loaded, cuda backend available\")'" need_build
 add_step "pytest cuda + build" 90 \
     "$PY -m pytest -q -rs tests/test_align_cuda.py tests/test_kernel_build.py tests/test_packing.py -k 'cuda or build'" need_kernels
 add_step "bench_align" 90 \

@@ -5,7 +5,7 @@
 ``--no-build-isolation`` lets the build see the installed torch, which must be a
 CUDA build (the one the extension will be imported with), with nvcc on PATH or
 CUDA_HOME set.  The result is the top-level module ``dejavid_kernels``, used by
-``dejavid/align_cuda.py``.
+``dejavid/alignment/cuda.py``.
 
 Architectures: sm_80 (A100), sm_86, sm_89, sm_90 (H100/H200) as machine code,
 plus PTX of the newest one so later GPUs JIT-compile it.  Override with e.g.
@@ -53,7 +53,7 @@ def main():
     setup(
         name="dejavid-kernels",
         version="0.1.0",
-        description="CUDA kernels of the DejaVid alignment (see dejavid/align_cuda.py)",
+        description="CUDA kernels of the DejaVid alignment (see dejavid/alignment/cuda.py)",
         license="MIT",
         python_requires=">=3.10",
         ext_modules=[CUDAExtension(

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from dejavid.config import load_config
+from dejavid.config.files import load_config
 
 DICT_FILE = "videos.pt"
 MAP_KEYS = ("id2splits", "id2labels", "id2fname")

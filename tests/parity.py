@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from dejavid import align_ref
-from dejavid.alignment import align, dba_accumulate
+from dejavid.alignment import ref as align_ref
+from dejavid.alignment.op import align, dba_accumulate
 
 # (lengths of the samples of one batch, F, K, C): covers T in {1, 2, 7, 33, 150},
 # F in {1, 3, 1459}, K in {1, 5, 64}, with mixed lengths inside a batch.

@@ -1,4 +1,4 @@
-"""CUDA backend (dejavid.align_cuda + kernel_setup/csrc) vs the pure-PyTorch reference.
+"""CUDA backend (dejavid.alignment.cuda + kernel_setup/csrc) vs the pure-PyTorch reference.
 
 The same kernels are exercised two ways:
 
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dejavid import align_cuda, align_ref
-from dejavid.alignment import align, get_backend
+from dejavid.alignment import cuda as align_cuda
+from dejavid.alignment import ref as align_ref
+from dejavid.alignment.op import align, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))

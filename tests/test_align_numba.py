@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid import align_ref
-from dejavid.alignment import align, get_backend
+from dejavid.alignment import ref as align_ref
+from dejavid.alignment.op import align, get_backend
 
 numba = pytest.importorskip("numba")
-from dejavid import align_numba  # noqa: E402  (needs numba)
-from dejavid.backend import packed_row_width  # noqa: E402
-from dejavid.data import collate_packed  # noqa: E402
+from dejavid.alignment import numba as align_numba  # noqa: E402  (needs numba)
+from dejavid.alignment.backend import packed_row_width  # noqa: E402
+from dejavid.data.dataset import collate_packed  # noqa: E402
 from parity import (GRID_SHAPES, MODES, RTOL, SHAPES, assert_close,  # noqa: E402
                     check_dba_accumulate, check_local_cost, check_strided_inputs, make_inputs,
                     gradcheck_align, perturbed_paths, run_align)

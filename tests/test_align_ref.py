@@ -1,4 +1,4 @@
-"""The pure-PyTorch reference alignment (dejavid.align_ref) against hand-worked
+"""The pure-PyTorch reference alignment (dejavid.alignment.ref) against hand-worked
 cases, dtw-python, an independent numpy DP and dense autograd formulas.
 
 Conventions (docs/DESIGN.md sections 3-4): rows i of the local cost D are centroid
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid import align_ref
-from dejavid.alignment import align, dba_accumulate
+from dejavid.alignment import ref as align_ref
+from dejavid.alignment.op import align, dba_accumulate
 
 PATTERNS = ["hv", "hvd"]
 

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid import baselines
-from dejavid.baselines import (Result, dba_centroid, knn_class_distances, knn_dtw, meanpool_lr,
-                               run_baseline, topk_counts)
-from dejavid.data import TSEDataset
-from dejavid.settings import index_from_config, settings_from_config
+from dejavid.baselines import classic
+from dejavid.baselines.classic import knn_class_distances
+from dejavid.errors import MissingDependency
+from dejavid.model.metrics import topk_counts
+from dejavid.report.rows import Result, dba_centroid, knn_dtw, meanpool_lr, run_baseline
+from dejavid.data.dataset import TSEDataset
+from dejavid.config.settings import index_from_config, settings_from_config
 
 from helpers import level_videos, make_config, ramp_videos, write_dataset
 
@@ -101,7 +103,7 @@ def test_knn_matches_brute_force_dtw(tmp_path, monkeypatch, pattern):
         T = 1 if n in (2, 30) else int(torch.randint(2, 9, (1,), generator=g))
         videos[f"v{n:02d}"] = (torch.randn(T, 4, generator=g), n % 6, split)
     _, _, train, val = _setup(tmp_path, videos)
-    monkeypatch.setattr(baselines, "_KNN_BLOCK", 20)  # several align calls per length group
+    monkeypatch.setattr(classic, "_KNN_BLOCK", 20)  # several align calls per length group
     dist, labels = knn_class_distances(train, val, pattern, batch_size=3)
     want = np.full((len(val), 6), np.inf)
     for e in range(len(val)):
@@ -156,9 +158,9 @@ def test_missing_extras_name_the_install_command(order_only, monkeypatch):
     _, _, train, val = order_only
     for name in ("sklearn", "sklearn.linear_model", "sklearn.preprocessing"):
         monkeypatch.setitem(sys.modules, name, None)   # as if not installed, even if imported
-    with pytest.raises(baselines.MissingDependency, match="pip install scikit-learn"):
+    with pytest.raises(MissingDependency, match="pip install scikit-learn"):
         meanpool_lr(train, val)
-    from dejavid import plots
+    from dejavid.report import plots
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(plots.MissingDependency, match="pip install matplotlib"):

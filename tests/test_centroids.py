@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dejavid.align_ref import path_cost_ref
-from dejavid.centroids import (dba, dba_cost, load_or_compute_centroids, medoid_index,
+from dejavid.alignment.ref import path_cost_ref
+from dejavid.model.centroids import (dba, dba_cost, load_or_compute_centroids, medoid_index,
                                pairwise_dtw, resample)
-from dejavid.config import load_config
-from dejavid.data import TSEDataset
-from dejavid.settings import index_from_config, settings_from_config
+from dejavid.config.files import load_config
+from dejavid.data.dataset import TSEDataset
+from dejavid.config.settings import index_from_config, settings_from_config
 
 from conftest import DEMO_CONFIG, demo_overrides
 
@@ -112,7 +112,7 @@ def test_each_dba_step_does_not_increase_cost(pattern, shifts):
 def test_dba_update_minimises_squared_error_along_paths(pattern):
     """With the paths fixed, the DBA mean is the least-squares centroid: any perturbation of
     it increases the summed squared difference over the matched cells."""
-    from dejavid.alignment import align, dba_accumulate
+    from dejavid.alignment.op import align, dba_accumulate
     g = torch.Generator().manual_seed(5)
     s = torch.randn(6, 9, 3, generator=g, dtype=torch.float64)
     x, off = s.reshape(-1, 3), torch.arange(7) * 9
@@ -146,7 +146,7 @@ def _centroids(index, cfg, pattern, backend="auto", **kwargs):
 
 
 def _meta(index, cfg, pattern):
-    from dejavid import centroids
+    from dejavid.model import centroids
     return centroids.centroid_meta(index, cfg["train_split"], _spec(cfg, pattern))
 
 
@@ -159,7 +159,7 @@ def test_zero_iterations_give_the_class_medoid(demo_data, tmp_path):
                "--num_timesteps", "8")
     index = index_from_config(cfg, progress=False)
     mu, _ = _centroids(index, cfg, "hv", "ref", progress=False, log=lambda m: None)
-    from dejavid.data import TSEDataset
+    from dejavid.data.dataset import TSEDataset
     ds = TSEDataset(index, "train")
     # every centroid equals one of its class's resampled training videos
     for c in range(index.num_classes):
@@ -230,7 +230,7 @@ def test_dba_distance_along_path_matches(demo_data, tmp_path):
     s = torch.randn(4, 7, 3)
     x = s.reshape(28, 3)
     off = torch.arange(5) * 7
-    from dejavid.alignment import align
+    from dejavid.alignment.op import align
     d, paths = align(x, off, s[:1], torch.zeros(1, 7, 3), "hv", backend="ref")
     torch.testing.assert_close(d, path_cost_ref(x, off, s[:1], torch.zeros(1, 7, 3), paths))
 
@@ -238,7 +238,7 @@ def test_dba_distance_along_path_matches(demo_data, tmp_path):
 def test_interrupted_computation_continues_to_the_same_result(demo_data, tmp_path, monkeypatch):
     """Stopped after 4 of 9 classes (Ctrl-C), the next call picks up at class 5, with the
     sampling RNG where it was, and caches exactly what an uninterrupted run computes."""
-    from dejavid import centroids
+    from dejavid.model import centroids
     base = ("--sample_size_per_class", "6", "--dba_max_iter", "3", "--num_timesteps", "6")
     index = index_from_config(_cfg(demo_data, tmp_path, *base), progress=False)
     want, _ = _centroids(index, _cfg(demo_data, tmp_path / "a", *base), "hv",
@@ -271,7 +271,7 @@ def test_interrupted_computation_continues_to_the_same_result(demo_data, tmp_pat
 
 
 def test_partial_progress_of_other_inputs_is_ignored(demo_data, tmp_path, monkeypatch):
-    from dejavid import centroids
+    from dejavid.model import centroids
     base = ("--sample_size_per_class", "4", "--dba_max_iter", "2", "--num_timesteps", "5")
     cfg = _cfg(demo_data, tmp_path, *base)
     index = index_from_config(cfg, progress=False)

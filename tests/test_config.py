@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dejavid.config import DEFAULTS, load_config, parse_overrides, step_pattern
+from dejavid.config.files import DEFAULTS, load_config, parse_overrides, step_pattern
 from helpers import make_config, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""512-bit numba code on Intel AVX-512 server cores (dejavid/cpu_tuning.py)."""
+"""512-bit numba code on Intel AVX-512 server cores (dejavid/runtime/cpu_tuning.py)."""
 import os
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dejavid import cpu_tuning
+from dejavid.runtime import cpu_tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 AVX512 = "+64bit,+avx,+avx2,+avx512f,+avx512bw,+fma"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid.data import MAX_REPORTED, DataValidationError, TSEDataset, collate_packed
-from dejavid.settings import index_from_config
+from dejavid.data.dataset import MAX_REPORTED, DataValidationError, TSEDataset, collate_packed
+from dejavid.config.settings import index_from_config
 from helpers import (DICT_FILE, feature_file, good_videos, make_config, read_pickle,
                      write_config_yaml, write_dataset, write_pickle)
 from helpers import seeded_video as _video

@@ -4,8 +4,8 @@ import warnings
 import pytest
 import torch
 
-from dejavid import alignment as align_mod
-from dejavid.alignment import CUDA_BUILD_COMMAND, get_backend
+from dejavid.alignment import op as align_mod
+from dejavid.alignment.op import CUDA_BUILD_COMMAND, get_backend
 
 try:
     import dejavid_kernels  # noqa: F401  (only whether it imports)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from dejavid.distributed import DistInfo, shard
-from dejavid.signals import StopRequest
+from dejavid.training.distributed import DistInfo, shard
+from dejavid.training.signals import StopRequest
 
 
 def test_shard_covers_each_position_once():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid.config import load_config
-from dejavid.encoder_baseline import EncoderLogits, check_logit_columns, encoder_logits_for
+from dejavid.config.files import load_config
+from dejavid.baselines.encoder import EncoderLogits, check_logit_columns, encoder_logits_for
 
 EMBED = 6          # embedding columns before the logits
 LABELS = np.array([10, 20, 30, 40])   # any label values; column j is the j-th in sorted order

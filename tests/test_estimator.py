@@ -181,8 +181,9 @@ print(clf.fit(X, y).score(X, y), clf.predict_proba(X).sum(1).round(6).tolist())
 def test_baseline_estimators_share_the_interface(vowels, make):
     """The table's baselines as estimators: clone, cross-validation, probabilities, and the
     same accuracy as the table's row function on the same split."""
-    from dejavid import baseline_estimators, baselines
-    from dejavid.arrays import ArrayDataset, index_from_arrays
+    from dejavid.estimators import baselines as baseline_estimators
+    from dejavid.report import rows as baselines
+    from dejavid.data.arrays import ArrayDataset, index_from_arrays
     Xtr, ytr, Xte, yte = vowels
     kwargs = {"NearestDBACentroid": dict(num_timesteps=8, sample_size_per_class=8,
                                          dba_max_iter=5)}.get(make, {})
@@ -205,7 +206,7 @@ def test_baseline_estimators_share_the_interface(vowels, make):
     elif make == "KNeighborsDTW":
         row = baselines.knn_dtw(train, val, "hv")
     else:
-        from dejavid.settings import CentroidSpec
+        from dejavid.config.settings import CentroidSpec
         row = baselines.dba_centroid(train, val, CentroidSpec(**{**kwargs, "step_pattern": "hv"}),
                                      None, log=lambda *a: None)
     print(make, acc, row.top1)

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import train_dejavid
-from dejavid.centroids import load_or_compute_centroids
-from dejavid.config import load_config
-from dejavid.data import TSEDataset
-from dejavid.engine import train_one_epoch
-from dejavid.model import DejaVid
-from dejavid.optim import build_optimizer, build_scheduler
-from dejavid.settings import OptimSpec, index_from_config, settings_from_config
+from dejavid.model.centroids import load_or_compute_centroids
+from dejavid.config.files import load_config
+from dejavid.data.dataset import TSEDataset
+from dejavid.training.engine import train_one_epoch
+from dejavid.model.layer import DejaVid
+from dejavid.training.optim import build_optimizer, build_scheduler
+from dejavid.config.settings import OptimSpec, index_from_config, settings_from_config
 from helpers import level_videos, make_config, write_config_yaml, write_dataset
 
 FROZEN = {"freeze_weights": "theta", "freeze_centroids": "mu"}

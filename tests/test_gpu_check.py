@@ -139,7 +139,7 @@ def test_dry_run_demo_training_on_cuda_into_log_dir(dry):
     train = _one(steps, lambda c: "train_dejavid.py" in c)
     assert prep[0] < train[0]
     argv = _argv(train[3])
-    from dejavid.config import DEFAULTS, load_config
+    from dejavid.config.files import DEFAULTS, load_config
     overrides = [a for a in argv[argv.index("--config") + 2:] if a != "--no-progress"]
     cfg = load_config(ROOT / _flag(argv, "--config"), overrides)
     assert cfg["device"] == "cuda" and cfg["num_epochs"] == 5 and cfg["name"] == "japanese_vowels"

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import train_dejavid
-from dejavid.config import DEFAULTS, load_config
-from dejavid.model import DejaVid, TemperatureHead, ZScoreHead, loss_fn, make_head
-from dejavid.optim import build_optimizer
-from dejavid.settings import OptimSpec, auto_num_epochs, auto_num_timesteps, resolve_auto
+from dejavid.config.files import DEFAULTS, load_config
+from dejavid.model.layer import DejaVid, TemperatureHead, ZScoreHead, loss_fn, make_head
+from dejavid.training.optim import build_optimizer
+from dejavid.config.settings import OptimSpec, auto_num_epochs, auto_num_timesteps, resolve_auto
 
 
 def _dist_grad(head, C: int, seed: int = 0) -> torch.Tensor:
@@ -162,10 +162,10 @@ def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_
     # Its starting point: the run's own centroids with w = 1 (cached by the run).
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["config"]["logit_head"] == "temperature" and "log_temperature" in ckpt["head"]
-    from dejavid.centroids import load_or_compute_centroids
-    from dejavid.data import TSEDataset
-    from dejavid.engine import evaluate
-    from dejavid.settings import index_from_config, settings_from_config
+    from dejavid.model.centroids import load_or_compute_centroids
+    from dejavid.data.dataset import TSEDataset
+    from dejavid.training.engine import evaluate
+    from dejavid.config.settings import index_from_config, settings_from_config
     cfg = dict(ckpt["config"])
     index = index_from_config(cfg, progress=False)
     settings = settings_from_config(cfg)

@@ -137,7 +137,8 @@ import sys
 sys.path[:0] = [{tests!r}, {emulation!r}]
 import torch, host_emulation, test_align_cuda as t
 from parity import make_inputs
-from dejavid import align_cuda, align_ref
+from dejavid.alignment import cuda as align_cuda
+from dejavid.alignment import ref as align_ref
 align_cuda._C = host_emulation.EmulatedKernels(host_emulation.build(sanitize=True))
 be = align_cuda.BACKEND
 for shape, mode in [(((1,), 3, 1, 2), "hv"), (((2, 70, 1, 7), 35, 64, 3), "hv"),
@@ -190,6 +191,12 @@ def test_setup_arch_list(monkeypatch):
 def test_main_package_never_builds_kernels():
     tomllib = pytest.importorskip("tomllib")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert meta["tool"]["setuptools"]["packages"] == ["dejavid"]
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include == ["dejavid", "dejavid.*"]
     assert "ext-modules" not in meta["tool"]["setuptools"]
+    # The wheel ships every layer of the package and nothing of kernel_setup/.
+    from setuptools import find_packages
+    shipped = set(find_packages(ROOT, include=include))
+    layers = {"dejavid"} | {f"dejavid.{p.parent.name}" for p in (ROOT / "dejavid").glob("*/__init__.py")}
+    assert shipped == layers, shipped ^ layers
     assert not (ROOT / "setup.py").exists()

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from dejavid.batching import epoch_batches
-from dejavid.metrics_log import MetricsLog
-from dejavid.model import DejaVid, standardized_logits
-from dejavid.optim import build_optimizer, build_scheduler, lr_factor
-from dejavid.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, index_from_config,
+from dejavid.training.batching import epoch_batches
+from dejavid.training.metrics_log import MetricsLog
+from dejavid.model.layer import DejaVid, standardized_logits
+from dejavid.training.optim import build_optimizer, build_scheduler, lr_factor
+from dejavid.config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, index_from_config,
                               settings_from_config, step_pattern_of)
 
 

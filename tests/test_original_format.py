@@ -19,12 +19,12 @@ import torch
 import import_original
 import train_dejavid
 from conftest import ROOT
-from dejavid.centroids import load_or_compute_centroids
-from dejavid.data import TSEDataset, collate_packed
-from dejavid.settings import index_from_config, settings_from_config
-from dejavid.checkpoint import load_checkpoint, restore_model
-from dejavid.model import DejaVid
-from dejavid.original_format import (import_centroid_cache, import_checkpoint,
+from dejavid.model.centroids import load_or_compute_centroids
+from dejavid.data.dataset import TSEDataset, collate_packed
+from dejavid.config.settings import index_from_config, settings_from_config
+from dejavid.training.checkpoint import load_checkpoint, restore_model
+from dejavid.model.layer import DejaVid
+from dejavid.interop.original import (import_centroid_cache, import_checkpoint,
                                      load_original_tensor, parse_cache_name)
 from helpers import level_videos, make_config, write_config_yaml, write_dataset
 

@@ -1,4 +1,4 @@
-"""Batch assembly by one gather of rows (dejavid/packing.py, issue #17): bitwise the
+"""Batch assembly by one gather of rows (dejavid/data/packing.py, issue #17): bitwise the
 batches of the per-video path for every storage precision, with and without
 standardisation, padded and unpadded rows, one or two threads, and in DataLoader
 workers."""
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid.backend import packed_row_width
-from dejavid.batching import epoch_batches, make_loader
-from dejavid.data import Batch, TSEDataset, collate_packed
-from dejavid.packing import RowSource, gather
-from dejavid.settings import index_from_config
+from dejavid.alignment.backend import packed_row_width
+from dejavid.training.batching import epoch_batches, make_loader
+from dejavid.data.dataset import Batch, TSEDataset, collate_packed
+from dejavid.data.packing import RowSource, gather
+from dejavid.config.settings import index_from_config
 from helpers import make_config, seeded_video, write_dataset
 
 
@@ -105,7 +105,7 @@ def test_half_storage_standardised_as_the_per_video_path(kind):
 
 @pytest.mark.parametrize("kind", ["float32", "float16", "bfloat16"])
 def test_without_numba_the_same_batch(monkeypatch, kind):
-    from dejavid import packing
+    from dejavid.data import packing
 
     F = 131
     rows = _rows(F)
@@ -225,8 +225,8 @@ def test_item_as_stored_ignores_standardisation(tmp_path):
 
 @pytest.mark.parametrize("F", [3, 130])
 def test_array_dataset_batches_equal_per_series_batches(F):
-    from dejavid.arrays import ArrayDataset, index_from_arrays
-    from dejavid.standardize import statistics
+    from dejavid.data.arrays import ArrayDataset, index_from_arrays
+    from dejavid.data.standardize import statistics
 
     series = [seeded_video(1 + (7 * k) % 11, k, f=F, scale=1 + k) for k in range(19)]
     labels = [k % 3 for k in range(19)]

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from dejavid.config import load_config, step_pattern
-from dejavid.model import DejaVid
-from dejavid.optim import build_optimizer, build_scheduler
-from dejavid.settings import settings_from_config
+from dejavid.config.files import load_config, step_pattern
+from dejavid.model.layer import DejaVid
+from dejavid.training.optim import build_optimizer, build_scheduler
+from dejavid.config.settings import settings_from_config
 
 CONFIGS = ROOT / "configs"
 PAPER = {"hmdb51": 51, "k400": 400, "ssv2": 174}

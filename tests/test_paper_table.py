@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import reproduce
-from dejavid.baselines import estimator_row
-from dejavid.data import TSEDataset
-from dejavid.encoder_baseline import EncoderLogits
-from dejavid.results import (METHODS, PAPER_ENCODER_PARAMS, PUBLISHED, ROW, TITLES, Result, Row,
+from dejavid.report.rows import estimator_row
+from dejavid.data.dataset import TSEDataset
+from dejavid.baselines.encoder import EncoderLogits
+from dejavid.report.table import (METHODS, PAPER_ENCODER_PARAMS, PUBLISHED, ROW, TITLES, Result, Row,
                              format_table)
-from dejavid.settings import index_from_config
+from dejavid.config.settings import index_from_config
 
 from helpers import make_config, write_config_yaml, write_dataset
 

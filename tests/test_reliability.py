@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dejavid.io import atomic_torch_save, atomic_write_text
-from dejavid.alignment import get_backend
+from dejavid.alignment.op import get_backend
 
 
 def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
@@ -43,7 +43,7 @@ def test_long_video_memory_is_bounded():
     of peak growth beyond the inputs (O(C*K*T) work arrays are ~2 MB)."""
     code = textwrap.dedent("""
         import resource, torch
-        from dejavid.alignment import align
+        from dejavid.alignment.op import align
         T, F, C, K = 2000, 1459, 4, 64
         x = torch.randn(T, F, requires_grad=True)
         mu = torch.randn(C, K, F, requires_grad=True)

@@ -16,8 +16,8 @@ import torch
 
 import train_dejavid
 from conftest import ROOT
-from dejavid import train as train_mod
-from dejavid.settings import index_from_config
+from dejavid.training import run as train_mod
+from dejavid.config.settings import index_from_config
 from helpers import (good_videos, level_videos, make_config, ramp_videos, write_config_yaml,
                      write_dataset)
 
@@ -215,7 +215,7 @@ def test_nan_mid_run_stops_with_last_good_checkpoint_kept(tiny, monkeypatch):
     """Training files overwritten with NaN after epoch 1 (in_memory false): the run stops
     in epoch 2 with a clear error; last.pt and best.pt stay epoch 1's finite weights."""
     cfg, paths, tmp = tiny
-    from dejavid.metrics_log import MetricsLog
+    from dejavid.training.metrics_log import MetricsLog
     real_append = MetricsLog.append
 
     def append_then_poison(self, row):
@@ -290,7 +290,7 @@ def test_out_of_range_values_are_refused_before_any_work(tiny, key, value, messa
 
 
 def test_settings_dataclasses_refuse_the_same_values():
-    from dejavid.settings import CentroidSpec, LoopSpec, OptimSpec
+    from dejavid.config.settings import CentroidSpec, LoopSpec, OptimSpec
     for make, message in [(lambda: OptimSpec(lr=float("nan")), "lr must be a finite"),
                           (lambda: OptimSpec(min_lr_ratio=-1.0), "min_lr_ratio must be >= 0"),
                           (lambda: OptimSpec(betas=(0.9, 2.0)), "each of betas must be < 1"),
@@ -378,7 +378,7 @@ def _guarded(code: str, *argv, timeout=300):
     """Run ``code`` (which may patch the library) and then train_dejavid.py's main under
     main_guard, as the script does: (returncode, stdout, stderr)."""
     prog = (f"import sys\nsys.argv = ['train_dejavid.py'] + {list(map(str, argv))!r}\n{code}\n"
-            "import train_dejavid\nfrom dejavid import cli\ncli.main_guard(train_dejavid.main)\n")
+            "import train_dejavid\nfrom dejavid.config import cli\ncli.main_guard(train_dejavid.main)\n")
     res = subprocess.run([sys.executable, "-c", prog], cwd=ROOT, capture_output=True, text=True,
                          timeout=timeout)
     return res.returncode, res.stdout, res.stderr
@@ -390,7 +390,7 @@ def _guarded(code: str, *argv, timeout=300):
     (torch.ones(5, 2, dtype=torch.complex64), r"complex tensor \(torch.complex64\)"),
 ])
 def test_data_check_names_zero_width_sparse_and_complex_tensors(tmp_path, tensor, message):
-    from dejavid.data import load_index
+    from dejavid.data.dataset import load_index
     videos = ramp_videos(2)
     videos["train_up000"] = (tensor, 0, "train")
     paths = write_dataset(tmp_path, videos)
@@ -437,8 +437,8 @@ def test_full_disk_is_one_message_and_leaves_no_run_folder(tiny):
     assert not (tmp / "runs" / "full").exists()
 
 
-@pytest.mark.parametrize("where", ["dejavid.train.load_or_compute_centroids",
-                                   "dejavid.settings.index_from_config"])
+@pytest.mark.parametrize("where", ["dejavid.training.run.load_or_compute_centroids",
+                                   "dejavid.config.settings.index_from_config"])
 def test_ctrl_c_during_data_check_or_centroids_exits_130_in_one_line(tiny, where):
     cfg, _, tmp = tiny
     module, name = where.rsplit(".", 1)
@@ -454,7 +454,7 @@ def test_ctrl_c_during_data_check_or_centroids_exits_130_in_one_line(tiny, where
 
 def test_feature_file_deleted_mid_run_is_one_message(tiny, monkeypatch):
     cfg, paths, tmp = tiny
-    from dejavid.metrics_log import MetricsLog
+    from dejavid.training.metrics_log import MetricsLog
     real_append = MetricsLog.append
 
     def append_then_delete(self, row):
@@ -506,8 +506,8 @@ def test_old_format_checkpoint_is_refused_then_upgraded_resumes_exactly(tiny, mo
 
     import numpy as np
 
-    from dejavid.checkpoint import upgrade_checkpoint
-    from dejavid.rng import set_rng_state
+    from dejavid.training.checkpoint import upgrade_checkpoint
+    from dejavid.training.rng import set_rng_state
     cfg, _, tmp = tiny
     assert _train(cfg, "--run_name", "ref") == 0
     run = _stopped_run(cfg, tmp, monkeypatch)

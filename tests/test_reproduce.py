@@ -12,10 +12,10 @@ import pytest
 
 import reproduce
 from conftest import ROOT
-from dejavid import train as train_mod
-from dejavid.checkpoint import load_checkpoint
-from dejavid.results import METHODS, TITLES, TRAINED
-from dejavid.timing import NULL_TIMER, StageTimer
+from dejavid.training import run as train_mod
+from dejavid.training.checkpoint import load_checkpoint
+from dejavid.report.table import METHODS, TITLES, TRAINED
+from dejavid.training.timing import NULL_TIMER, StageTimer
 
 from helpers import ramp_videos, write_config_yaml, write_dataset
 
@@ -184,8 +184,8 @@ def test_timing_is_opt_in_and_written_per_epoch(tiny, first_run, tmp_path, monke
 
 
 def test_fit_fills_a_given_timer_per_epoch_without_a_run_folder():
-    from dejavid.arrays import ArrayDataset, index_from_arrays
-    from dejavid.settings import CentroidSpec, LoopSpec, TrainSettings
+    from dejavid.data.arrays import ArrayDataset, index_from_arrays
+    from dejavid.config.settings import CentroidSpec, LoopSpec, TrainSettings
     videos = ramp_videos(4)
     X = [v[0] for v in videos.values()]
     index, tensors = index_from_arrays(X, [v[1] for v in videos.values()],

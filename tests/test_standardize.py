@@ -7,10 +7,10 @@ import json
 import torch
 
 import train_dejavid
-from dejavid.centroids import centroid_meta, load_or_compute_centroids
-from dejavid.data import TSEDataset
-from dejavid.settings import index_from_config, settings_from_config
-from dejavid.standardize import RunningStats, apply
+from dejavid.model.centroids import centroid_meta, load_or_compute_centroids
+from dejavid.data.dataset import TSEDataset
+from dejavid.config.settings import index_from_config, settings_from_config
+from dejavid.data.standardize import RunningStats, apply
 from helpers import feature_file, level_videos, make_config, write_config_yaml, write_dataset
 
 

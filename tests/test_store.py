@@ -1,4 +1,4 @@
-"""The packed feature store (dejavid/store.py, issue #17): contents, when it is rebuilt,
+"""The packed feature store (dejavid/data/store.py, issue #17): contents, when it is rebuilt,
 interrupted and concurrent builds, disk errors, precision, and bitwise-equal training."""
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import train_dejavid
-from dejavid import data as data_mod
-from dejavid import store
-from dejavid.data import DataValidationError, TSEDataset, load_index
-from dejavid.settings import index_from_config
+from dejavid.data import dataset as data_mod
+from dejavid.data import store
+from dejavid.data.dataset import DataValidationError, TSEDataset, load_index
+from dejavid.config.settings import index_from_config
 from helpers import (DICT_FILE, feature_file, good_videos, level_videos, make_config, read_pickle,
                      write_config_yaml, write_dataset, write_pickle)
 from helpers import seeded_video as _video
@@ -441,9 +441,9 @@ def test_read_only_cache_dir(tmp_path, monkeypatch):
 
 _BUILD_SCRIPT = textwrap.dedent("""
     import os, signal, sys, time, yaml
-    from dejavid import store
-    from dejavid.config import load_config
-    from dejavid.settings import index_from_config
+    from dejavid.data import store
+    from dejavid.config.files import load_config
+    from dejavid.config.settings import index_from_config
     store.CHUNK_VIDEOS = 3
     mode, cfg_path = sys.argv[1], sys.argv[2]
     real_write, calls = store._write, []
@@ -456,7 +456,7 @@ _BUILD_SCRIPT = textwrap.dedent("""
         real_write(fh, arr)
     store._write = write
     reads = []
-    import dejavid.data as d
+    import dejavid.data.dataset as d
     real_load = d.load_tensor_file
     d.load_tensor_file = lambda p: (reads.append(p), real_load(p))[1]
     index = index_from_config(load_config(cfg_path), progress=False)

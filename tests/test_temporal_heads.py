@@ -8,7 +8,7 @@ import torch
 pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
 
-from dejavid.temporal_heads import (AttentiveProbeClassifier, GRUClassifier, pad,  # noqa: E402
+from dejavid.baselines.temporal_heads import (AttentiveProbeClassifier, GRUClassifier, pad,  # noqa: E402
                                     pool_time)
 
 HEADS = [GRUClassifier, AttentiveProbeClassifier]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import train_dejavid
-from dejavid import train as train_mod
+from dejavid.training import run as train_mod
 from conftest import DEMO_CONFIG, ROOT, demo_overrides
 
 FAST = ["--num_timesteps", "8", "--sample_size_per_class", "20", "--dba_max_iter", "10",

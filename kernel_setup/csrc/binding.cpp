@@ -1,7 +1,7 @@
 // Python binding of the DejaVid CUDA kernels: checks every tensor's device, dtype,
 // shape and contiguity with a message that says what to fix, then launches the
 // kernels of kernels.cu on the current stream of x's device.  Outputs are
-// allocated by the caller (dejavid/align_cuda.py).
+// allocated by the caller (dejavid/alignment/cuda.py).
 //
 // Only CPU-side torch headers are included (no ATen/cuda), so this file also
 // compiles against a CPU-only torch (tests/test_kernel_build.py checks that).
@@ -67,7 +67,7 @@ std::vector<int64_t> check_centroids(const at::Tensor& x, const at::Tensor& mu,
 }
 
 // offsets [B + 1] int64 on x's device; returns B.  Its values (0 = offsets[0] <
-// ... < offsets[B] = N) are checked by dejavid.alignment.check_inputs: reading them
+// ... < offsets[B] = N) are checked by dejavid.alignment.op.check_inputs: reading them
 // here would synchronise with the device.
 int64_t check_offsets(const at::Tensor& x, const at::Tensor& offsets) {
   TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 2,
@@ -206,7 +206,7 @@ void dba(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& paths
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "DejaVid CUDA kernels (see dejavid/align_cuda.py for the Python op)";
+  m.doc() = "DejaVid CUDA kernels (see dejavid/alignment/cuda.py for the Python op)";
   namespace py = pybind11;
   m.def("local_cost", &local_cost, py::arg("x"), py::arg("mu"), py::arg("w"), py::arg("out"));
   m.def("dtw", &dtw, py::arg("cost"), py::arg("offsets"), py::arg("b0"), py::arg("nb"),

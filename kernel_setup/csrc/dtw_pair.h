@@ -3,7 +3,7 @@
 // Plain C++ marked __host__ __device__ under nvcc, so the very same functions
 // run in the kernels and in the host tests (tests/test_kernel_build.py,
 // tests/test_align_cuda.py).  Semantics are docs/DESIGN.md section 3 and match
-// dejavid/align_numba.py line for line:
+// dejavid/alignment/numba.py line for line:
 //
 //   A[0,0] = D[0,0];  A[i,j] = D[i,j] + min(A[i-1,j], A[i,j-1] [, A[i-1,j-1] for hvd])
 //   backtrack from (K-1, T-1) with the tie rules of docs/DESIGN.md section 3,

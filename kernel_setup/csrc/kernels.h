@@ -3,7 +3,7 @@
 // Plain C++ with raw pointers and no CUDA or torch types, so that binding.cpp
 // compiles without CUDA headers and kernels.cu without torch headers.  Every
 // pointer is device memory, every array is C-contiguous; shapes follow
-// dejavid/align_ref.py:
+// dejavid/alignment/ref.py:
 //
 //   x        [N, F]         samples concatenated in time
 //   offsets  [B + 1] int64  sample b is x[offsets[b] : offsets[b + 1]]

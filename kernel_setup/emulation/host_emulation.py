@@ -4,7 +4,7 @@
 ``cuda_host_emulation.h``) into a shared library with the host C++ compiler;
 ``EmulatedKernels`` exposes it with the same functions and arguments as the
 ``dejavid_kernels`` extension (csrc/binding.cpp), taking CPU tensors.  Setting
-``dejavid.align_cuda._C`` to an instance runs the whole CUDA backend, Python op
+``dejavid.alignment.cuda._C`` to an instance runs the whole CUDA backend, Python op
 included, on CPU tensors.  Slow (every CUDA thread is a host thread): tiny
 shapes only.  Not used by the extension build.
 """

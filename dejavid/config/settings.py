@@ -1,0 +1,245 @@
+"""Resolved, validated training settings: the library's side of the config edge.
+
+The scripts read a config dict (:mod:`dejavid.config.files`) and turn it into these
+frozen dataclasses once, with :func:`settings_from_config`; everything below the
+scripts (centroids, optimiser, training and evaluation passes, :func:`dejavid.fit`)
+takes the dataclasses or named arguments, never the dict.  Each dataclass checks its
+own values when built, so a library user who builds them directly gets the same
+errors as a config file would.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..alignment.backend import check_backend_name, check_step_pattern
+from ..data.dataset import DataIndex, load_index
+
+STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
+LOGIT_HEADS = ("temperature", "zscore")   # DejaVid.head: see dejavid/model/layer.py
+# Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
+AUTO_INT_KEYS = ("num_timesteps", "num_epochs")
+AUTO_K_MIN, AUTO_K_MAX = 8, 128
+AUTO_UPDATES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 400, 30, 200
+
+
+SEED_MAX = 2**32 - 1   # numpy's global seed range
+
+
+def check_range(name: str, value, low=None, high=None, *, above: bool = False,
+                below: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number in [low, high]
+    (``above``: strictly above ``low``; ``below``: strictly below ``high``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if low is not None and (value <= low if above else value < low):
+        raise ValueError(f"{name} must be {'>' if above else '>='} {low}, got {value}")
+    if high is not None and (value >= high if below else value > high):
+        raise ValueError(f"{name} must be {'<' if below else '<='} {high}, got {value}")
+
+
+def _at_least(name: str, value, low) -> None:
+    check_range(name, value, low)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which splits train and evaluate, and how videos are read."""
+    train_split: str = "train"
+    eval_split: str = "val"
+    in_memory: bool = False          # hold whole splits in RAM
+    num_workers: int = 0             # DataLoader worker processes
+
+    def __post_init__(self):
+        _at_least("num_workers", self.num_workers, 0)
+
+
+@dataclass(frozen=True)
+class CentroidSpec:
+    """Everything that determines the DBA centroid initialisation (docs/DESIGN.md section 5)."""
+    num_timesteps: int = 64          # K
+    step_pattern: str = "hv"
+    sample_size_per_class: int = 50
+    dba_max_iter: int = 100
+    seed: int = 0                    # picks the videos sampled per class
+    backend: str = "auto"            # how they are computed (not part of the result)
+
+    def __post_init__(self):
+        check_step_pattern(self.step_pattern)
+        check_backend_name(self.backend)
+        _at_least("num_timesteps", self.num_timesteps, 1)
+        _at_least("sample_size_per_class", self.sample_size_per_class, 1)
+        _at_least("dba_max_iter", self.dba_max_iter, 0)
+        check_range("centroid_seed", self.seed, 0, SEED_MAX)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How the :class:`dejavid.DejaVid` layer aligns."""
+    step_pattern: str = "hv"
+    use_fixed_path: bool = True      # paths from a per-epoch parameter snapshot
+    w_one_init: bool = False         # theta = 0 instead of theta ~ N(0, 1)
+    backend: str = "auto"
+    logit_head: str = "temperature"  # temperature (learned -d / tau) or zscore (the paper's)
+
+    def __post_init__(self):
+        check_step_pattern(self.step_pattern)
+        check_backend_name(self.backend)
+        if self.logit_head not in LOGIT_HEADS:
+            raise ValueError(f"logit_head must be one of {', '.join(LOGIT_HEADS)}, "
+                             f"got {self.logit_head!r}")
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """AdamW groups (theta at lr, mu at lr / ms_lr_div) and the per-epoch schedule."""
+    lr: float = 1e-3
+    ms_lr_div: float = 3.0
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    mu_betas: tuple = (0.9, 0.999)
+    warmup_epochs: int = 0
+    min_lr_ratio: float = 0.0
+    freeze_centroids: bool = False   # mu gets no gradient and no optimizer group
+    freeze_weights: bool = False     # theta gets no gradient and no optimizer group
+
+    def __post_init__(self):
+        check_range("lr", self.lr, 0, above=True)
+        check_range("ms_lr_div", self.ms_lr_div, 0, above=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        if self.freeze_centroids and self.freeze_weights:
+            raise ValueError("freeze_centroids and freeze_weights are both true: nothing would "
+                             "be trained; set one of them to false")
+        _at_least("warmup_epochs", self.warmup_epochs, 0)
+        for name in ("betas", "mu_betas"):
+            value = tuple(float(b) for b in getattr(self, name))
+            if len(value) != 2:
+                raise ValueError(f"{name} must be two numbers, got {getattr(self, name)!r}")
+            for b in value:
+                check_range(f"each of {name}", b, 0, 1, below=True)
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """The epoch loop: batches, seed, loss epsilon."""
+    num_epochs: int = 30
+    batch_size: int = 384            # global batch (split across ranks under torchrun)
+    eval_batch_size: int = 0         # 0: batch_size
+    seed: int = 0                    # batch order and theta's initialisation
+    num_workers: int = 0
+    std_eps: float = 1e-6            # epsilon of the per-sample logit standardisation
+
+    def __post_init__(self):
+        _at_least("num_epochs", self.num_epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("eval_batch_size", self.eval_batch_size, 0)
+        _at_least("num_workers", self.num_workers, 0)
+        check_range("seed", self.seed, 0, SEED_MAX)
+        check_range("std_eps", self.std_eps, 0, above=True)
+        if self.eval_batch_size == 0:
+            object.__setattr__(self, "eval_batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """All of :func:`dejavid.fit`'s settings, grouped by the part that reads them."""
+    data: DataSpec = field(default_factory=DataSpec)
+    centroids: CentroidSpec = field(default_factory=CentroidSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    loop: LoopSpec = field(default_factory=LoopSpec)
+
+
+def step_pattern_of(use_mm: int) -> str:
+    """The config's ``use_mm`` (0 or 1) as a step pattern ('hv' or 'hvd')."""
+    if use_mm not in STEP_PATTERN_OF_USE_MM:
+        raise ValueError(f"use_mm must be 0 or 1, got {use_mm}")
+    return STEP_PATTERN_OF_USE_MM[use_mm]
+
+
+def settings_from_config(cfg: dict) -> TrainSettings:
+    """The one place a resolved config dict (:func:`dejavid.config.files.load_config`) becomes
+    settings: the step pattern and every derived value are resolved here, once."""
+    unresolved = [k for k in AUTO_INT_KEYS if cfg[k] == "auto"]
+    if unresolved:
+        raise ValueError(f"{', '.join(unresolved)} still 'auto': resolve the config with the "
+                         f"training data first (index_from_config or resolve_auto)")
+    pattern = step_pattern_of(cfg["use_mm"])
+    return TrainSettings(
+        data=DataSpec(cfg["train_split"], cfg["eval_split"], cfg["in_memory"], cfg["num_workers"]),
+        centroids=CentroidSpec(cfg["num_timesteps"], pattern, cfg["sample_size_per_class"],
+                               cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"]),
+        model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
+                        cfg["logit_head"]),
+        optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),
+                        tuple(cfg["mu_betas"]), cfg["warmup_epochs"], cfg["min_lr_ratio"],
+                        cfg["freeze_centroids"], cfg["freeze_weights"]),
+        loop=LoopSpec(cfg["num_epochs"], cfg["batch_size"], cfg["eval_batch_size"], cfg["seed"],
+                      cfg["num_workers"], cfg["std_eps"]))
+
+
+def auto_num_timesteps(train_lengths) -> int:
+    """K for ``num_timesteps: auto``: the median training length, clipped to [8, 128].
+
+    A centroid step per typical sample step keeps the temporal detail of series
+    (JapaneseVowels: 7-29 steps); the upper bound caps the cost, which grows as
+    K * T per (sample, class) pair, for long ones (README, "Accuracy on six public
+    data sets", has the measurements behind 128).
+    """
+    lengths = sorted(int(t) for t in train_lengths)
+    if not lengths:
+        raise ValueError("no training videos to derive num_timesteps from")
+    median = lengths[len(lengths) // 2] if len(lengths) % 2 else \
+        (lengths[len(lengths) // 2 - 1] + lengths[len(lengths) // 2] + 1) // 2
+    return max(AUTO_K_MIN, min(AUTO_K_MAX, median))
+
+
+def auto_num_epochs(num_train: int, batch_size: int) -> int:
+    """Epochs for ``num_epochs: auto``: enough for 400 AdamW updates, clipped to [30, 200].
+
+    The optimiser's progress is counted in updates, not passes: 30 epochs are
+    30 updates on 20 training videos with batch 32 but 9000 on 10 000 videos.
+    """
+    steps_per_epoch = -(-num_train // batch_size)
+    epochs = -(-AUTO_UPDATES // steps_per_epoch)
+    return max(AUTO_EPOCHS_MIN, min(AUTO_EPOCHS_MAX, epochs))
+
+
+def resolve_auto(cfg: dict, train_lengths) -> list[str]:
+    """Replace the 'auto' values of ``cfg`` (in place) by values from the training data.
+
+    Returns one line per resolved key, for the log; the resolved config is what
+    is printed and saved in checkpoints.
+    """
+    notes = []
+    if cfg["num_timesteps"] == "auto":
+        cfg["num_timesteps"] = auto_num_timesteps(train_lengths)
+        notes.append(f"num_timesteps: auto -> {cfg['num_timesteps']} (median training length, "
+                     f"clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}])")
+    if cfg["num_epochs"] == "auto":
+        cfg["num_epochs"] = auto_num_epochs(len(train_lengths), cfg["batch_size"])
+        notes.append(f"num_epochs: auto -> {cfg['num_epochs']} ({AUTO_UPDATES} updates of batch "
+                     f"{cfg['batch_size']} over {len(train_lengths)} training videos, clipped to "
+                     f"[{AUTO_EPOCHS_MIN}, {AUTO_EPOCHS_MAX}])")
+    return notes
+
+
+def index_from_config(cfg: dict, progress: bool = True, log=None,
+                      verify: bool = False) -> DataIndex:
+    """:func:`dejavid.data.dataset.load_index` with the data and feature-store keys of a config dict;
+    ``verify`` re-reads every file against the store (``--verify-data``).
+
+    Also resolves the config's data-derived values in place (``num_timesteps`` and
+    ``num_epochs`` set to ``auto``: :func:`resolve_auto`, each resolution passed to
+    ``log``), so that the config printed and saved in checkpoints holds the values used."""
+    index = load_index(cfg["id2feats"], cfg["id2splits"], cfg["id2labels"], cfg["id2fname"],
+                       train_split=cfg["train_split"], num_classes=cfg["num_classes"],
+                       feature_size=cfg["feature_size"], standardize=cfg["standardize"],
+                       progress=progress, store=cfg["store"], store_dtype=cfg["store_dtype"],
+                       cache_dir=cfg["cache_dir"], verify=verify)
+    for note in resolve_auto(cfg, index.lengths[index.rows(cfg["train_split"])]):
+        if log is not None:
+            log(note)
+    return index

@@ -1,0 +1,123 @@
+"""The baselines of reproduce.py's table as estimators with DejaVidClassifier's interface.
+
+    MeanPoolLogisticRegression()   mean over time, standardised, logistic regression
+    KNeighborsDTW()                1-nearest-neighbour DTW with unit weights
+    NearestDBACentroid()           nearest per-class DBA centroid with unit weights
+
+``fit(X, y)`` on lists of [T, F] series (or [N, T, F]), ``predict``, ``predict_proba``,
+``decision_function``, ``score``, ``get_params``/``set_params``; they compute with the
+same functions as the table's rows (:mod:`dejavid.report.rows`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .classifier import DistanceClassifier, fit_inputs
+
+
+def _unlabelled(tensors):
+    """An in-memory dataset of series without labels (every label 0)."""
+    from ..data.arrays import ArrayDataset, index_from_arrays
+    index, tensors = index_from_arrays(tensors, [0] * len(tensors), label_values=[0])
+    return ArrayDataset(index, tensors, "train")
+
+
+class MeanPoolLogisticRegression(DistanceClassifier):
+    """Standardised time-averaged features, multinomial logistic regression (needs
+    scikit-learn).  ``predict_proba`` is the regression's; distances are -proba."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, random_state: int = 0):
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Fit on series ``X`` with labels ``y``."""
+        from ..baselines.classic import fit_pooled_lr, mean_pool
+        train_ds, classes = fit_inputs(X, y)
+        pooled, codes = mean_pool(train_ds)
+        self.scaler_, self.lr_, self.converged_ = fit_pooled_lr(pooled, codes, self.C,
+                                                                self.max_iter, self.random_state)
+        self.classes_ = classes
+        self.n_features_in_ = train_ds.index.feature_size
+        return self
+
+    def _proba(self, tensors) -> np.ndarray:
+        pooled = np.stack([t.double().mean(0).numpy() for t in tensors])   # [N, F]
+        return self.lr_.predict_proba(self.scaler_.transform(pooled))
+
+    def _class_distances(self, tensors) -> np.ndarray:
+        return -self._proba(tensors)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The logistic regression's class probabilities [N, C]."""
+        return -self._distances(X)
+
+
+class KNeighborsDTW(DistanceClassifier):
+    """1-NN under DejaVid's alignment distance with unit weights; a class's distance is
+    that of its nearest training series (:func:`dejavid.baselines.classic.knn_class_distances`)."""
+
+    def __init__(self, step_pattern: str = "hv", backend: str = "auto", batch_size: int = 128,
+                 device: str = "cpu"):
+        self.step_pattern = step_pattern
+        self.backend = backend
+        self.batch_size = batch_size
+        self.device = device
+
+    def fit(self, X, y):
+        """Store the training series ``X`` with labels ``y``."""
+        from ..alignment.backend import check_step_pattern
+        check_step_pattern(self.step_pattern)
+        self.train_, self.classes_ = fit_inputs(X, y)
+        self.n_features_in_ = self.train_.index.feature_size
+        return self
+
+    def _class_distances(self, tensors) -> np.ndarray:
+        from ..baselines.classic import knn_class_distances
+        from ..device import resolve_device
+        dist, _ = knn_class_distances(self.train_, _unlabelled(tensors), self.step_pattern,
+                                      self.backend, self.batch_size,
+                                      resolve_device(self.device))
+        return dist.numpy()
+
+
+class NearestDBACentroid(DistanceClassifier):
+    """Per-class DBA centroids (as DejaVid's initialisation) with unit weights: DejaVid
+    before training.  ``centroids_`` [C, K, F]."""
+
+    def __init__(self, num_timesteps: int = 16, step_pattern: str = "hv",
+                 sample_size_per_class: int = 50, dba_max_iter: int = 100,
+                 centroid_seed: int = 0, backend: str = "auto", batch_size: int = 128,
+                 device: str = "cpu", cache_dir: Optional[str] = None):
+        self.num_timesteps = num_timesteps
+        self.step_pattern = step_pattern
+        self.sample_size_per_class = sample_size_per_class
+        self.dba_max_iter = dba_max_iter
+        self.centroid_seed = centroid_seed
+        self.backend = backend
+        self.batch_size = batch_size
+        self.device = device
+        self.cache_dir = cache_dir
+
+    def fit(self, X, y):
+        """Compute the centroids of series ``X`` per label of ``y``."""
+        from ..model.centroids import load_or_compute_centroids
+        from ..config.settings import CentroidSpec
+        spec = CentroidSpec(self.num_timesteps, self.step_pattern, self.sample_size_per_class,
+                            self.dba_max_iter, self.centroid_seed, self.backend)
+        train_ds, classes = fit_inputs(X, y)
+        self.centroids_, _ = load_or_compute_centroids(train_ds, spec, self.cache_dir,
+                                                       progress=False, log=lambda *a: None)
+        self.classes_ = classes
+        self.n_features_in_ = train_ds.index.feature_size
+        return self
+
+    def _class_distances(self, tensors) -> np.ndarray:
+        from ..baselines.classic import centroid_distances
+        from ..device import resolve_device
+        dist, _ = centroid_distances(self.centroids_, _unlabelled(tensors), self.step_pattern,
+                                     self.backend, self.batch_size, resolve_device(self.device))
+        return dist.numpy()

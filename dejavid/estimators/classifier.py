@@ -1,0 +1,271 @@
+"""DejaVid as a scikit-learn-style classifier over variable-length series.
+
+    clf = DejaVidClassifier(num_timesteps=16, num_epochs=30).fit(X_train, y_train)
+    clf.predict(X_test)              # X: list of [T, F] arrays/tensors (any T), or [N, T, F]
+    clf.predict_proba(X_test)        # [N, C], rows sum to 1
+    clf.decision_function(X_test)    # [N, C] negative DejaVid distances
+
+Training runs the same code as ``train_dejavid.py`` (:func:`dejavid.fit`: DBA centroid
+initialisation, the epoch loop, the alignment backends) on an in-memory dataset: no
+files unless ``cache_dir`` (centroid cache) or ``run_dir`` (checkpoints, metrics) is
+given.  It works with ``sklearn.base.clone``, ``cross_val_score``, ``GridSearchCV`` and
+``Pipeline``.  scikit-learn is optional: with it installed the class derives from its
+``BaseEstimator``/``ClassifierMixin``; without it the same ``get_params``/``set_params``/
+``score`` come from the small fallbacks below.  torch is imported on first ``fit``, so
+``from dejavid import DejaVidClassifier`` stays quick.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Optional
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+except ImportError:  # scikit-learn is an optional dependency
+    class BaseEstimator:
+        """get_params/set_params as scikit-learn defines them (every constructor argument
+        is stored unchanged under its own name), so ``clone`` works the same way."""
+
+        @classmethod
+        def _get_param_names(cls):
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values()
+                          if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+        def get_params(self, deep: bool = True) -> dict:
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params):
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; "
+                                     f"valid: {', '.join(valid)}")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self):
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            return f"{type(self).__name__}({args})"
+
+    class ClassifierMixin:
+        """Accuracy as the score, as scikit-learn's mixin."""
+        _estimator_type = "classifier"
+
+        def score(self, X, y, sample_weight=None) -> float:
+            pred = self.predict(X)
+            hits = (np.asarray(pred) == np.asarray(y)).astype(float)
+            return float(np.average(hits, weights=sample_weight))
+
+
+class NotFittedError(ValueError, AttributeError):
+    """predict/score called before fit (scikit-learn's exception when it is installed)."""
+
+
+try:
+    from sklearn.exceptions import NotFittedError  # noqa: F811
+except ImportError:
+    pass
+
+
+def check_labels(X_len: int, y) -> np.ndarray:
+    """y as a 1-D array of X_len labels with at least two distinct values, else ValueError."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (one label per series), got shape {y.shape}")
+    if len(y) != X_len:
+        raise ValueError(f"X holds {X_len} series but y holds {len(y)} labels")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"y holds a single class ({y[0]!r}); a classifier needs at least two")
+    return y
+
+
+def fit_inputs(X, y):
+    """(tensors, y array, classes, in-memory training dataset) for an estimator's fit."""
+    from ..data.arrays import ArrayDataset, as_sequences, index_from_arrays
+    tensors = as_sequences(X)
+    y = check_labels(len(tensors), y)
+    classes = np.unique(y)
+    index, tensors = index_from_arrays(tensors, y.tolist(), label_values=classes.tolist())
+    return ArrayDataset(index, tensors, "train"), classes
+
+
+class DistanceClassifier(ClassifierMixin, BaseEstimator):
+    """Shared predict / predict_proba / decision_function of classifiers that score each
+    series by a distance to every class (smaller is nearer); subclasses provide
+    ``_class_distances(tensors)`` -> [N, C] and set ``classes_``, ``n_features_in_``."""
+
+    def _distances(self, X) -> np.ndarray:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
+                                 f"first")
+        from ..data.arrays import as_sequences
+        tensors = as_sequences(X)
+        if tensors[0].shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
+                             f"classifier was fitted on {self.n_features_in_}")
+        return self._class_distances(tensors)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Negative distances [N, C]: larger means nearer (columns follow ``classes_``)."""
+        return -self._distances(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """[N, C] softmax of the per-series standardised negative distances (the logits
+        DejaVid is trained with)."""
+        import torch
+
+        from ..model.layer import standardized_logits
+        dist = torch.from_numpy(np.asarray(self._distances(X), dtype=np.float64))
+        return torch.softmax(standardized_logits(dist, getattr(self, "std_eps", 1e-6)),
+                             dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The nearest class of each series (ties to the class listed first in ``classes_``)."""
+        nearest = np.argmin(self._distances(X), axis=1)
+        return self.classes_[nearest]
+
+
+class DejaVidClassifier(DistanceClassifier):
+    """DejaVid classifier: per-class learned centroid series with per-step, per-feature
+    weights, compared to each input series by an alignment distance (docs/DESIGN.md sections 3-6).
+
+    Hyper-parameters (the config keys of the same names, see ``configs/``; defaults are the
+    JapaneseVowels demo's, suited to small data sets):
+
+    num_timesteps        K, length of each class's centroid series ('auto': the median
+                         training length, clipped to [8, 128])
+    num_epochs ('auto': enough for 400 updates, clipped to [30, 200]), batch_size, lr,
+    ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
+                         AdamW on theta at ``lr`` and mu at ``lr / ms_lr_div``, cosine schedule
+    use_fixed_path       align along paths of a per-epoch parameter snapshot
+    step_pattern         'hv' or 'hvd' (adds the diagonal step)
+    w_one_init           weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
+    freeze_centroids     learn the weights only
+    freeze_weights       learn the centroids only
+    logit_head           'temperature' (learned -d / tau, trains for every C >= 2) or
+                         'zscore' (the paper's per-sample standardised logits)
+    standardize          standardise every feature with the training series' mean and std
+                         (applied again at prediction)
+    sample_size_per_class, dba_max_iter, centroid_seed
+                         DBA centroid initialisation
+    std_eps              epsilon of the zscore head
+    seed                 batch order and weight initialisation (also seeds the global RNGs)
+    device               'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'
+    backend              'auto', 'ref', 'numba', 'cuda'
+    cache_dir            cache the centroids there (None: no file)
+    run_dir              write checkpoints and metrics.jsonl there (None: no files)
+    verbose              progress bars and the per-epoch line
+
+    Fitted attributes: ``classes_``, ``n_features_in_``, ``model_`` (the trained
+    :class:`dejavid.DejaVid` layer), ``history_`` (one row per epoch).
+    """
+
+    def __init__(self, num_timesteps: int = 16, num_epochs: int = 30, batch_size: int = 32,
+                 lr: float = 0.05, ms_lr_div: float = 3.0, weight_decay: float = 0.0,
+                 warmup_epochs: int = 0, min_lr_ratio: float = 0.0,
+                 use_fixed_path: bool = True, step_pattern: str = "hv",
+                 w_one_init: bool = True, freeze_centroids: bool = False,
+                 freeze_weights: bool = False, logit_head: str = "temperature",
+                 standardize: bool = True, sample_size_per_class: int = 50, dba_max_iter: int = 100,
+                 centroid_seed: int = 0, std_eps: float = 1e-6, seed: int = 0,
+                 device: str = "auto", backend: str = "auto",
+                 cache_dir: Optional[str] = None, run_dir: Optional[str] = None,
+                 verbose: bool = False):
+        self.num_timesteps = num_timesteps
+        self.num_epochs = num_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.ms_lr_div = ms_lr_div
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.min_lr_ratio = min_lr_ratio
+        self.use_fixed_path = use_fixed_path
+        self.step_pattern = step_pattern
+        self.w_one_init = w_one_init
+        self.freeze_centroids = freeze_centroids
+        self.freeze_weights = freeze_weights
+        self.logit_head = logit_head
+        self.standardize = standardize
+        self.sample_size_per_class = sample_size_per_class
+        self.dba_max_iter = dba_max_iter
+        self.centroid_seed = centroid_seed
+        self.std_eps = std_eps
+        self.seed = seed
+        self.device = device
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self.run_dir = run_dir
+        self.verbose = verbose
+
+    def _settings(self, train_lengths=None):
+        from ..config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, TrainSettings,
+                               auto_num_epochs, auto_num_timesteps)
+        lengths = train_lengths if train_lengths is not None else [1]
+        K, epochs = self.num_timesteps, self.num_epochs
+        if K == "auto":
+            K = auto_num_timesteps(lengths)
+        if epochs == "auto":
+            epochs = auto_num_epochs(len(lengths), self.batch_size)
+        return TrainSettings(
+            centroids=CentroidSpec(K, self.step_pattern,
+                                   self.sample_size_per_class, self.dba_max_iter,
+                                   self.centroid_seed, self.backend),
+            model=ModelSpec(self.step_pattern, self.use_fixed_path, self.w_one_init,
+                            self.backend, self.logit_head),
+            optim=OptimSpec(lr=self.lr, ms_lr_div=self.ms_lr_div,
+                            weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs,
+                            min_lr_ratio=self.min_lr_ratio,
+                            freeze_centroids=self.freeze_centroids,
+                            freeze_weights=self.freeze_weights),
+            loop=LoopSpec(num_epochs=epochs, batch_size=self.batch_size,
+                          seed=self.seed, std_eps=self.std_eps))
+
+    def fit(self, X, y):
+        """Train on series ``X`` (list of [T, F], or [N, T, F]) with labels ``y`` (any values)."""
+        from ..data.standardize import statistics
+        from ..training.run import fit
+
+        self._settings()   # invalid hyper-parameters fail before any work
+        train_ds, classes = fit_inputs(X, y)
+        settings = self._settings(train_ds.index.lengths)
+        if self.standardize:   # (the items are raw until feature_stats is set)
+            train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
+        result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
+                     run_dir=self.run_dir, config=self.get_params() if self.run_dir else None,
+                     progress=self.verbose,
+                     log=print if self.verbose else (lambda *a, **k: None))
+        if result.stopped:
+            raise KeyboardInterrupt(f"training stopped by {result.stopped}; the checkpoint "
+                                    f"is in {self.run_dir}")
+        self.classes_ = classes
+        self.n_features_in_ = train_ds.index.feature_size
+        self.model_ = result.model
+        self.history_ = result.history
+        self.feature_stats_ = train_ds.index.feature_stats
+        return self
+
+    def _class_distances(self, tensors) -> np.ndarray:
+        """DejaVid distances [N, C] (float32), free path, in batches."""
+        import torch
+
+        from ..data.dataset import packed_to
+        from ..data.packing import RowSource, gather
+        model = self.model_
+        device = model.mu.device
+        fixed, model.fixed_path = model.fixed_path, False   # align with the trained parameters
+        model.eval()
+        out = []
+        try:
+            with torch.no_grad():
+                bs = max(1, self.batch_size)
+                rows = RowSource.from_tensors(tensors)
+                for s in range(0, len(tensors), bs):
+                    x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
+                                        self.feature_stats_)
+                    out.append(model(packed_to(x, device), offsets.to(device)).cpu())  # [B, C]
+        finally:
+            model.fixed_path = fixed
+        return torch.cat(out).numpy()

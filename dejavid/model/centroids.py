@@ -1,0 +1,241 @@
+"""Per-class centroid series by DTW barycenter averaging, cached on disk
+(docs/DESIGN.md section 5)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+from tqdm import tqdm
+
+from ..alignment.op import align, dba_accumulate
+from ..data.dataset import DataIndex
+from ..io import atomic_torch_save
+from ..config.settings import CentroidSpec
+
+# 2: the medoid leaves out each series' distance to itself (caches of version 1 started
+# DBA from a medoid that counted it, so they are recomputed, not reused)
+CACHE_VERSION = 2
+# An interrupted centroid computation loses at most this much work.
+PARTIAL_SAVE_SECONDS = 30.0
+
+
+def resample(x: torch.Tensor, K: int) -> torch.Tensor:
+    """[T, F] -> [K, F] by linear interpolation with aligned corners (T = 1 is repeated)."""
+    if x.shape[0] == 1:
+        return x.expand(K, -1).clone()
+    return Fn.interpolate(x.t().unsqueeze(0), size=K, mode="linear",
+                          align_corners=True).squeeze(0).t().contiguous()
+
+
+def _packed(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[S, K, F] -> (x [S*K, F], offsets [S + 1])."""
+    S, K, F = samples.shape
+    return samples.reshape(S * K, F), torch.arange(S + 1, dtype=torch.int64) * K
+
+
+def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> torch.Tensor:
+    """Unit-weight DTW distance between every pair of series: [S, K, F] -> [S, S]."""
+    x, offsets = _packed(samples)
+    zeros = torch.zeros_like(samples)
+    with torch.no_grad():
+        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend)
+    return dist  # [S (as sample), S (as centroid)]
+
+
+def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> int:
+    """Index of the series with the smallest summed DTW distance to the others (first on ties).
+
+    The series' distance to itself is left out: under ``hv`` it is the cost of its own
+    staircase of 2K - 1 cells, which differs between series (docs/DESIGN.md section 5)."""
+    d = pairwise_dtw(samples, step_pattern, backend)
+    others = d.masked_fill(torch.eye(len(d), dtype=torch.bool, device=d.device), 0)
+    return int(torch.argmin(others.sum(1)))
+
+
+def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
+        backend: str = "auto", skip_converged: bool = True) -> torch.Tensor:
+    """DTW barycenter averaging of samples [S, K, F] from ``init`` [K, F], unit weights.
+
+    Each iteration aligns every sample to the centroid and replaces centroid
+    step i by the mean of all sample steps matched to it.  When the paths stop
+    changing the centroid has reached a fixed point, so later iterations would
+    return it unchanged and are skipped (``skip_converged=False`` runs them anyway,
+    for benchmarks).
+    """
+    x, offsets = _packed(samples)
+    mu = init.clone()
+    zeros = torch.zeros_like(mu)[None]
+    prev = None
+    with torch.no_grad():
+        for _ in range(max_iter):
+            _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend)
+            if skip_converged and prev is not None and torch.equal(paths, prev):
+                break
+            sums, counts = dba_accumulate(x, offsets, paths, backend=backend)
+            mu = sums / counts.unsqueeze(1)
+            prev = paths
+    return mu
+
+
+def dba_cost(samples: torch.Tensor, mu: torch.Tensor, step_pattern: str,
+             backend: str = "auto") -> float:
+    """Summed unit-weight DTW cost of all samples to centroid ``mu`` [K, F]."""
+    x, offsets = _packed(samples)
+    with torch.no_grad():
+        dist, _ = align(x, offsets, mu[None], torch.zeros_like(mu)[None], step_pattern,
+                        backend=backend)
+    return float(dist.sum())
+
+
+def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dict:
+    """Every input that determines the centroids (``spec.backend`` does not: all backends
+    give the same centroids)."""
+    meta = {
+        "version": CACHE_VERSION,
+        "data_fingerprint": index.fingerprint(train_split),
+        "num_timesteps": spec.num_timesteps,
+        "centroid_seed": spec.seed,
+        "sample_size_per_class": spec.sample_size_per_class,
+        "dba_max_iter": spec.dba_max_iter,
+        "step_pattern": spec.step_pattern,
+        "feature_size": index.feature_size,
+        "num_classes": index.num_classes,
+    }
+    if getattr(index, "feature_stats", None) is not None:
+        # Centroids of standardised features (their statistics follow from the training
+        # data, which the fingerprint covers); absent when off, so older caches stay valid.
+        meta["standardize"] = True
+    return meta
+
+
+def cache_path(cache_dir: str | Path, meta: dict) -> Path:
+    """The cache file of the centroids that ``meta`` describes."""
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"centroids_{key}.pt"
+
+
+def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
+                      partial: Optional[Path] = None, meta: Optional[dict] = None,
+                      log=print) -> tuple[torch.Tensor, float]:
+    """(mu [C, K, F] float32 from the training videos ``train_ds``, compute seconds).
+
+    ``train_ds``: a dataset of (x [T, F], label, row) with ``index`` and ``rows``
+    (:class:`dejavid.data.dataset.TSEDataset`, :class:`dejavid.data.arrays.ArrayDataset`).  Per
+    class, ``spec.sample_size_per_class`` videos drawn with ``spec.seed`` are resampled
+    to K steps; DBA starts from their medoid.
+
+    With ``partial``, the classes done so far (and the sampling RNG's state) are
+    saved there atomically at most every ``PARTIAL_SAVE_SECONDS``, and a matching
+    partial file from an interrupted run is continued: the result is the same as
+    an uninterrupted computation.  ``meta`` (the cache's :func:`centroid_meta`)
+    tags the partial file; it is required with ``partial``.
+    """
+    K = spec.num_timesteps
+    step_pattern, backend = spec.step_pattern, spec.backend
+    rng = np.random.default_rng(spec.seed)
+    ds, index = train_ds, train_ds.index
+    rows_of_class = [[] for _ in range(index.num_classes)]
+    for n, k in enumerate(ds.rows):
+        rows_of_class[index.labels[k]].append(n)
+    mu = torch.empty(index.num_classes, K, index.feature_size)
+    start, seconds = 0, 0.0
+    state = _read_partial(partial, meta) if partial is not None else None
+    if state is not None:
+        start, seconds = state["done"], state["seconds"]
+        mu[:start] = state["mu"][:start]
+        rng.bit_generator.state = state["rng"]
+        log(f"continuing the interrupted centroid computation at class {start + 1}/{index.num_classes}")
+    t_start, last_save = time.time() - seconds, time.time()
+    for c in tqdm(range(start, index.num_classes), desc="centroids", unit="class",
+                  initial=start, total=index.num_classes, disable=not progress):
+        members = np.array(rows_of_class[c])
+        take = min(spec.sample_size_per_class, len(members))
+        chosen = np.sort(rng.choice(members, size=take, replace=False))
+        samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
+        start_series = samples[medoid_index(samples, step_pattern, backend)]
+        mu[c] = dba(samples, start_series, step_pattern, spec.dba_max_iter, backend)
+        due = time.time() - last_save >= PARTIAL_SAVE_SECONDS
+        if partial is not None and c + 1 < index.num_classes and due:
+            atomic_torch_save({"meta": meta, "done": c + 1, "mu": mu[:c + 1].clone(),
+                               "rng": rng.bit_generator.state, "seconds": time.time() - t_start},
+                              partial)
+            last_save = time.time()
+    return mu, time.time() - t_start
+
+
+def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
+                              progress: bool = True,
+                              log=print) -> tuple[torch.Tensor, Optional[Path]]:
+    """(mu [C, K, F], cache file): the cached centroids for these exact inputs, or
+    computed (:func:`compute_centroids`) and cached under ``cache_dir``.
+
+    An interrupted computation leaves a ``.partial`` file beside the cache path
+    and the next call continues from it.  ``cache_dir=None`` computes without any
+    file and returns (mu, None).
+    """
+    index = train_ds.index
+    split = index.splits[int(train_ds.rows[0])]
+    meta = centroid_meta(index, split, spec)
+    if cache_dir is None:
+        return compute_centroids(train_ds, spec, progress, log=log)[0], None
+    path = cache_path(cache_dir, meta)
+    cached = _read_cache(path, meta)
+    if cached is not None:
+        log(f"reusing cached centroids {path}")
+        return cached, path
+    log(f"computing centroids ({index.num_classes} classes, K = {meta['num_timesteps']}, "
+        f"up to {meta['sample_size_per_class']} videos per class, "
+        f"{meta['dba_max_iter']} DBA iterations) -> {path}")
+    partial = partial_path(path)
+    mu, seconds = compute_centroids(train_ds, spec, progress, partial, meta, log=log)
+    # compute_centroids keeps the partial file until the very end; the cache replaces it.
+    atomic_torch_save({"mu": mu, "meta": meta, "label_values": index.label_values,
+                       "seconds": seconds}, path)
+    partial.unlink(missing_ok=True)
+    return mu, path
+
+
+def partial_path(path: Path) -> Path:
+    """Where an unfinished computation of the cache file ``path`` keeps its progress."""
+    return path.with_name(path.stem + ".partial.pt")
+
+
+def cached_seconds(path: str | Path) -> Optional[float]:
+    """Compute time recorded in a centroid cache file (None for caches written before it was).
+
+    Memory-mapped: only the small header is read, not the [C, K, F] centroids again.
+    """
+    blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return blob.get("seconds") if isinstance(blob, dict) else None
+
+
+def _read_partial(path: Path, meta: dict) -> Optional[dict]:
+    """The saved progress of an interrupted computation with these exact inputs, or None."""
+    if not path.is_file():
+        return None
+    try:
+        # The RNG state is a plain dict of ints and strings: safe for weights_only.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # unreadable progress costs a recomputation, never a wrong result
+    if not isinstance(state, dict) or state.get("meta") != meta:
+        return None
+    return state
+
+
+def _read_cache(path: Path, meta: dict) -> Optional[torch.Tensor]:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"centroid cache {path} is unreadable ({exc}); delete it to recompute") from exc
+    if not isinstance(blob, dict) or blob.get("meta") != meta:
+        return None  # a hash collision or an edited file: never trust it
+    return blob["mu"]

@@ -1,0 +1,147 @@
+"""The DejaVid layer: per-class centroid series and per-step, per-feature weights, and its
+logit heads (docs/DESIGN.md sections 4, 6)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as Fn
+
+from ..alignment.op import align
+from ..config.settings import LOGIT_HEADS
+
+
+class DejaVid(nn.Module):
+    """Distances of variable-length samples to C learned centroid series.
+
+    mu [C, K, F] centroids, theta [C, K, F] log-weights (w = exp(theta)).
+    With ``fixed_path`` the alignment path comes from a snapshot taken by
+    :meth:`snapshot` (once per epoch); values and gradients use the current
+    parameters along it.
+    """
+
+    def __init__(self, mu_init: torch.Tensor, step_pattern: str = "hv", fixed_path: bool = True,
+                 w_one_init: bool = False, backend: str = "auto",
+                 generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
+                 std_eps: float = 1e-6):
+        super().__init__()
+        C, K, F = mu_init.shape
+        self.mu = nn.Parameter(mu_init.detach().clone().float())
+        theta = torch.zeros(C, K, F) if w_one_init else torch.randn(C, K, F, generator=generator)
+        self.theta = nn.Parameter(theta)
+        self.step_pattern = step_pattern
+        self.fixed_path = fixed_path
+        self.backend = backend
+        self.head = make_head(logit_head, std_eps)
+        self.register_buffer("mu_fixed", torch.empty(0), persistent=False)
+        self.register_buffer("theta_fixed", torch.empty(0), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.mu.shape[0]
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """Freeze the parameters that choose paths (start of each epoch in fixed-path mode)."""
+        self.mu_fixed = self.mu.detach().clone()
+        self.theta_fixed = self.theta.detach().clone()
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """x [N, F], offsets [B + 1] -> distances [B, C]."""
+        if offsets.numel() == 1:
+            # An empty share of a batch under DDP: no distances, but a graph that reaches
+            # the parameters so this rank joins the gradient all-reduce.
+            reach = self.mu.sum() + self.theta.sum() + sum(p.sum() for p in self.head.parameters())
+            return self.mu.new_zeros(0, self.num_classes) + 0.0 * reach
+        paths = None
+        if self.fixed_path:
+            if self.mu_fixed.numel() == 0:
+                self.snapshot()
+            with torch.no_grad():
+                _, paths = align(x.detach(), offsets, self.mu_fixed, self.theta_fixed,
+                                 self.step_pattern, backend=self.backend)
+        dist, _ = align(x, offsets, self.mu, self.theta, self.step_pattern, paths=paths,
+                        backend=self.backend)
+        return dist
+
+
+def standardized_logits(dist: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """z = -d standardised per sample across classes: (z - mean) / (std + eps)."""
+    z = -dist
+    return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + eps)
+
+
+class ZScoreHead(nn.Module):
+    """The paper's logits: -d standardised per sample across the C classes.
+
+    Scale-free, but with C = 2 every standardised logit is +-1/sqrt(2) whatever
+    the distances, so the loss is a step function of d and its gradient is zero
+    (up to ``eps``); with C = 3 one degree of freedom is left.  Kept for the
+    paper's configs (hmdb51, k400, ssv2).
+    """
+    # Whether calibrate() wants the initial training distances (engine.calibrate_head
+    # skips that pass otherwise).
+    calibrated_from_data = False
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        return standardized_logits(dist, self.eps)
+
+    def calibrate(self, dist: torch.Tensor) -> None:
+        """Nothing to set from data (the z-score is scale-free per sample)."""
+
+
+class TemperatureHead(nn.Module):
+    """Logits -d / tau with one learned scalar tau = exp(log_temperature).
+
+    Softmax ignores a per-sample shift, so -d / tau trains for every C >= 2:
+    the gradient with respect to d is (softmax - onehot) / tau, non-zero
+    whenever the prediction is not certain.  The distances' scale (it grows
+    with K + T, F and the weights) is absorbed by tau, which
+    :meth:`calibrate` sets from data before training so that the centred
+    logits have unit spread.
+    """
+    calibrated_from_data = True
+
+    def __init__(self):
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        return -dist * torch.exp(-self.log_temperature)
+
+    @torch.no_grad()
+    def calibrate(self, dist: torch.Tensor) -> None:
+        """Set tau to the spread of ``dist`` [N, C] around each sample's mean over classes."""
+        spread = float((dist - dist.mean(1, keepdim=True)).double().pow(2).mean().sqrt())
+        if not math.isfinite(spread) or spread <= 0.0:
+            spread = 1.0  # all distances equal: nothing to scale, keep tau = 1
+        self.log_temperature.fill_(math.log(spread))
+
+
+def make_head(name: str, std_eps: float = 1e-6) -> nn.Module:
+    """The logit head named by config key ``logit_head``."""
+    if name == "zscore":
+        return ZScoreHead(std_eps)
+    if name == "temperature":
+        return TemperatureHead()
+    raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
+                     f"got {name!r}")
+
+
+def loss_fn(dist: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6,
+            reduction: str = "mean", head: Optional[nn.Module] = None) -> torch.Tensor:
+    """Cross-entropy of the logits of ``dist`` [B, C]; ``head`` (a model's ``.head``) makes them,
+    the paper's per-sample z-score with ``eps`` when it is None."""
+    logits = standardized_logits(dist, eps) if head is None else head(dist)
+    return Fn.cross_entropy(logits, labels, reduction=reduction)
+
+
+def count_parameters(model: DejaVid) -> int:
+    """Numbers in mu, theta (2 * C * K * F) and the logit head (1 for the temperature head)."""
+    return sum(p.numel() for p in model.parameters())
