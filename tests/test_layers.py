@@ -107,6 +107,48 @@ def imports_of(module: str, modules: dict[str, Path]) -> set[str]:
     return found - parents - {module}
 
 
+def _defined_names(path: Path) -> set[str]:
+    """Names a module defines at top level or exports through ``lazy_exports``."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_exports":
+            for arg in node.args:
+                if isinstance(arg, ast.Dict):
+                    for value in arg.values:
+                        if isinstance(value, ast.List):
+                            names.update(e.value for e in value.elts if isinstance(e, ast.Constant))
+    return names
+
+
+def unresolved_imports(pkg: Path = None) -> list[str]:
+    """``from <package module> import name`` where name is neither a module of the
+    package nor a name that module defines (an import that fails when it runs, even one
+    inside a function that no test calls)."""
+    modules = module_names(pkg)
+    bad = []
+    for module, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _resolve(node.module or "", node.level, module, is_package)
+            if base not in modules:
+                if base.split(".")[0] == "dejavid":
+                    bad.append(f"{module}: no module {base}")
+                continue
+            defined = _defined_names(modules[base])
+            for a in node.names:
+                if f"{base}.{a.name}" not in modules and a.name not in defined:
+                    bad.append(f"{module}: from {base} import {a.name}")
+    return bad
+
+
 def _graph(pkg: Path = None) -> dict[str, set[str]]:
     modules = module_names(pkg)
     return {m: imports_of(m, modules) for m in modules}
@@ -226,6 +268,14 @@ def test_no_import_cycle_in_the_package():
     for m, deps in sorted(graph.items()):
         print(f"{m}: {', '.join(sorted(deps)) or '-'}")
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+
+
+def test_every_import_in_the_package_resolves(tmp_path):
+    assert unresolved_imports() == []
+    pkg = _write(tmp_path, {"__init__.py": "", "report/__init__.py": "",
+                            "report/t.py": "def f():\n    from . import gone\n"
+                                           "    from ..report import t\n    from .t import f\n"})
+    assert unresolved_imports(pkg) == ["dejavid.report.t: from dejavid.report import gone"]
 
 
 def test_each_layer_imports_only_the_layers_below_it():
