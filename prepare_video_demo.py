@@ -75,7 +75,7 @@ def frames_of(order: tuple[str, ...], rng: np.random.Generator, design: Design) 
     segments.append(("tail", int(rng.integers(0, design.max_lead + 1))))
     T = sum(n for _, n in segments)
     level = rng.uniform(70, 140)
-    noise = rng.uniform(4, 16)
+    noise = rng.uniform(2, 6)
     # Noise in 4x4-pixel blocks: random texture that MPEG-4 still compresses well.
     blocks = rng.standard_normal((T, -(-S // 4), -(-S // 4), 1))
     grain = blocks.repeat(4, axis=1).repeat(4, axis=2)[:, :S, :S]
@@ -83,7 +83,7 @@ def frames_of(order: tuple[str, ...], rng: np.random.Generator, design: Design) 
     t = 0
     for what, n in segments:
         if what in COLOURS:
-            side = int(rng.integers(S // 5, S // 2 + 1))
+            side = int(rng.integers(S // 4, S // 2 + 1))
             y, x = (int(v) for v in rng.integers(0, S - side + 1, size=2))
             frames[t:t + n, y:y + side, x:x + side, :] = COLOURS[what]
         t += n
