@@ -267,3 +267,30 @@ def ssv2_source(annotations: str | Path, video_root: str | Path) -> Listing:
             items.append(VideoItem(vid, str(Path(video_root) / f"{vid}.webm"),
                                    ssv2_template(entry.get("template", "")), split))
     return Listing(items, classes)
+
+
+def open_source(kind: str, videos: Optional[str] = None, annotations: Optional[str] = None,
+                val_fraction: float = 0.1, seed: int = 0, split_file: Optional[str] = None,
+                split_number: int = 1, k400_splits: Iterable[str] = ("train", "val"),
+                classes: Optional[list[str]] = None) -> Listing:
+    """The listing of source ``kind`` (one of :data:`KINDS`) from the script's arguments:
+    ``videos`` is the folder of videos (the class tree for ``folder``), ``annotations``
+    the manifest (``csv``) or the folder of the data set's annotation files."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown --source {kind!r}; one of {', '.join(KINDS)}")
+    if kind == "folder":
+        if not videos:
+            raise ValueError("--source folder needs --videos ROOT (one subfolder per class)")
+        return folder_source(videos, val_fraction, seed, split_file)
+    if not annotations:
+        raise ValueError(f"--source {kind} needs --annotations "
+                         f"({'the manifest CSV' if kind == 'csv' else 'the folder of its annotation files'})")
+    if kind == "csv":
+        return csv_source(annotations, val_fraction, seed, videos, classes)
+    if not videos:
+        raise ValueError(f"--source {kind} needs --videos (the folder holding the videos)")
+    if kind == "hmdb51":
+        return hmdb51_source(annotations, videos, split_number)
+    if kind == "k400":
+        return k400_source(annotations, videos, k400_splits)
+    return ssv2_source(annotations, videos)

@@ -1,0 +1,103 @@
+"""Hugging Face ``AutoModelForVideoClassification`` encoders (VideoMAE, TimeSformer,
+ViViT, V-JEPA 2, and remote-code models such as VideoMAE V2 behind
+``trust_remote_code``).
+
+``hf:ID_OR_DIR`` loads a checkpoint the library's normal way (``from_pretrained``, the
+Hub cache or a local folder) with its processor's mean, std, resize and crop.
+``hf:MODEL_TYPE`` (``videomae``, ``timesformer``, ``vivit``, ``vjepa2``, ...) with
+``random_init`` builds the architecture from transformers' own default config for that
+type, changed by ``overrides`` (e.g. a tiny one for tests), with nothing downloaded.
+The embedding is the pooled vector the classifier layer reads.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from ..errors import MissingDependency
+from .encoders import IMAGENET_MEAN, IMAGENET_STD, Encoder, Preprocess
+
+# Model types whose image processors normalise with 0.5 instead of ImageNet's statistics.
+HALF_MEAN_TYPES = {"vivit"}
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as exc:
+        raise MissingDependency("hf: encoders need transformers: pip install transformers "
+                                "(or pip install -e '.[extract]')") from exc
+    return transformers
+
+
+def _is_model_type(name: str) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    return "/" not in name and not Path(name).exists() and name in CONFIG_MAPPING
+
+
+def _processor_settings(name: str, trust_remote_code: bool) -> dict:
+    """mean, std, resize and crop of the checkpoint's own processor (video processor
+    first, image processor otherwise); {} when it ships none."""
+    tr = _transformers()
+    for cls in ("AutoVideoProcessor", "AutoImageProcessor"):
+        try:
+            proc = getattr(tr, cls).from_pretrained(name, trust_remote_code=trust_remote_code)
+            break
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+    else:
+        return {}
+    out = {}
+    if getattr(proc, "image_mean", None) is not None:
+        out["mean"], out["std"] = tuple(proc.image_mean), tuple(proc.image_std)
+    size, crop = getattr(proc, "size", None) or {}, getattr(proc, "crop_size", None) or {}
+    size = dict(size) if not isinstance(size, int) else {"shortest_edge": size}
+    crop = dict(crop) if not isinstance(crop, int) else {"height": crop}
+    resize = size.get("shortest_edge") or size.get("height")
+    if resize:
+        out["resize"] = int(resize)
+    if crop.get("height"):
+        out["crop"] = int(crop["height"])
+    return out
+
+
+class HFEncoder(Encoder):
+    def __init__(self, name: str, random_init: bool, trust_remote_code: bool, overrides: dict):
+        super().__init__()
+        tr = _transformers()
+        remote = {"trust_remote_code": trust_remote_code}
+        if _is_model_type(name):
+            if not random_init:
+                raise ValueError(f"hf:{name} names an architecture, not a checkpoint: give a "
+                                 f"Hub id or a local folder (hf:MCG-NJU/videomae-base-finetuned-"
+                                 f"kinetics), or add --random-init to build it without weights")
+            config = tr.AutoConfig.for_model(name, **overrides)
+            processor = {}
+        else:
+            config = tr.AutoConfig.from_pretrained(name, **remote, **overrides)
+            processor = _processor_settings(name, trust_remote_code)
+        if random_init:
+            self.model = tr.AutoModelForVideoClassification.from_config(config, **remote)
+        else:
+            self.model = tr.AutoModelForVideoClassification.from_pretrained(name, config=config, **remote)
+        self.head = getattr(self.model, "classifier", None)
+        size = (getattr(config, "image_size", None) or getattr(config, "crop_size", None) or 224)
+        size = size if isinstance(size, int) else int(size[0])
+        frames = getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", None) or 16
+        half = config.model_type in HALF_MEAN_TYPES
+        self.pre = Preprocess(
+            clip_len=int(frames), resize=processor.get("resize", size), crop=processor.get("crop", size),
+            mean=processor.get("mean", (0.5,) * 3 if half else IMAGENET_MEAN),
+            std=processor.get("std", (0.5,) * 3 if half else IMAGENET_STD), layout="NTCHW")
+        params = inspect.signature(self.model.forward).parameters
+        self.input_name = "pixel_values_videos" if "pixel_values_videos" in params else "pixel_values"
+        labels = getattr(config, "id2label", None) or {}
+        self.settings = {"model_type": config.model_type,
+                         "class_names": [labels[i] for i in sorted(labels)] if not random_init else None}
+
+    def forward(self, x):
+        return self.model(**{self.input_name: x}).logits
+
+
+def build(kind: str, name: str, random_init: bool, trust_remote_code: bool, overrides: dict):
+    return HFEncoder(name, random_init, trust_remote_code, overrides)
