@@ -284,3 +284,20 @@ def test_two_gloo_ranks_write_what_one_process_writes(many_videos, reference, tm
     for name in ("id2splits", "id2labels", "id2fname"):
         assert load(out, name) == load(reference, name)
     assert not list(out.glob(".failures-rank*"))
+
+
+def test_torchvision_r3d_18_to_training(videos, tmp_path, capsys):
+    """The same path with torchvision's r3d_18 (random init) wherever torchvision imports."""
+    from test_extract_encoders import _torchvision_or_skip
+    _torchvision_or_skip()
+    out = tmp_path / "out"
+    args = ["--source", "folder", "--videos", str(videos), "--val-fraction", "0.25", "--encoder",
+            "torchvision:r3d_18", "--random-init", "--clip-len", "4", "--out", str(out),
+            "--workers", "1", "--no-progress"]
+    assert extract_tse.main(args) == 0
+    x = torch.load(out / "feats" / "wave" / "wave3.pt", weights_only=True)
+    assert x.shape == (7, 512 + 400)
+    import train_dejavid
+    assert train_dejavid.main(["--config", str(out / "config.yaml"), "--num_epochs", "1",
+                               "--batch_size", "4", "--num_timesteps", "2", "--output_dir",
+                               str(tmp_path / "runs"), "--no-progress"]) == 0

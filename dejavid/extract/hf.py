@@ -12,6 +12,7 @@ The embedding is the pooled vector the classifier layer reads.
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 from ..errors import MissingDependency
@@ -35,24 +36,27 @@ def _is_model_type(name: str) -> bool:
     return "/" not in name and not Path(name).exists() and name in CONFIG_MAPPING
 
 
-def _processor_settings(name: str, trust_remote_code: bool) -> dict:
-    """mean, std, resize and crop of the checkpoint's own processor (video processor
-    first, image processor otherwise); {} when it ships none."""
-    tr = _transformers()
-    for cls in ("AutoVideoProcessor", "AutoImageProcessor"):
-        try:
-            proc = getattr(tr, cls).from_pretrained(name, trust_remote_code=trust_remote_code)
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+def _processor_settings(name: str) -> dict:
+    """mean, std, resize and crop from the checkpoint's own processor file (read as JSON,
+    found the library's normal way: a local folder or the Hub cache), so that no
+    processor class (some need torchvision) is imported; {} when it ships none."""
+    from transformers.utils import cached_file
+    for fname in PROCESSOR_FILES:
+        path = cached_file(name, fname, _raise_exceptions_for_missing_entries=False)
+        if path:
+            proc = json.loads(Path(path).read_text())
             break
-        except (OSError, ValueError, KeyError, AttributeError):
-            continue
     else:
         return {}
     out = {}
-    if getattr(proc, "image_mean", None) is not None:
-        out["mean"], out["std"] = tuple(proc.image_mean), tuple(proc.image_std)
-    size, crop = getattr(proc, "size", None) or {}, getattr(proc, "crop_size", None) or {}
-    size = dict(size) if not isinstance(size, int) else {"shortest_edge": size}
-    crop = dict(crop) if not isinstance(crop, int) else {"height": crop}
+    if proc.get("image_mean") is not None:
+        out["mean"], out["std"] = tuple(proc["image_mean"]), tuple(proc["image_std"])
+    size, crop = proc.get("size") or {}, proc.get("crop_size") or {}
+    size = size if isinstance(size, dict) else {"shortest_edge": size}
+    crop = crop if isinstance(crop, dict) else {"height": crop}
     resize = size.get("shortest_edge") or size.get("height")
     if resize:
         out["resize"] = int(resize)
@@ -75,7 +79,7 @@ class HFEncoder(Encoder):
             processor = {}
         else:
             config = tr.AutoConfig.from_pretrained(name, **remote, **overrides)
-            processor = _processor_settings(name, trust_remote_code)
+            processor = _processor_settings(name)
         if random_init:
             self.model = tr.AutoModelForVideoClassification.from_config(config, **remote)
         else:
