@@ -208,3 +208,11 @@ def test_ssv2_from_its_json_files(tmp_path, capsys):
                                      tmp_path / "v"], tmp_path / "out", capsys)
     assert code == 3 and failed == {"3": "unknown label 'Lifting Something up' (not one of the 2 classes)"}
     assert maps["id2labels"] == {"1": 0, "2": 1} and maps["id2splits"] == {"1": "train", "2": "train"}
+
+
+def test_a_checkpoint_that_is_no_video_classifier_names_the_remote_code_flag(tmp_path):
+    from transformers import AutoConfig
+    AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="not a video classification model.*--trust-remote-code"):
+        build_encoder(f"hf:{tmp_path / 'bert'}", random_init=True)

@@ -15,6 +15,8 @@ import inspect
 import json
 from pathlib import Path
 
+import torch
+
 from ..errors import MissingDependency
 from .encoders import IMAGENET_MEAN, IMAGENET_STD, Encoder, Preprocess
 
@@ -80,11 +82,8 @@ class HFEncoder(Encoder):
         else:
             config = tr.AutoConfig.from_pretrained(name, **remote, **overrides)
             processor = _processor_settings(name)
-        if random_init:
-            self.model = tr.AutoModelForVideoClassification.from_config(config, **remote)
-        else:
-            self.model = tr.AutoModelForVideoClassification.from_pretrained(name, config=config, **remote)
-        self.head = getattr(self.model, "classifier", None)
+        self.model, self.classifies = _load(tr, name, config, random_init, trust_remote_code)
+        self.head = getattr(self.model, "classifier", None) if self.classifies else None
         size = (getattr(config, "image_size", None) or getattr(config, "crop_size", None) or 224)
         size = size if isinstance(size, int) else int(size[0])
         frames = getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", None) or 16
@@ -92,15 +91,43 @@ class HFEncoder(Encoder):
         self.pre = Preprocess(
             clip_len=int(frames), resize=processor.get("resize", size), crop=processor.get("crop", size),
             mean=processor.get("mean", (0.5,) * 3 if half else IMAGENET_MEAN),
-            std=processor.get("std", (0.5,) * 3 if half else IMAGENET_STD), layout="NTCHW")
+            std=processor.get("std", (0.5,) * 3 if half else IMAGENET_STD),
+            layout="NTCHW" if self.classifies else "NCTHW")
         params = inspect.signature(self.model.forward).parameters
         self.input_name = "pixel_values_videos" if "pixel_values_videos" in params else "pixel_values"
         labels = getattr(config, "id2label", None) or {}
-        self.settings = {"model_type": config.model_type,
+        self.settings = {"model_type": config.model_type, "video_classification": self.classifies,
                          "class_names": [labels[i] for i in sorted(labels)] if not random_init else None}
 
     def forward(self, x):
-        return self.model(**{self.input_name: x}).logits
+        if self.classifies:
+            return self.model(**{self.input_name: x}).logits
+        if hasattr(self.model, "extract_features"):          # VideoMAE V2's remote code
+            return self.model.extract_features(pixel_values=x)
+        out = self.model(pixel_values=x)
+        if isinstance(out, torch.Tensor):
+            return out
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None else out.last_hidden_state.mean(1)
+
+
+def _load(tr, name: str, config, random_init: bool, trust_remote_code: bool):
+    """``(model, True)`` from AutoModelForVideoClassification; with ``trust_remote_code``, a
+    checkpoint whose own code registers only AutoModel (VideoMAE V2: a feature extractor
+    taking ``[N, C, T, H, W]``) gives ``(model, False)`` and its output is the embedding."""
+    remote = {"trust_remote_code": trust_remote_code}
+    autos = [tr.AutoModelForVideoClassification] + ([tr.AutoModel] if trust_remote_code else [])
+    for n, auto in enumerate(autos):
+        try:
+            if random_init:
+                return auto.from_config(config, **remote), n == 0
+            return auto.from_pretrained(name, config=config, **remote), n == 0
+        except ValueError as exc:
+            if n + 1 == len(autos):
+                raise ValueError(f"hf:{name} is not a video classification model "
+                                 f"({str(exc).splitlines()[0]}); if "
+                                 f"it ships its own code (VideoMAE V2) and you trust it, add "
+                                 f"--trust-remote-code") from exc
 
 
 def build(kind: str, name: str, random_init: bool, trust_remote_code: bool, overrides: dict):
