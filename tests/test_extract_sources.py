@@ -128,6 +128,9 @@ def test_ssv2_templates_map_to_label_ids(tmp_path):
         ("11", "Spinning something", "val")]
     assert a.items[0].path == str(tmp_path / "v" / "74225.webm")
     assert ssv2_template("[Something] falling") == "Something falling"
+    for name in ("labels", "train", "validation"):
+        (tmp_path / f"{name}.json").rename(tmp_path / f"something-something-v2-{name}.json")
+    assert ssv2_source(tmp_path, tmp_path / "v") == a
 
 
 # ---------------------------------------------------------------- sampling

@@ -238,6 +238,7 @@ def k400_source(annotations: str | Path, video_root: str | Path,
 
 
 SSV2_FILES = {"train.json": "train", "validation.json": "val"}
+SSV2_PREFIX = "something-something-v2-"     # the names of some copies of the same files
 
 
 def ssv2_template(template: str) -> str:
@@ -249,17 +250,18 @@ def ssv2_template(template: str) -> str:
 
 def ssv2_source(annotations: str | Path, video_root: str | Path) -> Listing:
     """Something-Something V2: ``labels.json`` (``{class name: "id"}``), ``train.json`` and
-    ``validation.json`` (lists of ``{"id", "template", ...}``); the video is
-    ``video_root/<id>.webm``."""
+    ``validation.json`` (lists of ``{"id", "template", ...}``; also found with the prefix
+    ``something-something-v2-``); the video is ``video_root/<id>.webm``."""
     annotations = _need_dir(Path(annotations), "SSv2 annotation folder")
-    labels = json.loads(_need_file(annotations / "labels.json", "SSv2 label file").read_text())
+    prefix = "" if (annotations / "labels.json").is_file() else SSV2_PREFIX
+    labels = json.loads(_need_file(annotations / f"{prefix}labels.json", "SSv2 label file").read_text())
     by_id = {int(i): name for name, i in labels.items()}
     if sorted(by_id) != list(range(len(by_id))):
         raise ValueError(f"{annotations / 'labels.json'}: label ids must be 0..{len(by_id) - 1}")
     classes = [by_id[i] for i in range(len(by_id))]
     items = []
     for fname, split in SSV2_FILES.items():
-        path = annotations / fname
+        path = annotations / f"{prefix}{fname}"
         if not path.is_file():
             continue
         for entry in json.loads(path.read_text()):
