@@ -109,13 +109,9 @@ def test_folder_to_tses_to_training(videos, tmp_path, capsys):
     assert "padded (shorter than one clip, last frame repeated): 2" in printed.out
     assert (out / "failures.csv").read_text() == "id,path,reason\n"
     import train_dejavid
-    with pytest.raises(SystemExit) as stop:
-        sys.argv = ["train_dejavid.py"]
-        from dejavid.config import cli
-        cli.main_guard(lambda: train_dejavid.main([
-            "--config", str(out / "config.yaml"), "--num_epochs", "2", "--batch_size", "4",
-            "--num_timesteps", "2", "--output_dir", str(tmp_path / "runs"), "--no-progress"]))
-    assert stop.value.code == 0
+    assert train_dejavid.main(["--config", str(out / "config.yaml"), "--num_epochs", "2",
+                               "--batch_size", "4", "--num_timesteps", "2", "--output_dir",
+                               str(tmp_path / "runs"), "--no-progress"]) == 0
     assert "best val top-1" in capsys.readouterr().out
 
 
@@ -166,9 +162,11 @@ def test_num_clips_and_float16(videos, tmp_path):
     out = tmp_path / "out"
     assert extract_tse.main(tiny_args(videos, out, "--workers", "0", "--num-clips", "3",
                                       "--frame-stride", "2", "--dtype", "float16",
-                                      "--no-append-logits")) == 0
+                                      "--no-append-logits", "--build-store")) == 0
     x = torch.load(out / "feats" / "wave" / "wave3.pt", weights_only=True)
     assert x.dtype == torch.float16 and x.shape == (3, 32)
+    stores = list((out / "cache").glob("store_*/train.meta.json"))
+    assert len(stores) == 1, list((out / "cache").rglob("*"))
     short = torch.load(out / "feats" / "wave" / "wave0.pt", weights_only=True)
     assert short.shape == (1, 32)          # 3 frames < one 7-frame span: one padded clip
 
