@@ -18,14 +18,17 @@ Rows: ``decode`` decodes every video (resized to the encoder's short side) in on
 process and through ``--workers`` DataLoader workers (the extraction's own
 DecodeJobs); ``encoder`` times calls of ``--batch-clips`` already-decoded clips
 (after one warm-up call); ``end to end`` is ``extract()`` into a fresh folder
-(decoding in ``--workers`` workers, encoding, writing the files).  The machine's load
-is printed: on a shared machine the figures move with it.
+(decoding in ``--workers`` workers, encoding, writing the files).  Encoder-only and
+end-to-end alternate for ``--rounds`` rounds and the HEADLINE gives their medians, so
+that a change of the machine's load hits both alike.  The load is printed: on a
+shared machine the figures move with it.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -139,7 +142,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="decode worker processes")
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--frames", type=int, default=96)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="encoder calls per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of encoder-only and end to end")
     args = ap.parse_args(argv)
     amp = {"none": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.amp]
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
@@ -163,9 +167,12 @@ def main(argv=None) -> int:
             print(f"\n{name}: clips of {enc.pre.clip_len} frames at {enc.pre.crop} x {enc.pre.crop}, "
                   f"amp {args.amp}")
             bench_decode(listing, enc, sampling, args.workers)
-            only = bench_encoder(listing, enc, sampling, args.batch_clips, args.repeats)
-            e2e = bench_end_to_end(listing, enc, sampling, args.batch_clips, args.workers,
-                                   tmp / f"out-{len(os.listdir(tmp))}")
+            only, e2e = [], []
+            for _ in range(args.rounds):
+                only.append(bench_encoder(listing, enc, sampling, args.batch_clips, args.repeats))
+                e2e.append(bench_end_to_end(listing, enc, sampling, args.batch_clips, args.workers,
+                                            tmp / f"out-{len(os.listdir(tmp))}"))
+            only, e2e = statistics.median(only), statistics.median(e2e)
             print(f"HEADLINE {name} on {args.device}: encoder {only:.1f} clips/s, end to end "
                   f"{e2e:.1f} clips/s = {100 * e2e / only:.0f}% of encoder-only ({load()})")
     finally:
