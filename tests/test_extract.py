@@ -185,12 +185,17 @@ def test_bad_videos_go_to_failures_csv_and_exit_3(videos, tmp_path, capsys):
             c.mux(p)
         for p in s.encode():
             c.mux(p)
+    zero = av.open(str(vids / "zero.mkv"), "w")                      # a video stream, no frames
+    s = zero.add_stream("mpeg4", rate=10)
+    s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+    zero.start_encoding()
+    zero.close()
     full = make_video(vids / "trunc.mp4", 60, seed=5, w=64, h=64)
     data = full.read_bytes()
     full.write_bytes(data[: len(data) // 3])                         # header says 60 frames
     rows = ["path,label,split", "g0.mp4,x,train", "g1.mp4,y,val", "corrupt.mp4,x,train",
             "empty.mp4,x,train", "audio.mkv,x,train", "trunc.mp4,y,train", "gone.mp4,x,train",
-            "g0.mp4,y,train", "g1.mp4,zebra,train"]
+            "g0.mp4,y,train", "g1.mp4,zebra,train", "zero.mkv,y,train"]
     (vids / "m.csv").write_text("\n".join(rows) + "\n")
     listing = csv_source(vids / "m.csv", classes=["x", "y"])
     enc = build_encoder("hf:videomae", random_init=True, overrides=TINY["videomae"])
@@ -199,7 +204,8 @@ def test_bad_videos_go_to_failures_csv_and_exit_3(videos, tmp_path, capsys):
     assert code == 3
     with open(out / "failures.csv", newline="") as fh:
         failed = {r["id"]: r["reason"] for r in csv.DictReader(fh)}
-    assert sorted(failed) == ["audio", "corrupt", "empty", "g0", "g1", "gone", "trunc"]
+    assert sorted(failed) == ["audio", "corrupt", "empty", "g0", "g1", "gone", "trunc", "zero"]
+    assert failed["zero"].startswith(("unreadable", "no frames decoded")), failed["zero"]
     assert failed["gone"] == "missing: no such file"
     assert failed["audio"].startswith("no video stream")
     assert failed["corrupt"].startswith("unreadable") and failed["empty"].startswith("unreadable")
@@ -209,7 +215,7 @@ def test_bad_videos_go_to_failures_csv_and_exit_3(videos, tmp_path, capsys):
     assert sorted(p.name for p in (out / "feats").iterdir()) == ["g0.pt", "g1.pt"]
     assert not list(out.rglob("*.tmp"))
     text = capsys.readouterr().out
-    assert "FAILED: 7 videos" in text
+    assert "FAILED: 8 videos" in text
     # an unknown label is a failure too
     listing = Listing([VideoItem("g0", str(good[0]), "zebra", "train")], ["x"])
     out2 = tmp_path / "out2"
