@@ -8,12 +8,9 @@ from __future__ import annotations
 import csv
 import json
 import pickle
-import sys
 
 import pytest
 import torch
-
-from conftest import ROOT
 
 pytest.importorskip("av", reason="the extraction tests need PyAV (pip install av)")
 pytest.importorskip("transformers", reason="the extraction tests need transformers")

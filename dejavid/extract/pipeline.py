@@ -33,7 +33,7 @@ from .decode import VideoError, decode_video
 from .encoders import Encoder
 from .sampling import Sampling, clip_indices
 from .sources import Listing, VideoItem
-from .writer import (DTYPES, FORMAT, bad_id, check_settings, feature_name, read_failures,
+from .writer import (DTYPES, FORMAT, bad_id, check_settings, feature_name,
                      write_dataset, write_failures, write_features, write_json)
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
@@ -257,7 +257,8 @@ def _extract_videos(items, encoder, sampling, opts, append, out):
     jobs = DecodeJobs(items, sampling, encoder.pre.resize, encoder.crop)
     loader = torch.utils.data.DataLoader(jobs, batch_size=None, shuffle=False,
                                          num_workers=opts.workers, collate_fn=_one,
-                                         worker_init_fn=_worker_init if opts.workers else None)
+                                         worker_init_fn=_worker_init if opts.workers else None,
+                                         pin_memory=encoder.device.type == "cuda")
     batcher = ClipBatcher(encoder, opts.batch_clips)
     bar = tqdm(total=len(items), unit="video", disable=not opts.progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -308,4 +309,4 @@ def _summary(log, written, failed, padded, out) -> None:
             f"each with its reason in {out / 'failures.csv'}")
 
 
-__all__ = ["Options", "Ranks", "extract", "precheck", "read_failures", "EXIT_OK", "EXIT_SOME_FAILED"]
+__all__ = ["Options", "Ranks", "extract", "precheck", "EXIT_OK", "EXIT_SOME_FAILED"]

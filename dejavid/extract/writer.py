@@ -92,11 +92,6 @@ def write_failures(failures: list[tuple[str, str, str]], path: Path) -> None:
     atomic_write_text(buf.getvalue(), path)
 
 
-def read_failures(path: Path) -> list[tuple[str, str, str]]:
-    with open(path, newline="") as fh:
-        return [tuple(r) for r in list(csv.reader(fh))[1:]]
-
-
 def write_dataset(out: Path, written: dict[str, tuple[str, int]], classes: list[str],
                   feature_size: int, n_logits: int, random_init: bool, name: str) -> Path:
     """The pickles over ``written`` (``{vid: (split, label id)}``), ``classes.json`` and a
