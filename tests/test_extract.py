@@ -240,6 +240,28 @@ def test_truncated_video_reports_the_header_count(tmp_path):
     assert small.shape == (5, 20, 24, 3)
 
 
+def test_clips_decode_only_the_frames_they_use_and_match_all_frames(tmp_path, monkeypatch):
+    """decode_clips keeps only the sampled frames (planned from the header), and gives
+    exactly the clips of indexing all decoded frames; a header that is off is re-planned."""
+    from dejavid.extract import decode
+    from dejavid.extract.sampling import clip_indices
+    path = str(make_video(tmp_path / "v.mp4", 50, seed=3))
+    allf, fps = decode.decode_video(path, short_side=20)
+    s = Sampling(3, frame_stride=4, num_clips=2)
+    clips, padded = decode.decode_clips(path, s, short_side=20)
+    idx, _ = clip_indices(50, s, fps)
+    assert not padded and np.array_equal(clips, allf[idx]) and clips.shape == (2, 3, 20, 24, 3)
+    kept, real = [], decode._read
+
+    def spy(*args, **kw):
+        out = real(*args, **kw)
+        kept.append(len(out[0]))
+        return out
+    monkeypatch.setattr(decode, "_read", spy)
+    decode.decode_clips(path, s, short_side=20)
+    assert kept == [len(np.unique(idx))] == [6]
+
+
 # ---------------------------------------------------------------- restarts and ranks
 @pytest.fixture(scope="module")
 def many_videos(tmp_path_factory) -> Path:

@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from .decode import VideoError, decode_video
+from .decode import VideoError, decode_clips
 from .encoders import Encoder
-from .sampling import Sampling, clip_indices
+from .sampling import Sampling
 from .sources import Listing, VideoItem
 from .writer import (DTYPES, FORMAT, bad_id, check_settings, feature_name,
                      write_dataset, write_failures, write_features, write_json)
@@ -112,11 +113,10 @@ class DecodeJobs(torch.utils.data.Dataset):
 
     def __getitem__(self, k):
         try:
-            frames, fps = decode_video(self.items[k].path, self.resize)
+            clips, padded = decode_clips(self.items[k].path, self.sampling, self.resize)
         except VideoError as exc:
             return k, None, False, str(exc)
-        idx, padded = clip_indices(len(frames), self.sampling, fps)
-        return k, torch.from_numpy(self.crop(frames)[idx]), padded, None
+        return k, torch.from_numpy(np.ascontiguousarray(self.crop(clips))), padded, None
 
 
 def _one(x):
