@@ -115,6 +115,23 @@ def test_folder_to_tses_to_training(videos, tmp_path, capsys):
     assert "best val top-1" in capsys.readouterr().out
 
 
+def test_extraction_json_rebuilds_the_encoder(videos, tmp_path):
+    """What a later predict step does: rebuild encoder and sampling from extraction.json
+    and encode a new video into the same features."""
+    from dejavid.extract.decode import decode_clips
+    from dejavid.extract.pipeline import rebuild
+    out = tmp_path / "out"
+    assert extract_tse.main(tiny_args(videos, out, "--workers", "0", "--frame-stride", "2")) == 0
+    enc, sampling, settings = rebuild(out)
+    assert sampling == Sampling(4, 2, clip_stride=4) and settings["append_logits"]
+    clips, _ = decode_clips(str(videos / "wave" / "wave3.mp4"), sampling, enc.pre.resize)
+    emb, logits = enc(torch.from_numpy(np.ascontiguousarray(enc.crop(clips))))
+    stored = torch.load(out / "feats" / "wave" / "wave3.pt", weights_only=True)
+    assert torch.allclose(torch.cat([emb, logits], 1), stored, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="extraction.json not found"):
+        rebuild(tmp_path)
+
+
 def test_a_videos_features_do_not_depend_on_its_batch_neighbours(videos, tmp_path):
     """Every encoder call has --batch-clips rows, so a video's tensor is the same bits
     whichever videos shared its calls (and whichever worker decoded it)."""

@@ -161,5 +161,6 @@ def build_encoder(spec: str, random_init: bool = False, seed: int = 0,
         enc.pre.resize, enc.pre.crop = max(crop, round(enc.pre.resize * crop / enc.pre.crop)), crop
     enc.model.eval()
     enc.settings = {"spec": spec, "random_init": random_init, "seed": seed if random_init else None,
-                    "overrides": overrides or {}, **enc.settings, "preprocess": enc.pre.as_dict()}
+                    "trust_remote_code": trust_remote_code, "overrides": overrides or {},
+                    **enc.settings, "preprocess": enc.pre.as_dict()}
     return enc

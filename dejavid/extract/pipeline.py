@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from .decode import VideoError, decode_clips
-from .encoders import Encoder
+from .encoders import Encoder, build_encoder
 from .sampling import Sampling
 from .sources import Listing, VideoItem
 from .writer import (DTYPES, FORMAT, bad_id, check_settings, feature_name,
@@ -74,6 +74,21 @@ def run_settings(encoder: Encoder, sampling: Sampling, opts: Options, append: bo
     """What makes a folder's tensor files what they are (extraction.json)."""
     return {"format": FORMAT, "encoder": encoder.settings, "sampling": asdict(sampling),
             "dtype": opts.dtype, "append_logits": append}
+
+
+def rebuild(out: Path) -> tuple[Encoder, Sampling, dict]:
+    """``(encoder, sampling, settings)`` of the extraction written to folder ``out``, from its
+    extraction.json: new videos encoded with them get the features of that extraction
+    (a random-init encoder is rebuilt from its seed, a checkpoint from its id or folder)."""
+    path = Path(out) / "extraction.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; give a folder written by extract_tse.py")
+    settings = json.loads(path.read_text())
+    e, pre = settings["encoder"], settings["encoder"]["preprocess"]
+    encoder = build_encoder(e["spec"], e["random_init"], e["seed"] or 0,
+                            e.get("trust_remote_code", False), e["overrides"],
+                            clip_len=pre["clip_len"], crop=pre["crop"])
+    return encoder, Sampling(**settings["sampling"]).check(), settings
 
 
 # ---------------------------------------------------------------- checks before decoding
@@ -309,4 +324,4 @@ def _summary(log, written, failed, padded, out) -> None:
             f"each with its reason in {out / 'failures.csv'}")
 
 
-__all__ = ["Options", "Ranks", "extract", "precheck", "EXIT_OK", "EXIT_SOME_FAILED"]
+__all__ = ["Options", "Ranks", "extract", "precheck", "rebuild", "EXIT_OK", "EXIT_SOME_FAILED"]
