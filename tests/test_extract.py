@@ -319,14 +319,21 @@ def test_resume_after_a_kill_gives_the_same_files(many_videos, reference, tmp_pa
 
 
 def test_two_gloo_ranks_write_what_one_process_writes(many_videos, reference, tmp_path):
+    """Two ranks continue a partial output of a 1-process run (another world size) and
+    end with the files of one uninterrupted process."""
+    import shutil
     out = tmp_path / "out"
+    (out / "feats" / "a").mkdir(parents=True)
+    shutil.copy(reference / "extraction.json", out / "extraction.json")
+    for k in range(5):                                   # what a killed 1-process run left
+        shutil.copy(reference / "feats" / "a" / f"a{k:02d}.pt", out / "feats" / "a")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", "extract_tse.py",
                            *tiny_args(many_videos, out, "--workers", "0", "--batch-clips", "1")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "(12 on this rank of 2)" in proc.stdout
+    assert "5 already written, 19 to extract (10 on this rank of 2)" in proc.stdout
     assert digests(out) == digests(reference)
     for name in ("id2splits", "id2labels", "id2fname"):
         assert load(out, name) == load(reference, name)
