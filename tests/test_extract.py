@@ -151,8 +151,14 @@ def test_rerun_skips_overwrite_redoes_and_other_settings_are_refused(videos, tmp
     first = digests(out)
     stamp = {p: p.stat().st_mtime_ns for p in (out / "feats").rglob("*.pt")}
     capsys.readouterr()
+    (out / "feats" / "jump" / ".jump0.pt.abc.tmp").write_bytes(b"half")   # a killed write
+    (out / "cache").mkdir()
+    (out / "cache" / ".busy.tmp").write_bytes(b"")                       # not ours: kept
     assert extract_tse.main(tiny_args(videos, out, "--workers", "0")) == 0
-    assert "8 already written, 0 to extract" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "8 already written, 0 to extract" in text
+    assert "removed 1 temporary file(s) of an interrupted run" in text
+    assert not list((out / "feats").rglob("*.tmp")) and (out / "cache" / ".busy.tmp").exists()
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert extract_tse.main(tiny_args(videos, out, "--workers", "0", "--overwrite")) == 0
     assert "0 already written, 8 to extract" in capsys.readouterr().out

@@ -34,7 +34,7 @@ from .decode import VideoError, decode_clips
 from .encoders import Encoder, build_encoder
 from .sampling import Sampling
 from .sources import Listing, VideoItem
-from .writer import (DTYPES, FORMAT, bad_id, check_settings, feature_name,
+from .writer import (DTYPES, FEATS, FORMAT, bad_id, check_settings, feature_name,
                      write_dataset, write_failures, write_features, write_json)
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
@@ -205,8 +205,9 @@ class ClipBatcher:
 
 # ---------------------------------------------------------------- the run
 def _remove_stale_temporaries(out: Path) -> int:
-    """Temporary files left by a killed run (``.<name>.*.tmp`` beside the tensors)."""
-    stale = glob.glob(str(out / "**" / ".*.tmp"), recursive=True)
+    """Temporary files a killed run left (``.<name>.*.tmp`` beside the tensors and the
+    pickles; not in ``cache/``, where a training run may be building the store)."""
+    stale = glob.glob(str(out / FEATS / "**" / ".*.tmp"), recursive=True) + glob.glob(str(out / ".*.tmp"))
     for path in stale:
         os.unlink(path)
     return len(stale)
