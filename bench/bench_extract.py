@@ -84,7 +84,7 @@ def bench_decode(listing: Listing, enc, sampling: Sampling, workers: int) -> Non
     t0 = time.perf_counter()
     n = sum(len(decode_video(it.path, enc.pre.resize)[0]) for it in listing.items)
     one = time.perf_counter() - t0
-    jobs = DecodeJobs(listing.items, sampling, enc.pre.resize, enc.crop)
+    jobs = DecodeJobs(listing.items, sampling, enc.pre.resize, enc.pre.crop)
     loader = torch.utils.data.DataLoader(jobs, batch_size=None, num_workers=workers,
                                          collate_fn=lambda x: x)
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from .decode import VideoError, decode_clips
-from .encoders import Encoder, build_encoder
+from .encoders import Encoder, build_encoder, centre_crop
 from .sampling import Sampling
 from .sources import Listing, VideoItem
 from .writer import (DTYPES, FEATS, FORMAT, bad_id, check_settings, feature_name,
@@ -118,9 +118,10 @@ def precheck(listing: Listing) -> tuple[list[VideoItem], list[tuple[str, str, st
 # ---------------------------------------------------------------- decode workers
 class DecodeJobs(torch.utils.data.Dataset):
     """Item k: ``(k, uint8 clips [T, clip_len, crop, crop, 3] or None, padded, reason)``;
-    decoding, resizing, sampling and cropping all happen here, in the worker."""
+    decoding, resizing, sampling and cropping all happen here, in the worker (it holds
+    plain numbers, never the model, so it is cheap to send to spawned workers too)."""
 
-    def __init__(self, items: list[VideoItem], sampling: Sampling, resize: int, crop: Callable):
+    def __init__(self, items: list[VideoItem], sampling: Sampling, resize: int, crop: int):
         self.items, self.sampling, self.resize, self.crop = items, sampling, resize, crop
 
     def __len__(self):
@@ -131,7 +132,7 @@ class DecodeJobs(torch.utils.data.Dataset):
             clips, padded = decode_clips(self.items[k].path, self.sampling, self.resize)
         except VideoError as exc:
             return k, None, False, str(exc)
-        return k, torch.from_numpy(np.ascontiguousarray(self.crop(clips))), padded, None
+        return k, torch.from_numpy(np.ascontiguousarray(centre_crop(clips, self.crop))), padded, None
 
 
 def _one(x):
@@ -270,7 +271,7 @@ def _extract_videos(items, encoder, sampling, opts, append, out):
     failed, padded = [], 0
     if not items:
         return failed, padded
-    jobs = DecodeJobs(items, sampling, encoder.pre.resize, encoder.crop)
+    jobs = DecodeJobs(items, sampling, encoder.pre.resize, encoder.pre.crop)
     loader = torch.utils.data.DataLoader(jobs, batch_size=None, shuffle=False,
                                          num_workers=opts.workers, collate_fn=_one,
                                          worker_init_fn=_worker_init if opts.workers else None,
