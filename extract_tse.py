@@ -21,7 +21,7 @@ import yaml
 
 from dejavid.config import cli
 from dejavid.device import resolve_device
-from dejavid.extract.encoders import build_encoder
+from dejavid.extract.encoders import build_encoder, parse_spec
 from dejavid.extract.pipeline import Options, Ranks, extract
 from dejavid.extract.sampling import Sampling
 from dejavid.extract.sources import KINDS, open_source
@@ -106,6 +106,10 @@ def main(argv=None) -> int:
     amp = AMP[args.amp] if args.amp != "auto" else (torch.float16 if device.type == "cuda" else None)
     opts = Options(Path(args.out).resolve(), args.dtype, args.append_logits, args.batch_clips,
                    args.workers, args.overwrite, not args.no_progress, args.name).check()
+    # the cheap checks first: nothing is listed or built for a misspelt flag
+    parse_spec(args.encoder)
+    Sampling(args.clip_len if args.clip_len is not None else 1, args.frame_stride,
+             1 if args.clip_stride is None and args.num_clips is None else args.clip_stride, args.num_clips, args.fps).check()
     listing = open_source(args.source, args.videos, args.annotations, args.val_fraction, args.seed,
                           args.split_file, args.split_number, args.k400_splits.split(","))
     encoder = build_encoder(args.encoder, args.random_init, args.seed, args.trust_remote_code,

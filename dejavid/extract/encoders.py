@@ -131,6 +131,15 @@ def seeded_init(seed: int):
     torch.manual_seed(seed)
 
 
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, rest)`` of an encoder spec; ValueError listing the kinds when it is none."""
+    kind, _, rest = spec.partition(":")
+    if kind not in KINDS or not rest:
+        raise ValueError(f"unknown encoder {spec!r}; use one of hf:ID_OR_DIR_OR_MODEL_TYPE, "
+                         f"torchvision:NAME, torchscript:PATH, python:MODULE:FACTORY")
+    return kind, rest
+
+
 def build_encoder(spec: str, random_init: bool = False, seed: int = 0,
                   trust_remote_code: bool = False, overrides: Optional[dict] = None,
                   clip_len: Optional[int] = None, crop: Optional[int] = None) -> Encoder:
@@ -141,10 +150,7 @@ def build_encoder(spec: str, random_init: bool = False, seed: int = 0,
     features mean nothing); ``overrides``: config keys for a
     Hugging Face architecture (``hf:MODEL_TYPE`` with ``random_init``); ``clip_len`` and
     ``crop`` replace the encoder's own frames per clip and crop size."""
-    kind, _, rest = spec.partition(":")
-    if kind not in KINDS or not rest:
-        raise ValueError(f"unknown encoder {spec!r}; use one of hf:ID_OR_DIR_OR_MODEL_TYPE, "
-                         f"torchvision:NAME, torchscript:PATH, python:MODULE:FACTORY")
+    kind, rest = parse_spec(spec)
     module = importlib.import_module(KINDS[kind], __package__)
     if random_init:
         seeded_init(seed)
