@@ -121,9 +121,12 @@ def test_extraction_json_rebuilds_the_encoder(videos, tmp_path):
     from dejavid.extract.decode import decode_clips
     from dejavid.extract.pipeline import rebuild
     out = tmp_path / "out"
-    assert extract_tse.main(tiny_args(videos, out, "--workers", "0", "--frame-stride", "2")) == 0
+    assert extract_tse.main(tiny_args(videos, out, "--workers", "0", "--frame-stride", "2",
+                                      "--fps", "5")) == 0
     enc, sampling, settings = rebuild(out)
-    assert sampling == Sampling(4, 2, clip_stride=4) and settings["append_logits"]
+    assert sampling == Sampling(4, 2, clip_stride=4, fps=5.0) and settings["append_logits"]
+    # 30 frames at 10 fps seen at 5 fps: 15 frames; clips span 7: T = (15 - 7) // 4 + 1
+    assert len(torch.load(out / "feats" / "wave" / "wave3.pt", weights_only=True)) == 3
     clips, _ = decode_clips(str(videos / "wave" / "wave3.mp4"), sampling, enc.pre.resize)
     emb, logits = enc(torch.from_numpy(np.ascontiguousarray(enc.crop(clips))))
     stored = torch.load(out / "feats" / "wave" / "wave3.pt", weights_only=True)
