@@ -22,6 +22,7 @@ The package is one subpackage per layer; each may import only the layers below i
     training             fit() and its parts
     estimators           scikit-learn-style estimators
     report, interop      reproduce.py's table and figures; the original code's files
+    extract              raw videos to TSEs: sources, sampling, encoders (extract_tse.py)
 
 ``import dejavid`` does not change the environment; the scripts import
 :mod:`dejavid.runtime` first for OpenMP's wait policy and numba's vector width.

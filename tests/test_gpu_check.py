@@ -149,6 +149,19 @@ def test_dry_run_demo_training_on_cuda_into_log_dir(dry):
     assert _flag(_argv(prep[3]), "--out") == cfg["id2feats"]
 
 
+def test_dry_run_measures_extraction_on_cuda(dry):
+    out, _ = dry
+    argv = _argv(_one(_steps(out), lambda c: "bench_extract.py" in c)[3])
+    assert _flag(argv, "--device") == "cuda" and _flag(argv, "--amp") == "float16"
+    assert _flag(argv, "--batch-clips") == "64" and _flag(argv, "--videomae") == "base"
+    assert "torchvision:r2plus1d_18" in subprocess.run(
+        [sys.executable, "bench/bench_extract.py", "--help"], cwd=ROOT, capture_output=True,
+        text=True, timeout=120).stdout
+    # the HEADLINE format fig_extract reads is the one bench_extract.py prints
+    src = (ROOT / "bench" / "bench_extract.py").read_text()
+    assert 'f"HEADLINE {name} on {args.device}: encoder {only:.1f} clips/s, end to end "' in src
+
+
 def test_dry_run_honours_log_dir_and_creates_nothing(dry, tmp_path):
     out, logdir = dry
     assert f"log: {logdir}/gpu_check.log" in out
@@ -191,6 +204,13 @@ forward (cuda): 11.00 TFLOP/s = 21% of matmul
 HEADLINE hmdb51 fwd+bwd: cuda 0.0030 s vs original-style 3.00 s = 1000x faster; peak extra 60 MB; local-cost stage (cuda): 0.0005 s, 15.08 TFLOP/s = 29% of matmul (median of 5 rounds alternating with a 8192^3 matmul; min 28%, max 30%)
 """
 
+# bench_extract.py's HEADLINE lines in its print format (the figures are made up).
+BENCH_EXTRACT_OUT = """\
+device cuda, torch 2.9.0+cu128, 16 torch threads, 16 CPUs, load average 1.00, 1.00, 1.00
+HEADLINE torchvision:r2plus1d_18 on cuda: encoder 800.0 clips/s, end to end 750.5 clips/s = 94% of encoder-only (load average 2.00, 1.00, 1.00)
+HEADLINE hf:videomae (base) on cuda: encoder 300.2 clips/s, end to end 290.0 clips/s = 97% of encoder-only (load average 2.00, 1.00, 1.00)
+"""
+
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # Stands in for python on a GPU machine: canned output per command, argv logged.
 echo "$*" >> "$FAKE_DIR/calls.txt"
@@ -214,6 +234,7 @@ case "$1" in
                           else cat "$FAKE_DIR/bench_align.txt"; fi ;;
     bench/bench_epoch.py) cat "$FAKE_DIR/bench_epoch.txt" ;;
     prepare_demo.py) mkdir -p "$3" && touch "$3/id2splits.pkl" && echo "JapaneseVowels -> $3" ;;
+    bench/bench_extract.py) cat "$FAKE_DIR/bench_extract.txt" ;;
     train_dejavid.py) echo "epoch 5/5 loss 0.5 val@1 0.9784"
                       echo "done: best val top-1 0.9784; checkpoints in somewhere" ;;
     *) echo "fake python: unexpected $*" >&2; exit 3 ;;
@@ -239,6 +260,7 @@ def _fake_repo(tmp_path, bench_epoch_out):
     (fake / "bin").mkdir(parents=True)
     (fake / "bench_align.txt").write_text(BENCH_ALIGN_OUT)
     (fake / "bench_epoch.txt").write_text(bench_epoch_out)
+    (fake / "bench_extract.txt").write_text(BENCH_EXTRACT_OUT)
     for name, body in (("python", FAKE_PYTHON), ("nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI fake'\n")):
         (fake / "bin" / name).write_text(body)
         (fake / "bin" / name).chmod(0o755)
@@ -262,9 +284,9 @@ def test_fake_run_passes_and_summarises(tmp_path, bench_epoch_out):
     logdir = tmp_path / "logs"
     log = (logdir / "gpu_check.log").read_text()
     assert out.count(f"log: {logdir}/gpu_check.log") == 2
-    assert "===== summary" in log and "all 10 steps passed" in log
+    assert "===== summary" in log and "all 11 steps passed" in log
     rows = _summary(out)
-    assert len(rows) == 10 and all(r[0] == "PASS" for r in rows.values()), rows
+    assert len(rows) == 11 and all(r[0] == "PASS" for r in rows.values()), rows
     assert all(float(r[1]) >= 0 for r in rows.values())
     assert rows["build (one arch)"][2] == "building for arch 90"
     assert rows["pytest cuda + build"][2] == "40 passed, 2 skipped in 31.20s"
@@ -275,12 +297,14 @@ def test_fake_run_passes_and_summarises(tmp_path, bench_epoch_out):
     backend = re.search(r"backend (\w+)", bench_epoch_out).group(1)
     assert rows["bench_epoch K=8"][2] == f"epoch {ep} s (train {tr} + val {va}), backend {backend}"
     assert rows["demo train (5 epochs)"][2] == "best val top-1 0.9784"
+    assert rows["bench_extract"][2] == ("torchvision:r2plus1d_18 800.0 / 750.5 clips/s (94%); "
+                                        "hf:videomae (base) 300.2 / 290.0 clips/s (97%)")
     calls = (fake / "calls.txt").read_text()
     assert "setup.py build_ext --inplace" in calls and "--backend cuda" in calls
     assert (tmp_path / "repo" / "data" / "japanese_vowels" / "id2splits.pkl").exists()
     assert "built for DEJAVID_CUDA_ARCHS=90 in " + str(repo / "kernel_setup") in log
     step_logs = sorted(p.name for p in logdir.glob("[0-9][0-9]-*.log"))
-    assert len(step_logs) == 10 and step_logs[5].startswith("06-bench_align")
+    assert len(step_logs) == 11 and step_logs[5].startswith("06-bench_align")
 
 
 def test_fake_run_after_failed_build_skips_cuda_steps(tmp_path, bench_epoch_out):
@@ -297,7 +321,8 @@ def test_fake_run_after_failed_build_skips_cuda_steps(tmp_path, bench_epoch_out)
     calls = (fake / "calls.txt").read_text()
     assert "bench_align" not in calls and "-m pytest" not in calls
     assert "--backend auto" in calls and "--backend cuda" not in calls
-    assert "6 of 10 steps did not pass" in proc.stdout
+    assert rows["bench_extract"][0] == "PASS"                      # needs no kernels
+    assert "6 of 11 steps did not pass" in proc.stdout
 
 
 def test_fake_run_cuts_a_hung_step_and_keeps_the_budget(tmp_path, bench_epoch_out):
@@ -315,7 +340,7 @@ def test_fake_run_cuts_a_hung_step_and_keeps_the_budget(tmp_path, bench_epoch_ou
     # its limit: what is left of the budget, less the kill grace (the steps before take ~1 s)
     assert rows["bench_align"][0] == "FAIL"
     assert re.fullmatch(r"timed out after [56]s", rows["bench_align"][2]), rows["bench_align"]
-    for name in ("bench_epoch K=8", "bench_epoch K=64", "prepare demo"):
+    for name in ("bench_epoch K=8", "bench_epoch K=64", "prepare demo", "bench_extract"):
         assert rows[name] == ("SKIP", "-", "no time left"), (name, rows[name])
     assert rows["demo train (5 epochs)"][0] == "SKIP"  # (no demo data: its reason comes first)
     # output printed before the kill is kept; the step's child processes are gone too

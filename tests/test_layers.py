@@ -29,6 +29,7 @@ ALLOWED = {
     "estimators": {"training", "baselines", "model", "config", "data", "alignment"},
     "report": {"training", "baselines", "model", "config", "data", "alignment"},
     "interop": {"training", "model", "config", "data", "alignment"},
+    "extract": {"config", "data"},
 }
 
 
