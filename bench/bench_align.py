@@ -113,7 +113,7 @@ def _local_cost_fn(backend_name):
     For CUDA the packed [C, K, N] kernel the forward pass runs, with the weights
     exp(theta) computed once outside the timed call.
     """
-    mod = importlib.import_module(f"dejavid.align_{backend_name}")
+    mod = importlib.import_module(f"dejavid.alignment.{backend_name}")
     if backend_name == "cuda":
         cache = {}
 
