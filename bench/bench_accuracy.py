@@ -22,7 +22,10 @@ C and F differ; C and F come from the data).  Beside it, on the same splits:
 
 DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
 (``--seeds``, default 0,1,2) and the table shows the mean (per-seed values below it).
-The other methods are deterministic.  The markdown goes to stdout and to ``--out``.
+The other methods are deterministic.  The DejaVid runs of a data set share one centroid
+cache, so only the first computes the DBA centroids: the table times the two kinds of
+run apart.  The summary sentence under the tables is computed from the values the table
+prints.  The markdown goes to stdout and to ``--out``.
 """
 from __future__ import annotations
 
@@ -104,7 +107,9 @@ def write_on_disk(folder: Path, Xtr, ytr, Xte, yte) -> list[str]:
 
 def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -> dict:
     """Train DejaVid with CONFIG on the data set written by :func:`write_on_disk` and return
-    {"top1", "seconds", "K", "train_loss"} of its final epoch.
+    {"top1", "seconds", "K", "train_loss", "computed_centroids"} of its final epoch;
+    ``computed_centroids`` says whether this run computed the DBA centroids (a new file in
+    the centroid cache) or loaded those of an earlier run.
 
     The one place that drives DejaVid: it runs train_dejavid's normal training in a
     run folder under ``work``.  Swap it for ``dejavid.DejaVidClassifier(...).fit(X, y)``
@@ -114,17 +119,20 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -
     argv = ["--config", str(CONFIG), *data_args, "--seed", str(seed),
             "--cache_dir", str(work / "cache"), "--output_dir", str(work / "runs"),
             "--run_name", run, "--no-progress", *extra]
+    cached = set((work / "cache").glob("centroids_*.pt"))
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # its log, not the report
         rc = train_dejavid.main(argv)
     seconds = time.time() - t0
+    computed = bool(set((work / "cache").glob("centroids_*.pt")) - cached)
     if rc != 0:
         raise RuntimeError(f"train_dejavid exited with {rc} ({' '.join(argv)})")
     ckpt = load_checkpoint(work / "runs" / run)
     hist = ckpt["history"]
     return {"top1": hist[-1]["val_top1"], "seconds": seconds,
             "K": ckpt["config"]["num_timesteps"],
-            "train_loss": [round(r["train_loss"], 4) for r in hist]}
+            "train_loss": [round(r["train_loss"], 4) for r in hist],
+            "computed_centroids": computed}
 
 
 # --- baselines (adapters over dejavid.report.rows and dejavid.baselines.classic) ---
@@ -184,7 +192,8 @@ def temporal_head(cls, Xtr, ytr, Xte, yte, seed: int, quick: bool) -> tuple[floa
 def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
                   methods=METHODS, dejavid_args: tuple = ()) -> dict:
     """``methods`` on one data set: {"info", "top1": method -> per-seed top-1 (or one value),
-    "seconds"}.  ``dejavid_args`` are extra train_dejavid overrides (for ablations); the DBA
+    "seconds": method -> all its runs, "dejavid_runs": [(seconds, computed the centroids)]
+    per seed}.  ``dejavid_args`` are extra train_dejavid overrides (for ablations); the DBA
     centroid row then shows the start of that variant."""
     Xtr, ytr, Xte, yte = load_dataset(name)
     (work / "data").mkdir(parents=True, exist_ok=True)
@@ -192,12 +201,15 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
     extra = [*(QUICK_DEJAVID if quick else []), *dejavid_args]
     res: dict = {m: [] for m in METHODS}
     secs: dict = {m: 0.0 for m in METHODS}
+    dejavid_runs = []
     for seed in seeds if "dejavid" in methods else []:
         r = run_dejavid(data_args, work, seed, extra)
         res["dejavid"].append(r["top1"])
         secs["dejavid"] += r["seconds"]
+        dejavid_runs.append((r["seconds"], r["computed_centroids"]))
+        how = "computed" if r["computed_centroids"] else "cached"
         log(f"{name}: DejaVid seed {seed}: top-1 {r['top1']:.4f} "
-            f"({r['seconds']:.1f} s; train loss per epoch {r['train_loss']})")
+            f"({r['seconds']:.1f} s, centroids {how}; train loss per epoch {r['train_loss']})")
     index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
     if "dba_centroid" in methods:
         t0 = time.time()
@@ -224,14 +236,31 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
             "T": (min(lengths), max(lengths)), "K": cfg["num_timesteps"]}
     log(f"{name}: " + ", ".join(f"{TITLES[m]} {np.mean(v):.4f}" for m, v in res.items() if v)
         + " | seconds: " + ", ".join(f"{TITLES[m]} {s:.1f}" for m, s in secs.items()))
-    return {"info": info, "top1": res, "seconds": secs}
+    return {"info": info, "top1": res, "seconds": secs, "dejavid_runs": dejavid_runs}
 
 
-def _cell(values: list, best: float) -> str:
-    if not values:
+def shown_top1(results: dict) -> dict:
+    """{data set: {method: top-1 in % as the table prints it (mean over seeds, 2 decimals),
+    or None}}.  The table, its bold cells and the summary sentence all read these values,
+    so the sentence never rests on a difference the table does not show."""
+    return {name: {m: round(100 * float(np.mean(v)), 2) if v else None
+                   for m, v in r["top1"].items()}
+            for name, r in results.items()}
+
+
+def _cell(value, best: float) -> str:
+    if value is None:
         return "n/a"
-    text = f"{100 * np.mean(values):.2f}"
-    return f"**{text}**" if np.isclose(np.mean(values), best) else text
+    return f"**{value:.2f}**" if value == best else f"{value:.2f}"
+
+
+def _run_times(runs: list) -> str:
+    """'computed / cached': mean seconds of the DejaVid runs that computed the DBA
+    centroids and of those that loaded them from the cache ('-' where there were none)."""
+    def mean(computed):
+        s = [sec for sec, c in runs if c == computed]
+        return f"{np.mean(s):.1f}" if s else "-"
+    return f"{mean(True)} / {mean(False)}"
 
 
 def format_report(results: dict, seeds: list[int], command: str, total_s: float) -> str:
@@ -240,20 +269,24 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
              f"total {total_s / 60:.1f} min.",
              "",
              "| data set | C | F | T | train/test | K | " + " | ".join(TITLES[m] for m in METHODS)
-             + " | DejaVid train time |",
+             + " | DejaVid s/run (centroids computed / cached) |",
              "| --- | ---: | ---: | --- | --- | ---: | " + " | ".join("---:" for _ in METHODS)
              + " | ---: |"]
+    shown = shown_top1(results)
     for name, r in results.items():
         i = r["info"]
-        best = max(np.mean(v) for v in r["top1"].values() if v)
+        best = max(v for v in shown[name].values() if v is not None)
         T = f"{i['T'][0]}" if i["T"][0] == i["T"][1] else f"{i['T'][0]}-{i['T'][1]}"
         lines.append(f"| {name} | {i['C']} | {i['F']} | {T} | {i['train']}/{i['test']} | "
-                     f"{i['K']} | " + " | ".join(_cell(r["top1"][m], best) for m in METHODS)
-                     + f" | {r['seconds']['dejavid'] / len(seeds):.1f} s |")
+                     f"{i['K']} | " + " | ".join(_cell(shown[name][m], best) for m in METHODS)
+                     + f" | {_run_times(r['dejavid_runs'])} |")
     lines += ["", "Top-1 (%) on the official test split; best per data set in bold. DejaVid, "
               "BiGRU and attn. probe: mean over the seeds (per seed below); the others are "
-              "deterministic. DejaVid train time: one run of train_dejavid (centroids, training, "
-              "per-epoch evaluation), mean over seeds, on a shared machine (noisy).", ""]
+              "deterministic. DejaVid s/run: wall time of one train_dejavid run, mean over the "
+              "runs that computed the DBA centroids (centroids, training, per-epoch "
+              "evaluation: the first seed, unless --work held the centroids already) / over "
+              "those that loaded them from the cache (training, per-epoch evaluation: the "
+              "later seeds); on a shared machine (noisy).", ""]
     per_seed = ("dejavid", "gru", "attention")
     lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in per_seed)
               + " | seconds (DejaVid / BiGRU / attn. / 1-NN DTW / diag., all seeds) |",
@@ -264,27 +297,27 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
         s = r["seconds"]
         lines.append(f"| {name} | " + " | ".join(per) + f" | {s['dejavid']:.0f} / {s['gru']:.0f} / "
                      f"{s['attention']:.0f} / {s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} |")
-    wins = _summary(results)
-    return "\n".join(lines + ["", wins]) + "\n"
+    return "\n".join(lines + ["", summary(shown)]) + "\n"
 
 
-def _summary(results: dict) -> str:
-    """How DejaVid stands against its start and against the simple baselines."""
+def summary(shown: dict) -> str:
+    """How DejaVid stands against its start and against the simple baselines, from the
+    top-1 values the table shows (:func:`shown_top1`: {data set: {method: % or None}})."""
     above_start, above_simple, above_diag, heads_better = [], [], [], []
-    if not all(r["top1"][m] for r in results.values() for m in METHODS if m != "knn_euclid"):
+    if any(t[m] is None for t in shown.values() for m in METHODS if m != "knn_euclid"):
         return "(summary needs every method)"
-    for name, r in results.items():
-        d = np.mean(r["top1"]["dejavid"])
-        if d >= np.mean(r["top1"]["dba_centroid"]):
+    for name, t in shown.items():
+        d = t["dejavid"]
+        if d >= t["dba_centroid"]:
             above_start.append(name)
-        if d >= max(np.mean(r["top1"][m]) for m in ("knn_dtw", "dba_centroid", "meanpool_lr")):
+        if d >= max(t[m] for m in ("knn_dtw", "dba_centroid", "meanpool_lr")):
             above_simple.append(name)
-        if d >= np.mean(r["top1"]["knn_dtw_diag"]):
+        if d >= t["knn_dtw_diag"]:
             above_diag.append(name)
         for m in ("gru", "attention"):
-            if np.mean(r["top1"][m]) > d:
+            if t[m] > d:
                 heads_better.append(f"{TITLES[m]} on {name}")
-    n = len(results)
+    n = len(shown)
     return (f"DejaVid >= its DBA-centroid start on {len(above_start)}/{n} "
             f"({', '.join(above_start) or 'none'}); >= the best of 1-NN DTW, DBA centroid and "
             f"mean pool + LR on {len(above_simple)}/{n} ({', '.join(above_simple) or 'none'}); "

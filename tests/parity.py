@@ -121,3 +121,103 @@ def check_dba_accumulate(backend, lengths, device="cpu"):
     assert s_fast.dtype == x.dtype and n_fast.dtype == n_ref.dtype
     assert torch.equal(n_fast, n_ref)
     assert_close("dba sums", s_fast, s_ref, RTOL[torch.float32])
+
+
+# --------------------------------------------------------------------------- ties
+# Inputs whose sums are exact in float32, so that every backend sees the same exact ties
+# in the accumulated cost (where the tie rules of DESIGN 3.4 pick the path) and the same
+# zero differences mu - x (where the gradient takes sign(0) = 0).  Random normal inputs
+# never tie: a backend with a wrong tie rule or sign(0) passes every test on them.  Each
+# kind is one way real data tie; theta is 0 (w = 1 exactly) throughout.
+#   integers  small integer features, a third of them 0
+#   float16   non-negative (post-ReLU) features stored as float16: many exact zeros
+#   medoid    each class's centroid copied from steps of one sample (mu == x rows)
+#   repeated  held frames: every sample step and centroid row repeated 1-4 times
+TIE_KINDS = ("integers", "float16", "medoid", "repeated")
+# (lengths, F, K, C): T from 1 to 33, K from 1 to 16, F = 1 and F = 130 (rows padded to
+# cache lines), C = 2 (x read in place) and C = 3 (padded copies).
+TIE_SHAPES = [
+    ((1, 2, 5, 9, 17), 5, 8, 3),
+    ((3, 33, 6, 1), 1, 3, 2),
+    ((9, 17, 4), 130, 16, 3),
+    ((12, 7, 25), 8, 1, 2),
+    ((4, 4, 11), 3, 5, 3),
+]
+
+
+def _float16_features(shape, g):
+    """ReLU'd normals stored as float16, below 1/4 set to 0 and capped at 2: steps of at
+    least 2^-12 below 2^11, so the tests' sums stay exact in float32."""
+    v = torch.randn(shape, generator=g).clamp(0, 2).half().float()
+    return torch.where(v < 0.25, torch.zeros_like(v), v)
+
+
+def _held(rows, n, g):
+    """n rows made of ``rows`` [M, F] drawn at random, each held for 1-4 steps."""
+    out = []
+    while len(out) < n:
+        row = rows[int(torch.randint(len(rows), (1,), generator=g))]
+        out += [row] * int(torch.randint(1, 5, (1,), generator=g))
+    return torch.stack(out[:n])
+
+
+def tie_inputs(kind, lengths, F, K, C, dtype=torch.float32, seed=0):
+    """Seeded (x [N, F], offsets [B + 1], mu, theta [C, K, F], upstream [B, C]) of ``kind``
+    (see TIE_KINDS).  Checks that the local and accumulated costs are exact in ``dtype``
+    (equal to float64), so ties are ties in every backend and summation order."""
+    g = torch.Generator().manual_seed(seed)
+    N = sum(lengths)
+    offsets = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int64)
+    if kind == "integers":
+        x = torch.randint(0, 3, (N, F), generator=g).float()
+        mu = torch.randint(0, 3, (C, K, F), generator=g).float()
+    elif kind == "float16":
+        x, mu = _float16_features((N, F), g), _float16_features((C, K, F), g)
+    elif kind == "medoid":
+        x = _float16_features((N, F), g)
+        mu = torch.empty(C, K, F)
+        for c in range(C):
+            b = c % len(lengths)
+            steps = torch.linspace(0, lengths[b] - 1, K).round().long()
+            mu[c] = x[offsets[b] + steps]
+    elif kind == "repeated":
+        pool = _float16_features((3, F), g)
+        x = _held(pool, N, g)
+        mu = torch.stack([_held(pool, K, g) for _ in range(C)])
+    else:
+        raise ValueError(f"kind must be one of {TIE_KINDS}, got {kind!r}")
+    x, mu = x.to(dtype), mu.to(dtype)
+    theta = torch.zeros(C, K, F, dtype=dtype)
+    upstream = torch.randn(len(lengths), C, generator=g, dtype=dtype)
+    D = align_ref.local_cost_ref(x, offsets, mu, theta)
+    D64 = align_ref.local_cost_ref(x.double(), offsets, mu.double(), theta.double())
+    assert torch.equal(D.double(), D64), "local costs not exact: the ties would not be ties"
+    for pattern in ("hv", "hvd"):
+        A = align_ref.accumulate_ref(D, pattern)
+        assert torch.equal(A.double(), align_ref.accumulate_ref(D64, pattern)), pattern
+    return x, offsets, mu, theta, upstream
+
+
+def count_path_ties(x, offsets, mu, theta, mode):
+    """How many cells (i > 0, j > 0) of the reference's paths met a tie when the path was
+    traced back through them (hv: a = b; hvd: the minimum of a, b, g taken twice), so a
+    test can check that its tie cases really exercise the tie rules."""
+    D = align_ref.local_cost_ref(x, offsets, mu, theta)
+    A = align_ref.accumulate_ref(D, mode)
+    paths = align_ref.backtrack_ref(A, offsets[1:] - offsets[:-1], mode)
+    ties = 0
+    for (b, c, i), (lo, hi) in zip(np.ndindex(*paths.shape[:3]), paths.view(-1, 2).tolist()):
+        for j in range(max(lo, 1), hi + 1) if i > 0 else ():
+            a, left, g = A[b, c, i - 1, j], A[b, c, i, j - 1], A[b, c, i - 1, j - 1]
+            if mode == "hv":
+                ties += bool(a == left)
+            else:
+                m = min(a, left, g)
+                ties += int(a == m) + int(left == m) + int(g == m) > 1
+    return ties
+
+
+def tie_fixed_paths(x, offsets, mu, theta):
+    """Fixed paths for the tie cases: the reference's optimal hvd paths, which run
+    through the zero-cost cells (mu == x) where the gradient takes sign(0)."""
+    return align_ref.align_forward_ref(x, offsets, mu, theta, "hvd")[1]

@@ -24,9 +24,10 @@ from dejavid.alignment.op import align, get_backend
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
 import host_emulation  # noqa: E402
-from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, assert_close,  # noqa: E402
-                    check_dba_accumulate, check_local_cost, check_strided_inputs, make_inputs, gradcheck_align,
-                    perturbed_paths, run_align)
+from parity import (MODES, RTOL, SHAPES as _BASE_SHAPES, TIE_KINDS, TIE_SHAPES,  # noqa: E402
+                    assert_close, check_dba_accumulate, check_local_cost, check_strided_inputs,
+                    make_inputs, gradcheck_align, perturbed_paths, run_align, tie_fixed_paths,
+                    tie_inputs)
 
 HAVE_GPU = torch.cuda.is_available() and align_cuda.available()
 needs_gpu = pytest.mark.skipif(
@@ -83,8 +84,8 @@ def _check_results(fast, ref_paths, exact, dtype):
 # =========================================================================== GPU
 
 
-def _compare_gpu(x, offsets, mu, theta, upstream, mode):
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+def _compare_gpu(x, offsets, mu, theta, upstream, mode, fixed_paths=perturbed_paths):
+    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
     fast = run_align("cuda", x, offsets, mu, theta, upstream, mode, fixed)
     assert fast[0].device == x.device and fast[1].device == x.device
@@ -97,6 +98,17 @@ def _compare_gpu(x, offsets, mu, theta, upstream, mode):
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_gpu_parity_with_reference(shape, mode):
     _compare_gpu(*make_inputs(*shape, device="cuda"), mode)
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", TIE_KINDS)
+def test_gpu_parity_on_exact_ties(kind, mode):
+    # Exact ties in the accumulated cost and zero differences mu - x on the paths
+    # (see parity.TIE_KINDS): the tie rules and sign(0) = 0 decide the results.
+    for shape in TIE_SHAPES:
+        inputs = tuple(t.cuda() for t in tie_inputs(kind, *shape))
+        _compare_gpu(*inputs, mode, fixed_paths=tie_fixed_paths)
 
 
 @needs_gpu
@@ -206,8 +218,8 @@ def _run_backend(be, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
     return dist, paths, gx, gmu, gtheta
 
 
-def _compare_backend(be, x, offsets, mu, theta, upstream, mode):
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+def _compare_backend(be, x, offsets, mu, theta, upstream, mode, fixed_paths=perturbed_paths):
+    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     ref_paths = fixed if mode == "fixed" else align_ref.align_forward_ref(x, offsets, mu, theta,
                                                                           mode)[1]
     fast = _run_backend(be, x, offsets, mu, theta, upstream, mode, fixed)
@@ -236,6 +248,17 @@ def test_emulated_pair_steps_follow_tie_rules(emulated, pattern):
 @pytest.mark.parametrize("shape", EMU_SHAPES, ids=_shape_id)
 def test_emulated_parity_with_reference(emulated_backend, shape, mode):
     _compare_backend(emulated_backend, *make_inputs(*shape), mode)
+
+
+@needs_cxx
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", TIE_KINDS)
+def test_emulated_parity_on_exact_ties(emulated_backend, kind, mode):
+    # The whole backend (forward DP and backtrack in kernels.cu, path cost, every
+    # gradient) on the tie cases of the numba test: paths equal to the reference's.
+    for shape in TIE_SHAPES:
+        _compare_backend(emulated_backend, *tie_inputs(kind, *shape), mode,
+                         fixed_paths=tie_fixed_paths)
 
 
 @needs_cxx

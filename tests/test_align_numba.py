@@ -12,13 +12,16 @@ numba = pytest.importorskip("numba")
 from dejavid.alignment import numba as align_numba  # noqa: E402  (needs numba)
 from dejavid.alignment.backend import packed_row_width  # noqa: E402
 from dejavid.data.dataset import collate_packed  # noqa: E402
-from parity import (GRID_SHAPES, MODES, RTOL, SHAPES, assert_close,  # noqa: E402
-                    check_dba_accumulate, check_local_cost, check_strided_inputs, make_inputs,
-                    gradcheck_align, perturbed_paths, run_align)
+from parity import (GRID_SHAPES, MODES, RTOL, SHAPES, TIE_KINDS, TIE_SHAPES,  # noqa: E402
+                    assert_close, check_dba_accumulate, check_local_cost, check_strided_inputs,
+                    count_path_ties, gradcheck_align, make_inputs, perturbed_paths, run_align,
+                    tie_fixed_paths, tie_inputs)
 
 
-def _compare(x, offsets, mu, theta, upstream, mode):
-    fixed = perturbed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+def _compare(x, offsets, mu, theta, upstream, mode, fixed_paths=perturbed_paths):
+    """Paths equal to the reference's, values and every gradient close; ``fixed_paths``
+    makes the paths of mode 'fixed' from the inputs."""
+    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
     ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
     fast = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
     rtol = RTOL[x.dtype]
@@ -39,6 +42,45 @@ def _shape_id(s):
 @pytest.mark.parametrize("shape", SHAPES + GRID_SHAPES, ids=_shape_id)
 def test_parity_with_reference(shape, mode):
     _compare(*make_inputs(*shape), mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", TIE_SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("kind", TIE_KINDS)
+def test_parity_on_exact_ties(kind, shape, mode):
+    # Exact ties in the accumulated cost (the tie rules pick the path) and zero
+    # differences mu - x on the path (sign(0) = 0 in the gradients): paths equal, values
+    # and every gradient close.  A '<=' for '<' in the hv or hvd backtracking, or
+    # sign(0) = +1 in _run_grads, fails here and nowhere on random normal inputs.
+    _compare(*tie_inputs(kind, *shape), mode, fixed_paths=tie_fixed_paths)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", TIE_KINDS)
+def test_parity_on_exact_ties_float64(kind, mode):
+    _compare(*tie_inputs(kind, *TIE_SHAPES[0], dtype=torch.float64), mode,
+             fixed_paths=tie_fixed_paths)
+
+
+def test_tie_cases_are_full_of_ties():
+    """The tie cases above meet both backtracking rules' ties and zero differences on
+    their paths, in runs of every length modulo 4 (the gradient kernels' blocks)."""
+    ties = {"hv": 0, "hvd": 0}
+    zero_runs = set()
+    for kind in TIE_KINDS:
+        for shape in TIE_SHAPES:
+            x, offsets, mu, theta, _ = tie_inputs(kind, *shape)
+            for mode in ties:
+                ties[mode] += count_path_ties(x, offsets, mu, theta, mode)
+            paths = tie_fixed_paths(x, offsets, mu, theta)
+            for (b, c, i), (lo, hi) in zip(np.ndindex(*paths.shape[:3]),
+                                           paths.view(-1, 2).tolist()):
+                rows = x[offsets[b] + lo:offsets[b] + hi + 1]
+                if (rows == mu[c, i]).any():
+                    zero_runs.add((hi - lo + 1) % 4)
+    print(ties, sorted(zero_runs))
+    assert ties["hv"] >= 100 and ties["hvd"] >= 100
+    assert zero_runs == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("mode", MODES)

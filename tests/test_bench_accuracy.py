@@ -1,8 +1,10 @@
 """bench/bench_accuracy.py end to end in --quick mode (two small data sets, one seed)."""
 from __future__ import annotations
 
+import re
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -13,28 +15,83 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_accuracy  # noqa: E402
 
 
+def _table_rows(report: str, names) -> tuple[dict, dict]:
+    """(first table's cells, per-seed table's cells) per data set, as printed."""
+    first, per_seed = {}, {}
+    for line in report.splitlines():
+        name = line.split("|")[1].strip() if line.startswith("|") else ""
+        if name in names:
+            (per_seed if name in first else first)[name] = [c.strip() for c in
+                                                            line.split("|")[1:-1]]
+    return first, per_seed
+
+
 def test_quick_mode_writes_the_table(tmp_path, capsys):
     out = tmp_path / "quick.md"
     assert bench_accuracy.main(["--quick", "--out", str(out), "--work", str(tmp_path / "w")]) == 0
     report = out.read_text()
     assert capsys.readouterr().out.strip() == report.strip()
-    rows = {}
-    for line in report.splitlines():   # the first table's rows (the per-seed table follows)
-        name = line.split("|")[1].strip() if line.startswith("|") else ""
-        if name in ("UnitTest", "ItalyPowerDemand"):
-            rows.setdefault(name, line)
-    assert set(rows) == {"UnitTest", "ItalyPowerDemand"}
+    methods = bench_accuracy.METHODS
+    rows, per_seed = _table_rows(report, ("UnitTest", "ItalyPowerDemand"))
+    assert set(rows) == set(per_seed) == {"UnitTest", "ItalyPowerDemand"}
     header = next(line for line in report.splitlines() if line.startswith("| data set | C"))
     for title in bench_accuracy.TITLES.values():
         assert title in header
-    for name, line in rows.items():
-        cells = [c.strip().strip("*") for c in line.split("|")[1:-1]]
-        values = [float(c) for c in cells[6:6 + len(bench_accuracy.METHODS)]]
-        assert all(0.0 <= v <= 100.0 for v in values), line
+    assert "DejaVid s/run (centroids computed / cached)" in header
+    shown = {}
+    for name, cells in rows.items():
         assert cells[1] == "2" and cells[2] == "1" and cells[3] == "24"   # C, F, T
+        top1 = cells[6:6 + len(methods)]
+        values = [None if c == "n/a" else float(c.strip("*")) for c in top1]
+        assert all(0.0 <= v <= 100.0 for v in values if v is not None), cells
+        shown[name] = dict(zip(methods, values))
+        # bold marks exactly the best value shown
+        best = max(v for v in values if v is not None)
+        assert [c.startswith("**") for c in top1] == [v == best for v in values], cells
+        # one seed: its run computed the centroids; no run loaded them
+        assert re.fullmatch(r"\d+\.\d / -", cells[-1]), cells
+        # the means are those of the per-seed table
+        for m, seed_cell in zip(("dejavid", "gru", "attention"), per_seed[name][1:4]):
+            assert shown[name][m] == pytest.approx(
+                np.mean([float(v) for v in seed_cell.split(" / ")]), abs=0.005)
     # Official splits, nothing subsampled.
     assert "20/22" in rows["UnitTest"] and "67/1029" in rows["ItalyPowerDemand"]
-    assert "seeds 0" in report and "DejaVid >= its DBA-centroid start on" in report
+    assert "seeds 0" in report
+    # The summary sentence is the one the printed table gives.
+    sentence = bench_accuracy.summary(shown)
+    assert sentence.startswith("DejaVid >= its DBA-centroid start on")
+    assert report.rstrip().splitlines()[-1] == sentence
+
+
+def test_summary_reads_the_shown_values():
+    """A difference the table rounds away is no difference for the sentence; ties count
+    as '>='; the learned heads count only when strictly above."""
+    results = {"A": {"top1": {**{m: [0.5] for m in bench_accuracy.METHODS},
+                              "dejavid": [0.70001, 0.70001], "dba_centroid": [0.70004],
+                              "knn_dtw": [0.8], "gru": [0.7, 0.70008], "knn_euclid": []}},
+               "B": {"top1": {**{m: [0.5] for m in bench_accuracy.METHODS},
+                              "dejavid": [0.9], "knn_dtw_diag": [0.95], "attention": [0.91]}}}
+    shown = bench_accuracy.shown_top1(results)
+    assert shown["A"]["dejavid"] == shown["A"]["dba_centroid"] == 70.0
+    assert shown["A"]["knn_euclid"] is None and shown["B"]["attention"] == 91.0
+    assert bench_accuracy.summary(shown) == (
+        "DejaVid >= its DBA-centroid start on 2/2 (A, B); >= the best of 1-NN DTW, DBA "
+        "centroid and mean pool + LR on 1/2 (B); >= 1-NN DTW with diagonal steps on 1/2 (A). "
+        "Learned temporal heads above DejaVid: attn. probe on B.")
+    shown["B"]["gru"] = None
+    assert bench_accuracy.summary(shown) == "(summary needs every method)"
+
+
+def test_dejavid_runs_are_timed_by_whether_they_computed_the_centroids(tmp_path):
+    r = bench_accuracy.bench_dataset("UnitTest", [0, 1, 2], tmp_path, True, lambda *a: None,
+                                     methods=("dejavid",))
+    assert [computed for _, computed in r["dejavid_runs"]] == [True, False, False]
+    total = sum(seconds for seconds, _ in r["dejavid_runs"])
+    assert r["seconds"]["dejavid"] == pytest.approx(total)
+    first, later = (float(v) for v in bench_accuracy._run_times(r["dejavid_runs"]).split(" / "))
+    assert first == pytest.approx(r["dejavid_runs"][0][0], abs=0.05)
+    assert later == pytest.approx(np.mean([s for s, _ in r["dejavid_runs"][1:]]), abs=0.05)
+    assert bench_accuracy._run_times([(3.0, False)]) == "- / 3.0"
 
 
 def test_unknown_dataset_is_an_error():
