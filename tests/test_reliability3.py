@@ -1,0 +1,125 @@
+"""Issue #25: data that changes under a running job, outputs that would overwrite inputs,
+hostile or corrupt stores, checkpoints and imports, resources and signals.
+
+Each test names the issue's item.  Most call the scripts' ``main`` in-process on a tiny
+data set; those where the exit code, a signal or stderr matters run a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train_dejavid
+from conftest import ROOT
+from dejavid.config.settings import index_from_config
+from dejavid.data import store
+from dejavid.data.dataset import TSEDataset
+from dejavid.training import run as train_mod
+from dejavid.training.batching import make_loader
+from helpers import (feature_file, good_videos, level_videos, make_config, seeded_video,
+                     write_config_yaml, write_dataset, write_pickle)
+from test_reliability2 import TINY, _assert_user_error, _script
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(config path, data paths, tmp folder) of a 3-class data set, 12 train / 12 val videos."""
+    paths = write_dataset(tmp_path, level_videos({"train": 4, "val": 4}))
+    return write_config_yaml(tmp_path / "tiny.yaml", paths, **TINY), paths, tmp_path
+
+
+def _train(cfg, *extra) -> int:
+    return train_dejavid.main(["--config", str(cfg), "--no-progress", *extra])
+
+
+def _store_dir(cfg) -> Path:
+    paths = {k: cfg[k] for k in ("id2feats", "id2splits", "id2labels", "id2fname")}
+    return store.store_dir(cfg["cache_dir"], paths, cfg["store_dtype"])
+
+
+# --- item 1: a store rebuilt under a running job -----------------------------------------
+
+def test_workers_keep_reading_the_store_they_validated_after_a_rebuild(tmp_path):
+    videos = good_videos()
+    paths = write_dataset(tmp_path, videos)
+    cfg = make_config(paths, standardize=False)
+    index = index_from_config(cfg, progress=False)
+    ds = TSEDataset(index, "train", progress=False)   # nothing read in this process yet
+    # Another process rebuilds the split: one file gets other contents (same shape).
+    torch.save(seeded_video(4, 99), paths["id2feats"] / feature_file("a1"))
+    rebuilt = index_from_config(cfg, progress=False)
+    assert rebuilt.digests != index.digests
+    got = list(make_loader(ds, [[n] for n in range(len(ds))], num_workers=1))
+    for n, batch in enumerate(got):
+        vid = index.ids[int(ds.rows[n])]
+        assert torch.equal(batch.x, videos[vid][0]), vid   # the old data, never the new
+
+
+def test_a_pickled_store_refuses_a_data_file_replaced_since_validation(tmp_path):
+    paths = write_dataset(tmp_path, good_videos())
+    cfg = make_config(paths, standardize=False)
+    index = index_from_config(cfg, progress=False)
+    blob = pickle.dumps(TSEDataset(index, "train", progress=False))   # as to a spawned worker
+    torch.save(seeded_video(4, 99), paths["id2feats"] / feature_file("a1"))
+    index_from_config(cfg, progress=False)
+    with pytest.raises(ValueError, match="rebuilt or replaced by another process"):
+        pickle.loads(blob)[0]
+
+
+# --- item 8: corrupt store index or metadata ---------------------------------------------
+
+def _truncate_index(d: Path):
+    p = d / "train.index.npz"
+    p.write_bytes(p.read_bytes()[:100])
+
+
+def _list_meta(d: Path):
+    (d / "train.meta.json").write_text("[]")
+
+
+def _lengths_out_of_range(d: Path):
+    p = d / "train.index.npz"
+    with np.load(p) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lengths"] = arrays["lengths"] + 10**6   # rows far past the end of the data
+    with open(p, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _zero_lengths(d: Path):
+    p = d / "train.index.npz"
+    with np.load(p) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lengths"] = np.zeros_like(arrays["lengths"])
+    with open(p, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _meta_field_missing(d: Path):
+    p = d / "train.meta.json"
+    meta = json.loads(p.read_text())
+    del meta["n_steps"]
+    p.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [_truncate_index, _list_meta, _lengths_out_of_range,
+                                    _zero_lengths, _meta_field_missing])
+def test_corrupt_store_index_or_metadata_is_rebuilt(tmp_path, capsys, damage):
+    videos = good_videos()
+    cfg = make_config(write_dataset(tmp_path, videos))
+    index_from_config(cfg, progress=False)
+    damage(_store_dir(cfg))
+    capsys.readouterr()
+    index = index_from_config(cfg, progress=False)
+    assert "building split 'train'" in capsys.readouterr().out
+    for n, k in enumerate(index.rows("train")):
+        assert torch.equal(index.store.video("train", n), videos[index.ids[k]][0])
