@@ -123,3 +123,45 @@ def test_corrupt_store_index_or_metadata_is_rebuilt(tmp_path, capsys, damage):
     assert "building split 'train'" in capsys.readouterr().out
     for n, k in enumerate(index.rows("train")):
         assert torch.equal(index.store.video("train", n), videos[index.ids[k]][0])
+
+
+# --- item 2: a feature file rewritten under a run that reads the files --------------------
+
+def test_feature_file_rewritten_mid_run_stops_before_the_next_checkpoint(tiny, monkeypatch):
+    cfg, paths, tmp = tiny
+    real = train_mod.train_one_epoch
+    victim = paths["id2feats"] / feature_file("val_c0_000")
+
+    def rewrite_in_epoch_2(*a, **kw):
+        out = real(*a, **kw)
+        if kw["epoch"] == 1:   # same shape, other values, a new modification time
+            old = torch.load(victim, weights_only=True)
+            torch.save(old + 1.0, victim)
+            os.utime(victim, ns=(time.time_ns(), time.time_ns() + 10**9))
+        return out
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", rewrite_in_epoch_2)
+    with pytest.raises(ValueError, match=r"changed or were deleted during the run \(e\.g\. 'val_c0_000\.pt'"):
+        _train(cfg, "--run_name", "r", "--store", "false", "--in_memory", "false")
+    last = torch.load(tmp / "runs" / "r" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1   # epoch 2's results (on mixed data) were never saved
+    monkeypatch.undo()
+    # The checkpoint records the data the run trained on, so a resume sees the change.
+    with pytest.raises(ValueError, match="the data changed since the checkpoint"):
+        train_dejavid.main(["--resume", str(tmp / "runs" / "r"), "--no-progress"])
+
+
+def test_store_or_in_memory_runs_ignore_later_file_changes(tiny):
+    """They read what they validated (the store, or the split held in RAM), so a file
+    changed afterwards cannot mix into the run: no check is due."""
+    cfg, paths, tmp = tiny
+    for store_on, held in (("true", "false"), ("false", "true")):
+        index = index_from_config(make_config(paths, store=store_on == "true"), progress=False)
+        ds = TSEDataset(index, "val", in_memory=held == "true", progress=False)
+        victim = paths["id2feats"] / feature_file("val_c0_000")
+        os.utime(victim, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert ds.changed_files() == []
+    index = index_from_config(make_config(paths, store=False), progress=False)
+    ds = TSEDataset(index, "val", progress=False)
+    os.utime(victim, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    assert ds.changed_files() == ["val_c0_000.pt"]

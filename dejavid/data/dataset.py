@@ -185,6 +185,9 @@ class DataIndex:
     # {"mean": [F], "std": [F]} of the training split when config 'standardize' is on; the
     # datasets apply it to every video (dejavid/data/standardize.py).
     feature_stats: Optional[dict] = None
+    # Without a store: {file name: (size, mtime_ns)} as seen before the data check, so that
+    # a run reading the files can tell that one changed under it (TSEDataset.changed_files).
+    file_stamps: Optional[dict] = None
     _split_rows: dict = field(default_factory=dict)
 
     @property
@@ -300,6 +303,7 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         digests = [""] * len(ids)
         n_half = 0
         first_f = None
+        file_stamps = _stamps(root, fnames)   # before reading: a later change differs
         for k, t, half in check_videos(root, ids, fnames, range(len(ids)), feature_size,
                                        problems, progress=progress):
             n_half += int(half)
@@ -327,7 +331,15 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
                      lengths=lengths, label_values=label_values,
                      feature_size=int(feature_size or first_f), digests=digests, store=opened,
-                     feature_stats=train_stats.result() if train_stats is not None else None)
+                     feature_stats=train_stats.result() if train_stats is not None else None,
+                     file_stamps=None if store else file_stamps)
+
+
+def _stamps(root: Path, fnames: list[str]) -> dict:
+    """{file name: (size, mtime_ns)} of the feature files (``os.stat`` only)."""
+    names, sizes, mtimes = feature_store.manifest(root, fnames)
+    return {n: (int(a), int(b)) for n, a, b in zip(names.tolist(), sizes.tolist(),
+                                                   mtimes.tolist())}
 
 
 def _from_store(paths: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],
@@ -472,6 +484,17 @@ class TSEDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def changed_files(self) -> list[str]:
+        """The split's feature files whose size or modification time differs from the
+        data check's (``os.stat`` only); always [] where the videos are not read from the
+        files during the run (feature store, ``in_memory``)."""
+        stamps = self.index.file_stamps
+        if stamps is None or self._held is not None or self.index.store is not None:
+            return []
+        files = list(dict.fromkeys(self.index.files[int(k)] for k in self.rows))
+        now = _stamps(self.index.root, files)
+        return [f for f in files if now[f] != stamps.get(f)]
 
     def _load(self, k: int) -> torch.Tensor:
         fname = self.index.files[k]

@@ -237,6 +237,22 @@ def data_changes(saved: Optional[dict], now: dict, train_ds, eval_ds=None) -> st
     return "; ".join(parts)
 
 
+def check_files_unchanged(train_ds, eval_ds=None) -> None:
+    """ValueError when a feature file the run reads (``store: false``, not ``in_memory``)
+    changed since the data check: the run would mix old and new data while its checkpoints
+    record the old data.  Checked at every epoch start and before every checkpoint."""
+    for ds in (train_ds, eval_ds):
+        changed = getattr(ds, "changed_files", lambda: [])()
+        if changed:
+            raise ValueError(
+                f"{len(changed)} feature file(s) of split '{ds.split}' changed or were deleted "
+                f"during the run (e.g. '{changed[0]}' under {ds.index.root}: missing, or other "
+                f"size or modification time than at the data check); the run stops so as not to train on mixed data, and "
+                f"nothing since the last checkpoint is saved. Restore the files and continue "
+                f"with --resume, or start a new run on the new files (with store: true, the "
+                f"default, a run reads the store it validated and is not affected)")
+
+
 def _diverged_message(what: str, run_dir: Optional[Path], settings: TrainSettings) -> str:
     last = run_dir / "last.pt" if run_dir is not None else None
     kept = (f"The last good checkpoint, {last}, is kept (nothing from the failed epoch was "
@@ -332,6 +348,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     def checkpoint(path, epoch, step, run):
         if run_dir is None or not info.is_main:
             return
+        check_files_unchanged(train_ds, eval_ds)   # before the data record is written again
         save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler,
                         config=config if config is not None else {},
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
@@ -352,6 +369,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     stop = StopRequest() if run_dir is not None else None
     with stop if stop is not None else contextlib.nullcontext():
         for epoch in range(start_epoch, loop.num_epochs):
+            check_files_unchanged(train_ds, eval_ds)
             t0 = time.time()
             if model.fixed_path and start_step == 0:
                 model.snapshot()
