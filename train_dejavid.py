@@ -19,10 +19,10 @@ from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data.dataset import TSEDataset
 from dejavid.training.engine import evaluate
-from dejavid.io import check_writable_dir, check_writable_file
+from dejavid.io import RunLock, check_not_managed, check_writable_dir, check_writable_file
 from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
-from dejavid.training.run import fit, model_from_checkpoint
+from dejavid.training.run import RUN_FILES, fit, model_from_checkpoint
 
 
 def main(argv=None) -> int:
@@ -36,12 +36,21 @@ def main(argv=None) -> int:
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
     p.add_argument("--verify-data", action="store_true",
                    help="re-read every feature file and compare it with the feature store")
+    p.add_argument("--allow-eval-on-train", action="store_true",
+                   help="evaluate on the training split itself (train_split = eval_split); "
+                        "the reported top-1 then measures fit, not generalisation")
     args, rest = cli.parse(p, argv)
     check_flags(args)
 
     ckpt = None
     if args.eval_only:
         ckpt = load_checkpoint(args.checkpoint)
+        bad = sorted(k for k, _ in parse_overrides(rest) if k not in EVAL_OVERRIDABLE)
+        if bad:
+            raise ValueError(f"--eval-only evaluates the checkpoint's model as it was trained, so "
+                             f"{', '.join('--' + k for k in bad)} cannot apply (model and "
+                             f"training keys come from the checkpoint); allowed: "
+                             f"{', '.join(sorted(EVAL_OVERRIDABLE))}")
         base = dict(ckpt["config"])
         if args.config:
             # Evaluate on that config's data; what the model is comes from the checkpoint.
@@ -54,7 +63,8 @@ def main(argv=None) -> int:
         if bad:
             raise ValueError(f"cannot change {', '.join(bad)} when resuming (the run would no "
                              f"longer be the same); allowed: {', '.join(sorted(RESUME_OVERRIDABLE))}")
-        cfg = load_config(None, rest, base=ckpt["config"])
+        cfg = resumed_config(load_config(None, rest, base=ckpt["config"]), args.resume,
+                             parse_overrides(rest))
     else:
         cfg = load_config(args.config, rest)
     info, device = ddp.init(cfg["device"])
@@ -70,6 +80,28 @@ EVAL_DATA_KEYS = ("id2feats", "id2splits", "id2labels", "id2fname", "train_split
                   "eval_split", "num_classes", "feature_size", "in_memory", "num_workers",
                   "eval_batch_size", "device", "backend", "store", "store_dtype",
                   "store_on_device")
+# What --eval-only accepts as --key value: where the data is and how it is read.
+EVAL_OVERRIDABLE = frozenset(EVAL_DATA_KEYS) | {"cache_dir"}
+
+
+def run_folder_of(resume: str) -> Path:
+    """The run folder that ``--resume`` names (a folder, or a checkpoint in it)."""
+    path = Path(resume)
+    return path if path.is_dir() else path.parent
+
+
+def resumed_config(cfg: dict, resume: str, overrides: list) -> dict:
+    """The config of a resumed run with ``output_dir``/``run_name`` set to the folder it
+    really continues in, so that its checkpoints record that.  An ``--output_dir`` naming
+    another folder is refused: a resume continues in its own run folder."""
+    run_dir = run_folder_of(resume)
+    asked = [v for k, v in overrides if k == "output_dir"]
+    if asked and Path(str(asked[-1])).resolve() != run_dir.parent.resolve():
+        raise ValueError(f"--output_dir {asked[-1]} with --resume {resume}: a resumed run "
+                         f"continues in its own folder {run_dir}, so it cannot write to "
+                         f"{asked[-1]}; drop --output_dir, or move the run folder there first "
+                         f"and resume from its new place")
+    return {**cfg, "output_dir": str(run_dir.parent), "run_name": run_dir.name}
 
 
 def check_flags(args) -> None:
@@ -91,6 +123,21 @@ def check_flags(args) -> None:
         raise ValueError("--resume continues a run with the config saved in its checkpoint, so "
                          "--config cannot apply; drop --config (where the data and outputs live "
                          f"can change with --key value: {', '.join(sorted(RESUME_OVERRIDABLE))})")
+
+
+def check_splits(cfg: dict, allowed: bool) -> None:
+    """Refuse evaluating on the training split (its top-1 measures fit, not
+    generalisation) unless ``--allow-eval-on-train`` asks for it."""
+    if cfg["train_split"] == cfg["eval_split"] and not allowed:
+        raise ValueError(f"train_split and eval_split are both '{cfg['eval_split']}': the "
+                         f"evaluation would report accuracy on the training videos themselves; "
+                         f"set eval_split (or train_split) to another split, or pass "
+                         f"--allow-eval-on-train to do this on purpose")
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a run's files (checkpoints, metrics or its lock)."""
+    return any((Path(path) / f).exists() for f in (*RUN_FILES, RunLock.FILE))
 
 
 def _load_data(args, cfg, info, progress):
@@ -116,12 +163,23 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             tqdm.write("store_on_device: batches are sliced in device memory, which worker "
                        "processes cannot share; num_workers set to 0")
         cfg = {**cfg, "num_workers": 0}
+    check_splits(cfg, args.allow_eval_on_train)
     # Every output location is checked before the data check and the centroids.
+    inputs = {f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}
+    inputs["the config file"] = args.config
+    managed = {"id2feats (the feature files)": cfg["id2feats"],
+               "cache_dir (centroid cache and feature store)": cfg["cache_dir"]}
     if args.eval_only:
         if args.predictions:
             check_writable_file(args.predictions, "--predictions file")
+            runs = {f"run folder {d}": d for d in (Path(args.checkpoint).parent,
+                                                   Path(args.predictions).parent)
+                    if is_run_folder(d)}
+            check_not_managed(args.predictions, "--predictions file",
+                              {"the checkpoint": args.checkpoint, **inputs}, {**managed, **runs})
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
+        check_not_managed(cfg["output_dir"], "output_dir", inputs, managed)
         check_writable_dir(cfg["cache_dir"], "cache_dir")
     index = _load_data(args, cfg, info, progress)
     if ckpt is not None and ckpt.get("standardize") is not None:
@@ -142,8 +200,10 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
                        keep_predictions=bool(args.predictions), info=info)
         if not info.is_main:
             return 0
-        print(f"eval on '{cfg['eval_split']}' ({res['count']} videos): loss {res['loss']:.4f} "
-              f"top1 {res['top1']:.4f} top5 {res['top5']:.4f}")
+        same = (" (the split the checkpoint was trained on: --allow-eval-on-train)"
+                if cfg["train_split"] == cfg["eval_split"] else "")
+        print(f"eval on '{cfg['eval_split']}'{same} ({res['count']} videos): loss "
+              f"{res['loss']:.4f} top1 {res['top1']:.4f} top5 {res['top5']:.4f}")
         if args.predictions:
             write_predictions(args.predictions, index, res["predictions"])
             print(f"predictions written to {args.predictions}")
@@ -151,10 +211,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
 
     train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
     claimed = not args.resume and not cfg["run_name"] and info.is_main
-    run_dir = (Path(args.resume) if args.resume
+    run_dir = (run_folder_of(args.resume) if args.resume
                else cli.default_run_dir(cfg, create=info.is_main))
-    if args.resume and not run_dir.is_dir():
-        run_dir = run_dir.parent
     if not args.resume and info.enabled:
         run_dir = Path(ddp.gather_objects(str(run_dir), info)[0])  # rank 0's timestamped name
     try:

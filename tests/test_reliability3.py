@@ -165,3 +165,88 @@ def test_store_or_in_memory_runs_ignore_later_file_changes(tiny):
     ds = TSEDataset(index, "val", progress=False)
     os.utime(victim, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
     assert ds.changed_files() == ["val_c0_000.pt"]
+
+
+# --- item 3: evaluating on the training split ---------------------------------------------
+
+def test_equal_train_and_eval_splits_are_refused_unless_asked_for(tiny, capsys):
+    cfg, _, tmp = tiny
+    with pytest.raises(ValueError, match="both 'val'.*--allow-eval-on-train"):
+        _train(cfg, "--train_split", "val", "--eval_split", "val", "--run_name", "v")
+    assert not (tmp / "runs" / "v").exists()
+    assert _train(cfg, "--train_split", "val", "--eval_split", "val", "--run_name", "v",
+                  "--num_epochs", "1", "--allow-eval-on-train") == 0
+    assert "the training split itself" in capsys.readouterr().out
+    ckpt = str(tmp / "runs" / "v" / "best.pt")
+    with pytest.raises(ValueError, match="both 'val'"):
+        train_dejavid.main(["--eval-only", "--checkpoint", ckpt, "--no-progress"])
+    assert train_dejavid.main(["--eval-only", "--checkpoint", ckpt, "--no-progress",
+                               "--allow-eval-on-train"]) == 0
+    assert "the split the checkpoint was trained on" in capsys.readouterr().out
+
+
+# --- item 4: outputs that would overwrite inputs or managed files --------------------------
+
+def test_predictions_refuse_inputs_and_managed_files(tiny):
+    cfg, paths, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    best = tmp / "runs" / "a" / "best.pt"
+    before = best.read_bytes()
+    (tmp / "elsewhere").mkdir()
+    (tmp / "elsewhere" / "best.pt").symlink_to(best)
+    for target, words in ((best, "is the checkpoint"),
+                          (tmp / "elsewhere" / "best.pt", "is the checkpoint"),
+                          (paths["id2labels"], "the id2labels map"),
+                          (cfg, "the config file"),
+                          (paths["id2feats"] / "p.csv", "id2feats"),
+                          (tmp / "cache" / "p.csv", "cache_dir"),
+                          (tmp / "runs" / "a" / "p.csv", "run folder")):
+        with pytest.raises(ValueError, match=words):
+            train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--config", str(cfg),
+                                "--predictions", str(target), "--no-progress"])
+    assert best.read_bytes() == before
+    assert train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--no-progress",
+                               "--predictions", str(tmp / "p.csv")]) == 0
+
+
+def test_output_dir_inside_the_feature_folder_or_cache_is_refused(tiny):
+    cfg, paths, tmp = tiny
+    for out, words in ((paths["id2feats"] / "runs", "id2feats"), (tmp / "cache", "cache_dir")):
+        with pytest.raises(ValueError, match=f"output_dir .* lies in {words}"):
+            _train(cfg, "--output_dir", str(out), "--run_name", "x")
+
+
+# --- item 5: --resume with --output_dir ---------------------------------------------------
+
+def test_resume_refuses_another_output_dir_and_records_where_it_continues(tiny, monkeypatch):
+    cfg, _, tmp = tiny
+    monkeypatch.setenv("DEJAVID_STOP_AFTER_STEPS", "2")
+    assert _train(cfg, "--run_name", "r") == 130
+    monkeypatch.delenv("DEJAVID_STOP_AFTER_STEPS")
+    run = tmp / "runs" / "r"
+    with pytest.raises(ValueError, match="continues in its own folder"):
+        train_dejavid.main(["--resume", str(run), "--output_dir", str(tmp / "X"),
+                            "--no-progress"])
+    assert not (tmp / "X").exists()
+    moved = tmp / "moved" / "r2"
+    moved.parent.mkdir()
+    run.rename(moved)
+    assert train_dejavid.main(["--resume", str(moved), "--output_dir", str(moved.parent),
+                               "--no-progress"]) == 0
+    config = torch.load(moved / "last.pt", weights_only=True)["config"]
+    assert (config["output_dir"], config["run_name"]) == (str(moved.parent), "r2")
+
+
+# --- item 6: model keys on --eval-only ----------------------------------------------------
+
+def test_eval_only_refuses_model_and_training_keys(tiny):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    best = str(tmp / "runs" / "a" / "best.pt")
+    for key, value in (("use_mm", "1"), ("lr", "0.1"), ("num_timesteps", "7"),
+                       ("logit_head", "zscore"), ("std_eps", "0.1")):
+        with pytest.raises(ValueError, match=f"--{key} cannot apply"):
+            train_dejavid.main(["--eval-only", "--checkpoint", best, f"--{key}", value,
+                                "--no-progress"])
+    assert train_dejavid.main(["--eval-only", "--checkpoint", best, "--eval_batch_size", "2",
+                               "--no-progress"]) == 0

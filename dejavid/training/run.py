@@ -326,6 +326,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     scheduler = build_scheduler(optimizer, settings.optim, loop.num_epochs)
     evaluated = (f"{len(eval_ds)} {settings.data.eval_split} videos" if eval_ds is not None
                  else "no evaluation data")
+    if eval_ds is not None and getattr(eval_ds, "split", 0) == getattr(train_ds, "split", 1):
+        evaluated += " (the training split itself: val top-1 measures fit, not generalisation)"
     log_main(f"{len(train_ds)} train / {evaluated}, "
              f"{index.num_classes} classes, F = {index.feature_size}, K = {model.mu.shape[1]}, "
              f"{count_parameters(model)} parameters, device {device}, "
