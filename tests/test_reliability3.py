@@ -250,3 +250,37 @@ def test_eval_only_refuses_model_and_training_keys(tiny):
                                 "--no-progress"])
     assert train_dejavid.main(["--eval-only", "--checkpoint", best, "--eval_batch_size", "2",
                                "--no-progress"]) == 0
+
+
+# --- item 7: tensor shapes in the original's pickles checked against their storage ---------
+
+class _Reshaped:
+    """Pickles as the original's tensor would, but with a declared ``size``/``stride``."""
+
+    def __init__(self, t, size, stride, offset=0):
+        self.args = (t.storage(), offset, size, stride)
+
+    def __reduce__(self):
+        from collections import OrderedDict
+        return (torch._utils._rebuild_tensor_v2, (*self.args, False, OrderedDict()))
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+@pytest.mark.parametrize("size,stride,offset,words", [
+    ((1000, 1000, 25), (25000, 25, 1), 0, "storage holding only 6 values"),   # 100 MB asked
+    ((1, 2, 3), (6, 3, 1), 1, "reaching element 7"),
+    ((1, 2, 3), (6, 3, 2), 0, "reaching element 8"),
+    ((1, 2, 3), (6, 3, 1), 2**40, "reaching element"),
+])
+def test_original_pickle_whose_shape_does_not_match_its_storage_is_refused(
+        tmp_path, size, stride, offset, words):
+    from dejavid.interop.original import load_original_tensor
+    path = tmp_path / "k_feats.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump(_Reshaped(torch.arange(6.0).reshape(1, 2, 3), size, stride, offset), fh)
+    assert path.stat().st_size < 1000
+    with pytest.raises(ValueError, match=f"refusing to load .*{words}"):
+        load_original_tensor(path, "centroids (k_feats)")
+    with open(path, "wb") as fh:   # a view inside its storage is what pickling a view writes
+        pickle.dump(_Reshaped(torch.arange(6.0).reshape(1, 2, 3), (1, 2, 2), (6, 3, 1), 1), fh)
+    assert torch.equal(load_original_tensor(path), torch.tensor([[[1.0, 2.0], [4.0, 5.0]]]))
