@@ -284,3 +284,37 @@ def test_original_pickle_whose_shape_does_not_match_its_storage_is_refused(
     with open(path, "wb") as fh:   # a view inside its storage is what pickling a view writes
         pickle.dump(_Reshaped(torch.arange(6.0).reshape(1, 2, 3), (1, 2, 2), (6, 3, 1), 1), fh)
     assert torch.equal(load_original_tensor(path), torch.tensor([[[1.0, 2.0], [4.0, 5.0]]]))
+
+
+# --- item 9: a file that is no checkpoint, against a legacy checkpoint ----------------------
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_non_checkpoint_files_are_told_from_legacy_checkpoints(tmp_path):
+    import zipfile
+
+    from dejavid.training.checkpoint import load_checkpoint
+    text, noise, empty, zipped = (tmp_path / n for n in ("t.pt", "r.pt", "e.pt", "z.pt"))
+    text.write_text("epoch: 3\nnot a checkpoint\n")
+    noise.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    empty.write_bytes(b"")
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("notes.txt", "hello")
+    for path in (text, noise, empty, zipped):
+        with pytest.raises(ValueError) as info:
+            load_checkpoint(path)
+        msg = str(info.value)
+        assert "is not a dejavid checkpoint" in msg and "upgrade_checkpoint" not in msg, msg
+    crafted = tmp_path / "c.pt"
+    torch.save({"model": {}, "config": {}, "x": _RunsCode()}, crafted)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(crafted)
+    msg = str(info.value)
+    assert "could run code" in msg and "posix.system" in msg and "upgrade_checkpoint" not in msg
+    legacy = tmp_path / "l.pt"
+    torch.save({"model": {}, "config": {}, "rng": {"numpy": np.random.get_state()}}, legacy)
+    with pytest.raises(ValueError, match="could run code.*earlier dejavid.*upgrade_checkpoint"):
+        load_checkpoint(legacy)
