@@ -318,3 +318,62 @@ def test_non_checkpoint_files_are_told_from_legacy_checkpoints(tmp_path):
     torch.save({"model": {}, "config": {}, "rng": {"numpy": np.random.get_state()}}, legacy)
     with pytest.raises(ValueError, match="could run code.*earlier dejavid.*upgrade_checkpoint"):
         load_checkpoint(legacy)
+
+
+# --- item 10: the same rules and messages on every read path --------------------------------
+
+def _problems(paths, **cfg) -> str:
+    with pytest.raises(ValueError) as info:
+        index_from_config(make_config(paths, **cfg), progress=False)
+    return str(info.value)
+
+
+def test_huge_labels_and_nul_file_names_give_the_same_message_with_and_without_store(tmp_path):
+    videos = good_videos()
+    paths = write_dataset(tmp_path, videos)
+    labels = {v: lab for v, (_, lab, _) in videos.items()}
+    write_pickle(paths["id2labels"], {**labels, "a1": 2**63, "a3": 2**63})
+    with_store, without = _problems(paths), _problems(paths, store=False)
+    assert with_store == without
+    assert "video 'a1'" in with_store and "outside the 64-bit integer range" in with_store
+    write_pickle(paths["id2labels"], labels)
+    fnames = {v: feature_file(v) for v in videos}
+    write_pickle(paths["id2fname"], {**fnames, "a2": "a\x002.pt"})
+    with_store, without = _problems(paths), _problems(paths, store=False)
+    assert with_store == without and "video 'a2'" in with_store and "NUL" in with_store
+
+
+def test_undecodable_file_names_work_with_the_store(tmp_path, capsys):
+    videos = good_videos()
+    paths = write_dataset(tmp_path, videos)
+    odd = os.fsdecode(b"caf\xe9.pt")            # as os.listdir returns a Latin-1 name
+    os.rename(paths["id2feats"] / feature_file("a1"), paths["id2feats"] / odd)
+    write_pickle(paths["id2fname"], {**{v: feature_file(v) for v in videos}, "a1": odd})
+    for _ in range(2):                          # built, then reopened
+        index = index_from_config(make_config(paths), progress=False)
+        plain = index_from_config(make_config(paths, store=False), progress=False)
+        assert index.digests == plain.digests
+    assert capsys.readouterr().out.count("building split 'train'") == 1
+
+
+# --- item 11: a binary config file -------------------------------------------------------
+
+def test_binary_config_file_is_one_message_naming_it(tmp_path):
+    cfg = tmp_path / "model.yaml"
+    cfg.write_bytes(bytes(range(128, 256)) * 4)
+    rc, _, err = _script("--config", cfg)
+    _assert_user_error(rc, err, str(cfg), "not a text file")
+
+
+# --- item 12: feature tensors saved with requires_grad=True --------------------------------
+
+def test_features_saved_with_requires_grad_are_read(tmp_path):
+    videos = {k: (x.clone().requires_grad_(True), lab, s) for k, (x, lab, s) in good_videos().items()}
+    paths = write_dataset(tmp_path, videos)
+    for store_on in (True, False):
+        index = index_from_config(make_config(paths, store=store_on, standardize=False),
+                                  progress=False)
+        ds = TSEDataset(index, "train", progress=False)
+        for n in range(len(ds)):
+            x, _, k = ds[n]
+            assert torch.equal(x, videos[index.ids[k]][0].detach()) and not x.requires_grad

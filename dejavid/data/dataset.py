@@ -25,6 +25,7 @@ from .packing import RowSource, gather as gather_rows, offsets_of, padded_rows
 from .standardize import RunningStats, apply as standardize_features
 
 SPLITS = ("train", "val", "test")
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1   # labels are kept as int64 (index, store, batches)
 MAX_REPORTED = 20
 
 
@@ -94,6 +95,7 @@ def _as_float(t, vid, fname: str, feature_size: int):
     where = f"video {vid!r} (file '{fname}')"
     if not isinstance(t, torch.Tensor):
         return None, f"{where}: expected a tensor [T, F], found {type(t).__name__}", False
+    t = t.detach()   # saved with requires_grad=True: the values are what matters
     if t.layout != torch.strided:
         return None, (f"{where}: sparse tensor ({t.layout}); save a dense one "
                       f"(tensor.to_dense())"), False
@@ -265,8 +267,17 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             problems.add(f"video {vid!r} (file '{fname}'): label {label!r} is not an integer")
             continue
+        if not INT64_MIN <= int(label) <= INT64_MAX:
+            problems.add(f"video {vid!r} (file '{fname}'): label {label} is outside the 64-bit "
+                         f"integer range [-2^63, 2^63 - 1]; number the classes with smaller "
+                         f"integers")
+            continue
         if not isinstance(fname, (str, Path)):
             problems.add(f"video {vid!r}: file name {fname!r} is not a string")
+            continue
+        if "\0" in str(fname):
+            problems.add(f"video {vid!r}: file name {fname!r} contains a NUL character, which "
+                         f"no file name can hold; fix its id2fname entry")
             continue
         ids.append(vid)
     problems.raise_if_any()
@@ -516,7 +527,7 @@ class TSEDataset(Dataset):
             raise ValueError(f"video {self.index.ids[k]!r} (file '{fname}') changed since the "
                              f"data check ({why}); the feature files must stay as they were "
                              f"for the whole run (or use in_memory: true)")
-        return t.to(torch.float32).contiguous()
+        return t.detach().to(torch.float32).contiguous()
 
     def _video(self, n: int) -> torch.Tensor:
         if self._held is not None:

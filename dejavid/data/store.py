@@ -106,7 +106,9 @@ def entries_signature(src: SplitSource) -> str:
     """Hash of the split's ids, labels and file names (what the maps decide)."""
     h = hashlib.sha256()
     for vid, label, fname in zip(src.ids, src.labels, src.files):
-        h.update(f"{vid!r}|{label!r}|{fname}\n".encode())
+        # (surrogateescape: a file name holding bytes that are not UTF-8, as os.listdir
+        # returns it, hashes as those bytes)
+        h.update(f"{vid!r}|{label!r}|{fname}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
