@@ -27,7 +27,7 @@ from dejavid.training import run as train_mod
 from dejavid.training.batching import make_loader
 from helpers import (feature_file, good_videos, level_videos, make_config, seeded_video,
                      write_config_yaml, write_dataset, write_pickle)
-from test_reliability2 import TINY, _assert_user_error, _script
+from test_reliability2 import TINY, _assert_user_error, _guarded, _script
 
 
 @pytest.fixture
@@ -377,3 +377,43 @@ def test_features_saved_with_requires_grad_are_read(tmp_path):
         for n in range(len(ds)):
             x, _, k = ds[n]
             assert torch.equal(x, videos[index.ids[k]][0].detach()) and not x.requires_grad
+
+
+# --- item 18: SIGTERM at every stage as Ctrl-C ---------------------------------------------
+
+@pytest.mark.parametrize("where", ["dejavid.training.run.load_or_compute_centroids",
+                                   "dejavid.config.settings.index_from_config"])
+def test_sigterm_during_data_check_or_centroids_exits_143_in_one_line(tiny, where):
+    cfg, _, tmp = tiny
+    module, name = where.rsplit(".", 1)
+    patch = (f"import os, signal, time, {module}\n"
+             "def terminated(*a, **k):\n"
+             "    os.kill(os.getpid(), signal.SIGTERM)\n"
+             "    time.sleep(30)\n"
+             f"{module}.{name} = terminated\n")
+    rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "c", "--no-progress")
+    assert rc == 143, err
+    assert "Traceback" not in err and err.strip().splitlines() == ["interrupted (SIGTERM)"]
+    assert not (tmp / "runs" / "c").exists()
+
+
+# --- item 14 (signals part): a run in a thread other than the main one ----------------------
+
+def test_stop_request_outside_the_main_thread_installs_no_handler():
+    import threading
+
+    from dejavid.training.signals import StopRequest
+    before = signal.getsignal(signal.SIGTERM)
+    errors = []
+
+    def body():
+        try:
+            with StopRequest(env={}) as stop:
+                assert stop.requested is None
+        except Exception as exc:   # "signal only works in main thread" before the fix
+            errors.append(exc)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert errors == [] and signal.getsignal(signal.SIGTERM) is before
