@@ -417,3 +417,46 @@ def test_stop_request_outside_the_main_thread_installs_no_handler():
     t.start()
     t.join()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+# --- item 19: numba with nowhere to write its cache -----------------------------------------
+
+_NO_CACHE_PROBE = """
+import os, sys, tempfile, warnings
+import numba.core.caching as caching
+allowed = sys.argv[1]
+real = caching._CacheLocator.ensure_cache_path
+def ensure(self):   # as for a read-only install and HOME: only `allowed` is writable
+    path = self.get_cache_path()
+    if not (allowed and path.startswith(allowed)):
+        raise PermissionError(13, "Permission denied", path)
+    return real(self)
+caching._CacheLocator.ensure_cache_path = ensure
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    import torch
+    from dejavid.alignment import numba as nb
+print("CACHE", nb._CACHE, "WARNINGS", len([w for w in seen if "numba cannot cache" in str(w.message)]))
+if sys.argv[2] == "run":
+    x = torch.randn(5, 3)
+    d = nb.local_cost_numba(x, torch.tensor([0, 5]), torch.randn(2, 4, 3), torch.zeros(2, 4, 3))
+    print("FINITE", bool(torch.isfinite(d).all()))
+"""
+
+
+@pytest.mark.parametrize("writable,expect", [("tmp", "CACHE True WARNINGS 1"),
+                                             ("", "CACHE False WARNINGS 1")])
+def test_numba_without_a_writable_cache_falls_back_with_one_warning(tmp_path, writable, expect):
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), HOME=str(tmp_path / "home"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    res = subprocess.run([sys.executable, "-c", _NO_CACHE_PROBE,
+                          str(tmp_path / "tmp") if writable else "",
+                          "run" if not writable else "-"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert expect in res.stdout, res.stdout
+    if not writable:
+        assert "FINITE True" in res.stdout
+    else:
+        assert (tmp_path / "tmp" / f"dejavid-numba-cache-{os.getuid()}").is_dir()
