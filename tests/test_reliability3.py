@@ -460,3 +460,21 @@ def test_numba_without_a_writable_cache_falls_back_with_one_warning(tmp_path, wr
         assert "FINITE True" in res.stdout
     else:
         assert (tmp_path / "tmp" / f"dejavid-numba-cache-{os.getuid()}").is_dir()
+
+
+# --- item 20: prepare_demo.py with a data set it cannot read, or --out a file ---------------
+
+def _prepare(*argv):
+    res = subprocess.run([sys.executable, str(ROOT / "prepare_demo.py"), *map(str, argv)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stderr
+
+
+def test_prepare_demo_refuses_unbundled_data_sets_and_a_file_as_out(tmp_path):
+    rc, err = _prepare("--dataset", "NoSuchSet", "--out", tmp_path / "d")
+    _assert_user_error(rc, err, "'NoSuchSet' is not bundled", "JapaneseVowels")
+    taken = tmp_path / "file"
+    taken.write_text("x")
+    rc, err = _prepare("--out", taken)
+    _assert_user_error(rc, err, str(taken), "not a folder")
+    assert taken.read_text() == "x"
