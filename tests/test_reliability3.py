@@ -478,3 +478,36 @@ def test_prepare_demo_refuses_unbundled_data_sets_and_a_file_as_out(tmp_path):
     rc, err = _prepare("--out", taken)
     _assert_user_error(rc, err, str(taken), "not a folder")
     assert taken.read_text() == "x"
+
+
+# --- item 21: one extreme-length video does not set the temperature -----------------------
+
+def _tau(capsys, tmp, videos, name) -> float:
+    paths = write_dataset(tmp / name, videos)
+    # (standardize off: with it, the long video's 20 000 steps also set the per-feature
+    # statistics, which rescales every distance; this is about the calibration alone)
+    cfg = write_config_yaml(tmp / f"{name}.yaml", paths,
+                            **{**TINY, "num_epochs": 1, "standardize": False})
+    assert _train(cfg, "--run_name", name) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "tau =" in ln][0]
+    return float(line.split("tau = ")[1].split()[0])
+
+
+def test_one_extreme_length_video_does_not_set_the_temperature(tmp_path, capsys):
+    videos = level_videos({"train": 4, "val": 4}, lengths=(3, 8))
+    usual = _tau(capsys, tmp_path, videos, "usual")
+    g = torch.Generator().manual_seed(5)
+    long = (1.0 + 0.1 * torch.randn(20_000, 3, generator=g), 1, "train")
+    extreme = _tau(capsys, tmp_path, {**videos, "train_long": long}, "extreme")
+    assert 0.5 < extreme / usual < 2.0, (usual, extreme)
+
+
+def test_calibration_without_outliers_is_the_plain_spread():
+    from dejavid.model.layer import TemperatureHead
+    dist = 1000 + 300 * torch.rand(64, 5)
+    head = TemperatureHead()
+    head.calibrate(dist)
+    plain = (dist - dist.mean(1, keepdim=True)).double().pow(2).mean().sqrt()
+    assert head.log_temperature.item() == pytest.approx(float(plain.log()), rel=1e-6)
+    head.calibrate(torch.cat([dist, 10**4 * dist[:1]]))   # one sample far out: left out
+    assert head.log_temperature.item() == pytest.approx(float(plain.log()), rel=1e-6)
