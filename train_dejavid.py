@@ -19,7 +19,8 @@ from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data.dataset import TSEDataset
 from dejavid.training.engine import evaluate
-from dejavid.io import RunLock, check_not_managed, check_writable_dir, check_writable_file
+from dejavid.io import (RunLock, check_not_managed, check_writable_dir, check_writable_file,
+                        is_read_only_dir)
 from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
 from dejavid.training.run import RUN_FILES, fit, model_from_checkpoint
@@ -180,7 +181,14 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
         check_not_managed(cfg["output_dir"], "output_dir", inputs, managed)
-        check_writable_dir(cfg["cache_dir"], "cache_dir")
+        if is_read_only_dir(cfg["cache_dir"]):
+            # What it holds (a current feature store, cached centroids) is used; anything it
+            # lacks is an error where it would be written, before it is computed.
+            if info.is_main:
+                print(f"cache_dir {cfg['cache_dir']} is read-only: using the feature store and "
+                      f"centroids it holds")
+        else:
+            check_writable_dir(cfg["cache_dir"], "cache_dir")
     index = _load_data(args, cfg, info, progress)
     if ckpt is not None and ckpt.get("standardize") is not None:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with

@@ -89,6 +89,12 @@ def check_writable_dir(path: str | Path, what: str) -> None:
                          f"another location")
 
 
+def is_read_only_dir(path: str | Path) -> bool:
+    """Whether ``path`` is an existing folder in which no file can be created."""
+    path = Path(path)
+    return path.is_dir() and not os.access(path, os.W_OK | os.X_OK)
+
+
 def check_writable_file(path: str | Path, what: str) -> None:
     """ValueError unless file ``path`` can be written (created or replaced)."""
     path = Path(path)

@@ -511,3 +511,39 @@ def test_calibration_without_outliers_is_the_plain_spread():
     assert head.log_temperature.item() == pytest.approx(float(plain.log()), rel=1e-6)
     head.calibrate(torch.cat([dist, 10**4 * dist[:1]]))   # one sample far out: left out
     assert head.log_temperature.item() == pytest.approx(float(plain.log()), rel=1e-6)
+
+
+# --- item 17: a read-only cache_dir that holds everything needed ---------------------------
+
+def _read_only(monkeypatch, folder: Path):
+    """``folder`` read-only, also for root (who ignores permissions): test_store's patches of
+    open/mkdir, and os.access answering as for a normal user."""
+    from test_store import _deny_writes_under
+    _deny_writes_under(monkeypatch, folder)
+    real_access = os.access
+
+    def access(path, mode, *a, **k):
+        if str(Path(path).resolve()).startswith(str(folder.resolve())) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_read_only_cache_holding_store_and_centroids_is_used(tiny, monkeypatch, capsys):
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "a", "--num_epochs", "1") == 0
+    cache = tmp / "cache"
+    _read_only(monkeypatch, cache)
+    try:
+        capsys.readouterr()
+        assert _train(cfg, "--run_name", "b", "--num_epochs", "1") == 0
+        out = capsys.readouterr().out
+        assert "is read-only" in out and "reusing cached centroids" in out
+        # Centroids it lacks (other K): refused before they are computed, naming the folder.
+        with pytest.raises(ValueError, match=r"no cached centroids .*cache_dir .*not writable"):
+            _train(cfg, "--run_name", "c", "--num_timesteps", "3")
+        assert "computing centroids" not in capsys.readouterr().out
+        assert not (tmp / "runs" / "c").exists()
+    finally:
+        cache.chmod(0o755)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..alignment.op import align, dba_accumulate
 from ..data.dataset import DataIndex
-from ..io import atomic_torch_save
+from ..io import atomic_torch_save, check_writable_dir
 from ..config.settings import CentroidSpec
 
 # 2: the medoid leaves out each series' distance to itself (caches of version 1 started
@@ -189,6 +189,12 @@ def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[
     if cached is not None:
         log(f"reusing cached centroids {path}")
         return cached, path
+    try:   # before hours of work, not at the write after them (a read-only cache_dir)
+        check_writable_dir(cache_dir, "cache_dir")
+    except ValueError as exc:
+        raise ValueError(f"no cached centroids for these data and settings ({path.name}), and "
+                         f"they could not be kept after computing them: {exc}. Make cache_dir "
+                         f"writable or point it at a writable folder") from None
     log(f"computing centroids ({index.num_classes} classes, K = {meta['num_timesteps']}, "
         f"up to {meta['sample_size_per_class']} videos per class, "
         f"{meta['dba_max_iter']} DBA iterations) -> {path}")
