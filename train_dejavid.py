@@ -23,6 +23,7 @@ from dejavid.io import (RunLock, check_not_managed, check_writable_dir, check_wr
                         is_read_only_dir)
 from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
+from dejavid.training.batching import WORKER_BYTES, worker_limit
 from dejavid.training.run import RUN_FILES, fit, model_from_checkpoint
 
 
@@ -164,6 +165,13 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             tqdm.write("store_on_device: batches are sliced in device memory, which worker "
                        "processes cannot share; num_workers set to 0")
         cfg = {**cfg, "num_workers": 0}
+    limit = worker_limit()
+    if cfg["num_workers"] > limit:
+        if info.is_main:
+            tqdm.write(f"num_workers {cfg['num_workers']} is more than this machine can run "
+                       f"({limit}: one per CPU this process may use, each with "
+                       f"{WORKER_BYTES / 2**30:.2g} GiB of the free memory); using {limit}")
+        cfg = {**cfg, "num_workers": limit}
     check_splits(cfg, args.allow_eval_on_train)
     # Every output location is checked before the data check and the centroids.
     inputs = {f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}

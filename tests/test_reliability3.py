@@ -547,3 +547,25 @@ def test_read_only_cache_holding_store_and_centroids_is_used(tiny, monkeypatch, 
         assert not (tmp / "runs" / "c").exists()
     finally:
         cache.chmod(0o755)
+
+
+# --- item 16: resources bounded with a message ----------------------------------------------
+
+def test_too_many_workers_are_bounded_with_a_message(tiny, capsys):
+    from dejavid.training.batching import worker_limit
+    cfg, _, tmp = tiny
+    assert _train(cfg, "--run_name", "w", "--num_epochs", "1", "--num_workers", "100000") == 0
+    limit = worker_limit()
+    assert 1 <= limit <= len(os.sched_getaffinity(0))
+    assert f"num_workers 100000 is more than this machine can run ({limit}" in capsys.readouterr().out
+    config = torch.load(tmp / "runs" / "w" / "last.pt", weights_only=True)["config"]
+    assert config["num_workers"] == limit   # the checkpoint records what ran
+
+
+@pytest.mark.parametrize("K", [3_000_000, 10**11])
+def test_centroid_length_beyond_memory_is_refused_before_allocating(tiny, K):
+    cfg, _, tmp = tiny
+    rc, _, err = _script("--config", cfg, "--run_name", "k", "--num_timesteps", K,
+                         "--no-progress")
+    _assert_user_error(rc, err, f"num_timesteps K = {K} needs at least", "GiB")
+    assert not (tmp / "runs" / "k").exists()
