@@ -569,3 +569,18 @@ def test_centroid_length_beyond_memory_is_refused_before_allocating(tiny, K):
                          "--no-progress")
     _assert_user_error(rc, err, f"num_timesteps K = {K} needs at least", "GiB")
     assert not (tmp / "runs" / "k").exists()
+
+
+def test_import_original_out_refuses_inputs_and_managed_folders(tiny):
+    import import_original
+    cfg, paths, tmp = tiny
+    kf, lw = tmp / "k_feats.pkl", tmp / "w.pt"
+    kf.write_bytes(b"not read")
+    lw.write_bytes(b"not read")
+    for out, words in ((kf, "is the --k-feats file"), (lw, "is the --log-weights file"),
+                       (tmp / "cache" / "o.pt", "cache_dir"),
+                       (paths["id2feats"] / "o.pt", "id2feats")):
+        with pytest.raises(ValueError, match=words):
+            import_original.main(["--config", str(cfg), "--no-progress", "--k-feats", str(kf),
+                                  "--log-weights", str(lw), "--out", str(out)])
+    assert kf.read_bytes() == b"not read" and lw.read_bytes() == b"not read"
