@@ -18,8 +18,8 @@ import train_dejavid
 from conftest import ROOT
 from dejavid.training import run as train_mod
 from dejavid.config.settings import index_from_config
-from helpers import (good_videos, level_videos, make_config, ramp_videos, write_config_yaml,
-                     write_dataset)
+from helpers import (good_videos, level_videos, make_config, ramp_videos, replacing,
+                     write_config_yaml, write_dataset)
 
 TINY = dict(num_timesteps=4, sample_size_per_class=5, dba_max_iter=3, num_epochs=3,
             batch_size=4, device="cpu", lr=0.05)
@@ -445,11 +445,7 @@ def test_full_disk_is_one_message_and_leaves_no_run_folder(tiny):
                                    "dejavid.config.settings.index_from_config"])
 def test_ctrl_c_during_data_check_or_centroids_exits_130_in_one_line(tiny, where):
     cfg, _, tmp = tiny
-    module, name = where.rsplit(".", 1)
-    patch = (f"import {module}\n"
-             "def interrupted(*a, **k):\n"
-             "    raise KeyboardInterrupt\n"
-             f"{module}.{name} = interrupted\n")
+    patch = replacing(where, "raise KeyboardInterrupt")
     rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "c", "--no-progress")
     assert rc == 130, err
     assert "Traceback" not in err and err.strip().splitlines() == ["interrupted (Ctrl-C)"]

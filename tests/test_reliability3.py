@@ -25,8 +25,8 @@ from dejavid.data import store
 from dejavid.data.dataset import TSEDataset
 from dejavid.training import run as train_mod
 from dejavid.training.batching import make_loader
-from helpers import (feature_file, good_videos, level_videos, make_config, seeded_video,
-                     write_config_yaml, write_dataset, write_pickle)
+from helpers import (feature_file, good_videos, level_videos, make_config, replacing,
+                     seeded_video, write_config_yaml, write_dataset, write_pickle)
 from test_reliability2 import TINY, _assert_user_error, _guarded, _script
 
 
@@ -385,12 +385,8 @@ def test_features_saved_with_requires_grad_are_read(tmp_path):
                                    "dejavid.config.settings.index_from_config"])
 def test_sigterm_during_data_check_or_centroids_exits_143_in_one_line(tiny, where):
     cfg, _, tmp = tiny
-    module, name = where.rsplit(".", 1)
-    patch = (f"import os, signal, time, {module}\n"
-             "def terminated(*a, **k):\n"
-             "    os.kill(os.getpid(), signal.SIGTERM)\n"
-             "    time.sleep(30)\n"
-             f"{module}.{name} = terminated\n")
+    patch = replacing(where, "os.kill(os.getpid(), signal.SIGTERM)", "time.sleep(30)",
+                      imports="os, signal, time")
     rc, _, err = _guarded(patch, "--config", cfg, "--run_name", "c", "--no-progress")
     assert rc == 143, err
     assert "Traceback" not in err and err.strip().splitlines() == ["interrupted (SIGTERM)"]
