@@ -496,16 +496,21 @@ class TSEDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def reads_files(self) -> bool:
+        """Whether videos are read from the feature files during the run (no feature
+        store, not ``in_memory``), so that a file changed meanwhile would reach it."""
+        return (self.index.file_stamps is not None and self._held is None
+                and self.index.store is None)
+
     def changed_files(self) -> list[str]:
         """The split's feature files whose size or modification time differs from the
-        data check's (``os.stat`` only); always [] where the videos are not read from the
-        files during the run (feature store, ``in_memory``)."""
-        stamps = self.index.file_stamps
-        if stamps is None or self._held is not None or self.index.store is not None:
+        data check's (``os.stat`` only); always [] where :attr:`reads_files` is False."""
+        if not self.reads_files:
             return []
         files = list(dict.fromkeys(self.index.files[int(k)] for k in self.rows))
         now = _stamps(self.index.root, files)
-        return [f for f in files if now[f] != stamps.get(f)]
+        return [f for f in files if now[f] != self.index.file_stamps.get(f)]
 
     def _load(self, k: int) -> torch.Tensor:
         fname = self.index.files[k]
