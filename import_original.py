@@ -39,8 +39,7 @@ def main(argv=None) -> int:
             "the --cache file": args.cache, "the --k-feats file": args.k_feats,
             "the --log-weights file": args.log_weights, "the config file": args.config,
             **{f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}},
-            {"id2feats (the feature files)": cfg["id2feats"],
-             "cache_dir (centroid cache and feature store)": cfg["cache_dir"]})
+            {"cache_dir (centroid cache and feature store)": cfg["cache_dir"]})
     index = index_from_config(cfg, progress=not args.no_progress)
     if args.cache:
         entry = import_centroid_cache(args.cache, cfg, index)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
@@ -137,9 +138,30 @@ def check_splits(cfg: dict, allowed: bool) -> None:
                          f"--allow-eval-on-train to do this on purpose")
 
 
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` holds a run's files (checkpoints, metrics or its lock)."""
-    return any((Path(path) / f).exists() for f in (*RUN_FILES, RunLock.FILE))
+# The files dejavid keeps in a run folder.
+MANAGED_RUN_FILES = (*RUN_FILES, RunLock.FILE, "timing.jsonl")
+
+
+def check_predictions_path(args, cfg: dict) -> None:
+    """Refuse a ``--predictions`` path that is an input of the command (the checkpoint,
+    the config, an id2* map), a file of a run folder, or inside ``cache_dir``."""
+    inputs = {"the checkpoint": args.checkpoint, "the config file": args.config,
+              **{f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}}
+    for folder in (Path(args.checkpoint).parent, Path(args.predictions).parent):
+        if any((folder / f).exists() for f in MANAGED_RUN_FILES):   # a run folder
+            inputs.update({f"{f} of run folder {folder}": folder / f for f in MANAGED_RUN_FILES})
+    check_not_managed(args.predictions, "--predictions file", inputs,
+                      {"cache_dir (centroid cache and feature store)": cfg["cache_dir"]})
+
+
+def feature_file_at(index, path) -> str:
+    """The feature file of ``index`` that ``path`` names, or '' when it names none."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(index.root).resolve())
+    except ValueError:
+        return ""
+    names = {os.path.normpath(f) for f in index.files}
+    return str(Path(index.root) / rel) if os.path.normpath(rel) in names else ""
 
 
 def _load_data(args, cfg, info, progress):
@@ -174,21 +196,12 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         cfg = {**cfg, "num_workers": limit}
     check_splits(cfg, args.allow_eval_on_train)
     # Every output location is checked before the data check and the centroids.
-    inputs = {f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}
-    inputs["the config file"] = args.config
-    managed = {"id2feats (the feature files)": cfg["id2feats"],
-               "cache_dir (centroid cache and feature store)": cfg["cache_dir"]}
     if args.eval_only:
         if args.predictions:
             check_writable_file(args.predictions, "--predictions file")
-            runs = {f"run folder {d}": d for d in (Path(args.checkpoint).parent,
-                                                   Path(args.predictions).parent)
-                    if is_run_folder(d)}
-            check_not_managed(args.predictions, "--predictions file",
-                              {"the checkpoint": args.checkpoint, **inputs}, {**managed, **runs})
+            check_predictions_path(args, cfg)
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
-        check_not_managed(cfg["output_dir"], "output_dir", inputs, managed)
         if is_read_only_dir(cfg["cache_dir"]):
             # What it holds (a current feature store, cached centroids) is used; anything it
             # lacks is an error where it would be written, before it is computed.
@@ -198,6 +211,9 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         else:
             check_writable_dir(cfg["cache_dir"], "cache_dir")
     index = _load_data(args, cfg, info, progress)
+    if args.predictions:
+        check_not_managed(args.predictions, "--predictions file",
+                          {"a feature file": feature_file_at(index, args.predictions)}, {})
     if ckpt is not None and ckpt.get("standardize") is not None:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now

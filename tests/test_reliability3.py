@@ -198,22 +198,16 @@ def test_predictions_refuse_inputs_and_managed_files(tiny):
                           (tmp / "elsewhere" / "best.pt", "is the checkpoint"),
                           (paths["id2labels"], "the id2labels map"),
                           (cfg, "the config file"),
-                          (paths["id2feats"] / "p.csv", "id2feats"),
+                          (paths["id2feats"] / feature_file("val_c1_002"), "a feature file"),
                           (tmp / "cache" / "p.csv", "cache_dir"),
-                          (tmp / "runs" / "a" / "p.csv", "run folder")):
+                          (tmp / "runs" / "a" / "metrics.jsonl", "metrics.jsonl of run folder")):
         with pytest.raises(ValueError, match=words):
             train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--config", str(cfg),
                                 "--predictions", str(target), "--no-progress"])
     assert best.read_bytes() == before
-    assert train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--no-progress",
-                               "--predictions", str(tmp / "p.csv")]) == 0
-
-
-def test_output_dir_inside_the_feature_folder_or_cache_is_refused(tiny):
-    cfg, paths, tmp = tiny
-    for out, words in ((paths["id2feats"] / "runs", "id2feats"), (tmp / "cache", "cache_dir")):
-        with pytest.raises(ValueError, match=f"output_dir .* lies in {words}"):
-            _train(cfg, "--output_dir", str(out), "--run_name", "x")
+    for ok in (tmp / "p.csv", tmp / "runs" / "a" / "p.csv", paths["id2feats"] / "p.csv"):
+        assert train_dejavid.main(["--eval-only", "--checkpoint", str(best), "--no-progress",
+                                   "--predictions", str(ok)]) == 0
 
 
 # --- item 5: --resume with --output_dir ---------------------------------------------------
@@ -574,8 +568,7 @@ def test_import_original_out_refuses_inputs_and_managed_folders(tiny):
     kf.write_bytes(b"not read")
     lw.write_bytes(b"not read")
     for out, words in ((kf, "is the --k-feats file"), (lw, "is the --log-weights file"),
-                       (tmp / "cache" / "o.pt", "cache_dir"),
-                       (paths["id2feats"] / "o.pt", "id2feats")):
+                       (tmp / "cache" / "o.pt", "cache_dir")):
         with pytest.raises(ValueError, match=words):
             import_original.main(["--config", str(cfg), "--no-progress", "--k-feats", str(kf),
                                   "--log-weights", str(lw), "--out", str(out)])
