@@ -141,7 +141,8 @@ def test_feature_file_rewritten_mid_run_stops_before_the_next_checkpoint(tiny, m
         return out
 
     monkeypatch.setattr(train_mod, "train_one_epoch", rewrite_in_epoch_2)
-    with pytest.raises(ValueError, match=r"changed or were deleted during the run \(e\.g\. 'val_c0_000\.pt'"):
+    with pytest.raises(ValueError, match=r"changed or were deleted during the run "
+                                         r"\(e\.g\. 'val_c0_000\.pt'"):
         _train(cfg, "--run_name", "r", "--store", "false", "--in_memory", "false")
     last = torch.load(tmp / "runs" / "r" / "last.pt", weights_only=True)
     assert last["epoch"] == 1   # epoch 2's results (on mixed data) were never saved
@@ -362,7 +363,8 @@ def test_binary_config_file_is_one_message_naming_it(tmp_path):
 # --- item 12: feature tensors saved with requires_grad=True --------------------------------
 
 def test_features_saved_with_requires_grad_are_read(tmp_path):
-    videos = {k: (x.clone().requires_grad_(True), lab, s) for k, (x, lab, s) in good_videos().items()}
+    videos = {k: (x.clone().requires_grad_(True), lab, s)
+              for k, (x, lab, s) in good_videos().items()}
     paths = write_dataset(tmp_path, videos)
     for store_on in (True, False):
         index = index_from_config(make_config(paths, store=store_on, standardize=False),
@@ -426,7 +428,8 @@ with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     import torch
     from dejavid.alignment import numba as nb
-print("CACHE", nb._CACHE, "WARNINGS", len([w for w in seen if "numba cannot cache" in str(w.message)]))
+warned = [w for w in seen if "numba cannot cache" in str(w.message)]
+print("CACHE", nb._CACHE, "WARNINGS", len(warned))
 if sys.argv[2] == "run":
     x = torch.randn(5, 3)
     d = nb.local_cost_numba(x, torch.tensor([0, 5]), torch.randn(2, 4, 3), torch.zeros(2, 4, 3))
@@ -547,7 +550,8 @@ def test_too_many_workers_are_bounded_with_a_message(tiny, capsys):
     assert _train(cfg, "--run_name", "w", "--num_epochs", "1", "--num_workers", "100000") == 0
     limit = worker_limit()
     assert 1 <= limit <= len(os.sched_getaffinity(0))
-    assert f"num_workers 100000 is more than this machine can run ({limit}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"num_workers 100000 is more than this machine can run ({limit}" in out
     config = torch.load(tmp / "runs" / "w" / "last.pt", weights_only=True)["config"]
     assert config["num_workers"] == limit   # the checkpoint records what ran
 

@@ -27,8 +27,9 @@ another process replaces the file (``os.replace``, a new inode) and never reache
 running job, which goes on reading the data it validated.  A process that gets the
 store by pickling (spawned workers) reopens the file by path and refuses one that is
 no longer the validated file.  The index is checked against the data file's size
-(every video's rows inside it) before anything is read; any inconsistency rebuilds.  This module knows nothing of how files are checked: the caller
-passes a ``check(split, positions, first_f, problems)`` generator (dataset.py).
+(every video's rows inside it) before anything is read; any inconsistency rebuilds.
+This module knows nothing of how files are checked: the caller passes a
+``check(split, positions, first_f, problems)`` generator (dataset.py).
 """
 from __future__ import annotations
 
