@@ -16,6 +16,7 @@ from dejavid.config import cli
 from dejavid.config.files import load_config
 from dejavid.config.settings import index_from_config
 from dejavid.interop.original import import_centroid_cache, import_checkpoint
+from dejavid.io import check_not_managed
 
 
 def main(argv=None) -> int:
@@ -33,6 +34,12 @@ def main(argv=None) -> int:
     if args.k_feats and not args.out:
         raise ValueError("--k-feats/--log-weights need --out FILE, the checkpoint to write")
     cfg = load_config(args.config, rest)
+    if args.out:   # before the data check: never over an input or into a managed folder
+        check_not_managed(args.out, "--out", {
+            "the --cache file": args.cache, "the --k-feats file": args.k_feats,
+            "the --log-weights file": args.log_weights, "the config file": args.config,
+            **{f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}},
+            {"cache_dir (centroid cache and feature store)": cfg["cache_dir"]})
     index = index_from_config(cfg, progress=not args.no_progress)
     if args.cache:
         entry = import_centroid_cache(args.cache, cfg, index)

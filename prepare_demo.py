@@ -17,16 +17,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dejavid.io import atomic_path, atomic_torch_save
+from dejavid.config import cli
+from dejavid.errors import MissingDependency
+from dejavid.io import atomic_path, atomic_torch_save, check_writable_dir
+
+
+def bundled_datasets() -> list[str]:
+    """The classification data sets inside the installed aeon wheel (a folder with
+    ``<name>_TRAIN.ts`` and ``<name>_TEST.ts``): the only ones read without a download."""
+    try:
+        import aeon
+    except ImportError as exc:
+        raise MissingDependency("the demo needs aeon: pip install aeon") from exc
+    root = Path(aeon.__file__).parent / "datasets" / "data"
+    return sorted(d.name for d in root.iterdir()
+                  if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file())
 
 
 def load_split(name: str, split: str):
-    try:
-        from aeon.datasets import load_classification
-    except ImportError as exc:
-        raise SystemExit("the demo needs aeon: pip install aeon") from exc
+    """([T, F] float32 arrays, labels) of a bundled data set's split; labels that are not
+    integers are numbered in sorted order."""
+    from aeon.datasets import load_classification
     X, y = load_classification(name, split=split)
-    return [np.asarray(s, dtype=np.float32).T.copy() for s in X], [int(v) for v in y]
+    return [np.asarray(s, dtype=np.float32).T.copy() for s in X], list(y)
+
+
+def integer_labels(labels: list) -> list[int]:
+    """The labels as integers: as written when they are, else their rank in sorted order."""
+    try:
+        return [int(v) for v in labels]
+    except ValueError:
+        order = {v: n for n, v in enumerate(sorted(set(labels)))}
+        return [order[v] for v in labels]
 
 
 def main(argv=None) -> int:
@@ -35,10 +57,20 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="JapaneseVowels", help="any aeon classification dataset")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    known = bundled_datasets()
+    if args.dataset not in known:
+        raise ValueError(f"--dataset {args.dataset!r} is not bundled with the installed aeon "
+                         f"(nothing is downloaded); choose one of: {', '.join(known)}")
+    check_writable_dir(out / "feats", "--out")
+    splits = {ours: load_split(args.dataset, split) for split, ours in (("train", "train"),
+                                                                        ("test", "val"))}
+    numbered = integer_labels(splits["train"][1] + splits["val"][1])
+    n_train = len(splits["train"][1])
+    splits["train"] = (splits["train"][0], numbered[:n_train])
+    splits["val"] = (splits["val"][0], numbered[n_train:])
     (out / "feats").mkdir(parents=True, exist_ok=True)
     id2splits, id2labels, id2fname, val_blob = {}, {}, {}, {}
-    for split, ours in (("train", "train"), ("test", "val")):
-        series, labels = load_split(args.dataset, split)
+    for ours, (series, labels) in splits.items():
         for n, (x, lab) in enumerate(zip(series, labels)):
             vid = f"{ours}_{n:04d}"
             id2splits[vid], id2labels[vid] = ours, lab
@@ -60,4 +92,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.main_guard(main)

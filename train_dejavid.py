@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
@@ -19,10 +20,12 @@ from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data.dataset import TSEDataset
 from dejavid.training.engine import evaluate
-from dejavid.io import check_writable_dir, check_writable_file
+from dejavid.io import (RunLock, check_not_managed, check_writable_dir, check_writable_file,
+                        is_read_only_dir)
 from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
-from dejavid.training.run import fit, model_from_checkpoint
+from dejavid.training.batching import WORKER_BYTES, worker_limit
+from dejavid.training.run import RUN_FILES, fit, model_from_checkpoint
 
 
 def main(argv=None) -> int:
@@ -36,12 +39,21 @@ def main(argv=None) -> int:
     p.add_argument("--predictions", help="with --eval-only: write per-video predictions to this CSV")
     p.add_argument("--verify-data", action="store_true",
                    help="re-read every feature file and compare it with the feature store")
+    p.add_argument("--allow-eval-on-train", action="store_true",
+                   help="evaluate on the training split itself (train_split = eval_split); "
+                        "the reported top-1 then measures fit, not generalisation")
     args, rest = cli.parse(p, argv)
     check_flags(args)
 
     ckpt = None
     if args.eval_only:
         ckpt = load_checkpoint(args.checkpoint)
+        bad = sorted(k for k, _ in parse_overrides(rest) if k not in EVAL_OVERRIDABLE)
+        if bad:
+            raise ValueError(f"--eval-only evaluates the checkpoint's model as it was trained, so "
+                             f"{', '.join('--' + k for k in bad)} cannot apply (model and "
+                             f"training keys come from the checkpoint); allowed: "
+                             f"{', '.join(sorted(EVAL_OVERRIDABLE))}")
         base = dict(ckpt["config"])
         if args.config:
             # Evaluate on that config's data; what the model is comes from the checkpoint.
@@ -54,7 +66,8 @@ def main(argv=None) -> int:
         if bad:
             raise ValueError(f"cannot change {', '.join(bad)} when resuming (the run would no "
                              f"longer be the same); allowed: {', '.join(sorted(RESUME_OVERRIDABLE))}")
-        cfg = load_config(None, rest, base=ckpt["config"])
+        cfg = resumed_config(load_config(None, rest, base=ckpt["config"]), args.resume,
+                             parse_overrides(rest))
     else:
         cfg = load_config(args.config, rest)
     info, device = ddp.init(cfg["device"])
@@ -70,6 +83,28 @@ EVAL_DATA_KEYS = ("id2feats", "id2splits", "id2labels", "id2fname", "train_split
                   "eval_split", "num_classes", "feature_size", "in_memory", "num_workers",
                   "eval_batch_size", "device", "backend", "store", "store_dtype",
                   "store_on_device")
+# What --eval-only accepts as --key value: where the data is and how it is read.
+EVAL_OVERRIDABLE = frozenset(EVAL_DATA_KEYS) | {"cache_dir"}
+
+
+def run_folder_of(resume: str) -> Path:
+    """The run folder that ``--resume`` names (a folder, or a checkpoint in it)."""
+    path = Path(resume)
+    return path if path.is_dir() else path.parent
+
+
+def resumed_config(cfg: dict, resume: str, overrides: list) -> dict:
+    """The config of a resumed run with ``output_dir``/``run_name`` set to the folder it
+    really continues in, so that its checkpoints record that.  An ``--output_dir`` naming
+    another folder is refused: a resume continues in its own run folder."""
+    run_dir = run_folder_of(resume)
+    asked = [v for k, v in overrides if k == "output_dir"]
+    if asked and Path(str(asked[-1])).resolve() != run_dir.parent.resolve():
+        raise ValueError(f"--output_dir {asked[-1]} with --resume {resume}: a resumed run "
+                         f"continues in its own folder {run_dir}, so it cannot write to "
+                         f"{asked[-1]}; drop --output_dir, or move the run folder there first "
+                         f"and resume from its new place")
+    return {**cfg, "output_dir": str(run_dir.parent), "run_name": run_dir.name}
 
 
 def check_flags(args) -> None:
@@ -91,6 +126,42 @@ def check_flags(args) -> None:
         raise ValueError("--resume continues a run with the config saved in its checkpoint, so "
                          "--config cannot apply; drop --config (where the data and outputs live "
                          f"can change with --key value: {', '.join(sorted(RESUME_OVERRIDABLE))})")
+
+
+def check_splits(cfg: dict, allowed: bool) -> None:
+    """Refuse evaluating on the training split (its top-1 measures fit, not
+    generalisation) unless ``--allow-eval-on-train`` asks for it."""
+    if cfg["train_split"] == cfg["eval_split"] and not allowed:
+        raise ValueError(f"train_split and eval_split are both '{cfg['eval_split']}': the "
+                         f"evaluation would report accuracy on the training videos themselves; "
+                         f"set eval_split (or train_split) to another split, or pass "
+                         f"--allow-eval-on-train to do this on purpose")
+
+
+# The files dejavid keeps in a run folder.
+MANAGED_RUN_FILES = (*RUN_FILES, RunLock.FILE, "timing.jsonl")
+
+
+def check_predictions_path(args, cfg: dict) -> None:
+    """Refuse a ``--predictions`` path that is an input of the command (the checkpoint,
+    the config, an id2* map), a file of a run folder, or inside ``cache_dir``."""
+    inputs = {"the checkpoint": args.checkpoint, "the config file": args.config,
+              **{f"the {k} map": cfg[k] for k in ("id2splits", "id2labels", "id2fname")}}
+    for folder in (Path(args.checkpoint).parent, Path(args.predictions).parent):
+        if any((folder / f).exists() for f in MANAGED_RUN_FILES):   # a run folder
+            inputs.update({f"{f} of run folder {folder}": folder / f for f in MANAGED_RUN_FILES})
+    check_not_managed(args.predictions, "--predictions file", inputs,
+                      {"cache_dir (centroid cache and feature store)": cfg["cache_dir"]})
+
+
+def feature_file_at(index, path) -> str:
+    """The feature file of ``index`` that ``path`` names, or '' when it names none."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(index.root).resolve())
+    except ValueError:
+        return ""
+    names = {os.path.normpath(f) for f in index.files}
+    return str(Path(index.root) / rel) if os.path.normpath(rel) in names else ""
 
 
 def _load_data(args, cfg, info, progress):
@@ -116,14 +187,33 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             tqdm.write("store_on_device: batches are sliced in device memory, which worker "
                        "processes cannot share; num_workers set to 0")
         cfg = {**cfg, "num_workers": 0}
+    limit = worker_limit()
+    if cfg["num_workers"] > limit:
+        if info.is_main:
+            tqdm.write(f"num_workers {cfg['num_workers']} is more than this machine can run "
+                       f"({limit}: one per CPU this process may use, each with "
+                       f"{WORKER_BYTES / 2**30:.2g} GiB of the free memory); using {limit}")
+        cfg = {**cfg, "num_workers": limit}
+    check_splits(cfg, args.allow_eval_on_train)
     # Every output location is checked before the data check and the centroids.
     if args.eval_only:
         if args.predictions:
             check_writable_file(args.predictions, "--predictions file")
+            check_predictions_path(args, cfg)
     else:
         check_writable_dir(cfg["output_dir"], "output_dir")
-        check_writable_dir(cfg["cache_dir"], "cache_dir")
+        if is_read_only_dir(cfg["cache_dir"]):
+            # What it holds (a current feature store, cached centroids) is used; anything it
+            # lacks is an error where it would be written, before it is computed.
+            if info.is_main:
+                print(f"cache_dir {cfg['cache_dir']} is read-only: using the feature store and "
+                      f"centroids it holds")
+        else:
+            check_writable_dir(cfg["cache_dir"], "cache_dir")
     index = _load_data(args, cfg, info, progress)
+    if args.predictions:
+        check_not_managed(args.predictions, "--predictions file",
+                          {"a feature file": feature_file_at(index, args.predictions)}, {})
     if ckpt is not None and ckpt.get("standardize") is not None:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
@@ -142,8 +232,10 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
                        keep_predictions=bool(args.predictions), info=info)
         if not info.is_main:
             return 0
-        print(f"eval on '{cfg['eval_split']}' ({res['count']} videos): loss {res['loss']:.4f} "
-              f"top1 {res['top1']:.4f} top5 {res['top5']:.4f}")
+        same = (" (the split the checkpoint was trained on: --allow-eval-on-train)"
+                if cfg["train_split"] == cfg["eval_split"] else "")
+        print(f"eval on '{cfg['eval_split']}'{same} ({res['count']} videos): loss "
+              f"{res['loss']:.4f} top1 {res['top1']:.4f} top5 {res['top5']:.4f}")
         if args.predictions:
             write_predictions(args.predictions, index, res["predictions"])
             print(f"predictions written to {args.predictions}")
@@ -151,10 +243,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
 
     train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
     claimed = not args.resume and not cfg["run_name"] and info.is_main
-    run_dir = (Path(args.resume) if args.resume
+    run_dir = (run_folder_of(args.resume) if args.resume
                else cli.default_run_dir(cfg, create=info.is_main))
-    if args.resume and not run_dir.is_dir():
-        run_dir = run_dir.parent
     if not args.resume and info.enabled:
         run_dir = Path(ddp.gather_objects(str(run_dir), info)[0])  # rank 0's timestamped name
     try:

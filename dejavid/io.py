@@ -89,6 +89,12 @@ def check_writable_dir(path: str | Path, what: str) -> None:
                          f"another location")
 
 
+def is_read_only_dir(path: str | Path) -> bool:
+    """Whether ``path`` is an existing folder in which no file can be created."""
+    path = Path(path)
+    return path.is_dir() and not os.access(path, os.W_OK | os.X_OK)
+
+
 def check_writable_file(path: str | Path, what: str) -> None:
     """ValueError unless file ``path`` can be written (created or replaced)."""
     path = Path(path)
@@ -97,6 +103,35 @@ def check_writable_file(path: str | Path, what: str) -> None:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{what} {path} is not writable; pick another file")
     check_writable_dir(path.parent, f"the folder of {what}")
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same resolved path, or hard/sym links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_managed(path: str | Path, what: str, inputs: dict, folders: dict) -> None:
+    """ValueError unless output ``path`` is none of the files ``inputs`` names
+    ({description: path}: what the same command reads) and lies in none of the ``folders``
+    ({description: folder}: feature files, caches and run folders dejavid manages).  Empty
+    or None entries are skipped.  Writing there would replace a file the command or a
+    later run needs with something else."""
+    path = Path(path)
+    for name, other in inputs.items():
+        if other and _same(path, Path(other)):
+            raise ValueError(f"{what} {path} is {name} ({other}), which this command reads; "
+                             f"writing it would replace that file: pick another path")
+    target = path.resolve()
+    for name, folder in folders.items():
+        if folder and (target == Path(folder).resolve()
+                       or target.is_relative_to(Path(folder).resolve())):
+            raise ValueError(f"{what} {path} lies in {name} ({folder}), whose files dejavid "
+                             f"manages; pick a path outside it")
 
 
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)

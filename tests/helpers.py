@@ -157,3 +157,13 @@ def good_videos() -> dict:
         "b1": (seeded_video(3, 5), 10, "val"),
         "b2": (seeded_video(6, 6), 7, "test"),
     }
+
+
+def replacing(where: str, *body: str, imports: str = "") -> str:
+    """Python source that replaces function ``where`` ('package.module.name') by one whose
+    body is the lines ``body`` (after ``import imports``), for a subprocess to run before
+    the code under test, e.g. ``replacing('m.f', 'raise KeyboardInterrupt')``."""
+    module, name = where.rsplit(".", 1)
+    lines = "".join(f"    {b}\n" for b in body)
+    head = f"import {imports}\n" if imports else ""
+    return f"{head}import {module}\ndef _replaced(*a, **k):\n{lines}{module}.{name} = _replaced\n"

@@ -21,6 +21,10 @@ so results do not depend on the thread count.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
+
 import numpy as np
 import torch
 
@@ -43,6 +47,48 @@ except ImportError:  # the module must still import so that dispatch can fall ba
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
+def _cache_kernels() -> bool:
+    """Whether the kernels below can be cached on disk (``cache=True``).
+
+    numba caches beside this file, or in ``NUMBA_CACHE_DIR``, or under the user's home;
+    when none is writable (a read-only install with an unwritable HOME) decorating
+    with ``cache=True`` raises "cannot cache function".  Then a private folder under the
+    temporary directory is used, and failing that nothing is cached (the kernels compile
+    in each process); either way with one warning."""
+    if not _HAVE_NUMBA:
+        return False
+    from numba.core import caching, config
+
+    def probe():   # a function of this file: the locators judge by its source path
+        pass
+
+    try:
+        caching.FunctionCache(probe)
+        return True
+    except (RuntimeError, OSError):
+        pass
+    old = config.CACHE_DIR
+    folder = os.path.join(tempfile.gettempdir(), f"dejavid-numba-cache-{os.getuid()}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        config.CACHE_DIR = folder
+        caching.FunctionCache(probe)
+        warnings.warn(f"numba cannot cache compiled kernels beside {__file__} or in the home "
+                      f"folder; caching them in {folder} (set NUMBA_CACHE_DIR to choose)",
+                      RuntimeWarning, stacklevel=2)
+        return True
+    except (RuntimeError, OSError):
+        config.CACHE_DIR = old
+    warnings.warn(f"numba cannot cache compiled kernels anywhere (not beside {__file__}, in "
+                  f"the home folder or in {folder}); they are compiled again in each process. "
+                  f"Set NUMBA_CACHE_DIR to a writable folder to cache them",
+                  RuntimeWarning, stacklevel=2)
+    return False
+
+
+_CACHE = _cache_kernels()
+
+
 def available() -> bool:
     """True when numba can be imported."""
     return _HAVE_NUMBA
@@ -50,7 +96,7 @@ def available() -> bool:
 
 # --------------------------------------------------------------------------- kernels
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=_CACHE, fastmath=_FAST)
 def _cost_rows(xb, mu, w, D, i_lo, i_hi, j_lo):
     """D[i, j] for rows i in [i_lo, i_hi) and columns j in [j_lo, T): four sample steps
     per pass over F, then one at a time (the edges of :func:`_local_cost_pair`)."""
@@ -89,7 +135,7 @@ def _cost_rows(xb, mu, w, D, i_lo, i_hi, j_lo):
             D[i, j] = s
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=_CACHE, fastmath=_FAST)
 def _local_cost_pair(xb, mu, w, D):
     """D[i, j] = sum_f w[i, f] |mu[i, f] - xb[j, f]|;  xb [T, F], mu/w [K, F], D [K, >=T].
 
@@ -223,7 +269,7 @@ def _local_cost_pair(xb, mu, w, D):
     _cost_rows(xb, mu, w, D, K4, K, 0)    # last K % 4 rows, every column
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _accumulate_pair(A, T, hvd):
     """In place: local cost A [K, >=T] -> accumulated cost over its first T columns."""
     K = A.shape[0]
@@ -238,7 +284,7 @@ def _accumulate_pair(A, T, hvd):
             A[i, j] += best
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _backtrack_pair(A, T, hvd, path):
     """Path [K, 2] from (K-1, T-1) to (0, 0) with the tie rules of DESIGN section 3."""
     K = A.shape[0]
@@ -276,7 +322,7 @@ def _backtrack_pair(A, T, hvd, path):
         path[i, 1] = j  # entered a new row: its highest j is where we arrive
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _group_rows(mu, w, c0, gs, own):
     """own[0, :gs*K, :F] <- mu[c0:c0+gs] and own[1] <- w[...] as [gs*K, F] rows;
     columns from F on stay as they are (zero)."""
@@ -294,7 +340,7 @@ def _group_rows(mu, w, c0, gs, own):
                 dst[f] = src[f]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w):
     """(mu rows, w rows, group now in ``own``) for classes [c0, c0 + gs) as [gs*K, .]
     row blocks: the task's scratch ``own`` [2, G*K, W], refilled when c0 is not the
@@ -306,7 +352,7 @@ def _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w):
     return own[0, :gs * K], own[1, :gs * K], c0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _pair_share(C, B, task, n):
     """[lo, hi): the share of task ``task`` of ``n`` among the C * B (class, sample)
     pairs, numbered as the units (tile, group, sample) of :func:`_forward_all` cover
@@ -316,7 +362,7 @@ def _pair_share(C, B, task, n):
     return task * total // n, (task + 1) * total // n
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, dist, paths):
     """Every (sample, class) pair; ``rows`` [n, 2, G*K, W] is scratch for n tasks.
 
@@ -367,7 +413,7 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, dist, paths):
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _local_cost_all(x, offsets, mu, w, G, tile, rows, out):
     """Local costs only, out [B, C, K, Tmax] (benchmarking and tests); tasks, class
     groups and sample tiles as in :func:`_forward_all`."""
@@ -403,7 +449,7 @@ def _local_cost_all(x, offsets, mu, w, G, tile, rows, out):
                                 out[b, c0 + k, i, j] = A[k * K + i, j]
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=_CACHE, fastmath=_FAST)
 def _run_cost(xb, lo, hi, m, v):
     """sum_{j = lo..hi} sum_f v[f] |m[f] - xb[j, f]|: one row's run of path cells.
 
@@ -443,7 +489,7 @@ def _run_cost(xb, lo, hi, m, v):
     return total
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=_CACHE, fastmath=_FAST)
 def _run_grads(xb, lo, hi, m, gbc, at, am):
     """at[f] += gbc * sum_j |m[f] - xb[j, f]| and am[f] += gbc * sum_j sign(m[f] - xb[j, f])
     over one row's run j = lo..hi (w is applied once, at the end); blocked as
@@ -491,7 +537,7 @@ def _run_grads(xb, lo, hi, m, gbc, at, am):
             am[f] += gbc if d0 > zero else (-gbc if d0 < zero else zero)
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _path_cost_all(x, offsets, mu, w, paths, n, tile, chunk, part, dist):
     """dist [B, C] along fixed paths; ``part`` [B, C*K] scratch for the rows' sums.
 
@@ -531,7 +577,7 @@ def _path_cost_all(x, offsets, mu, w, paths, n, tile, chunk, part, dist):
             dist[b, c] = total
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _param_grads(x, offsets, mu, w, paths, g, n, tile, chunk, gmu, gtheta):
     """gmu/gtheta [C, K, F] = w * sum_b g[b, c] * (sum_j sign / |.|) along the paths.
 
@@ -569,7 +615,7 @@ def _param_grads(x, offsets, mu, w, paths, g, n, tile, chunk, gmu, gtheta):
                 gm[f] *= wr[f]
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _x_grads(x, offsets, mu, w, paths, g, gx):
     """gx [N, F]: one sample per thread, classes and rows in order."""
     B = offsets.shape[0] - 1
@@ -591,7 +637,7 @@ def _x_grads(x, offsets, mu, w, paths, g, gx):
                         gj[f] -= gw if d > zero else (-gw if d < zero else zero)
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=_CACHE, parallel=True)
 def _dba_all(x, offsets, paths, sums, counts):
     B = offsets.shape[0] - 1
     K, F = sums.shape
@@ -608,7 +654,7 @@ def _dba_all(x, offsets, paths, sums, counts):
             counts[i] += hi - lo + 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=_CACHE)
 def _paths_in_range(offsets, paths):
     B, C, K, _ = paths.shape
     for b in range(B):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from .files import DEFAULTS
-from ..errors import MissingDependency, PeerError
+from ..errors import MissingDependency, PeerError, Terminated
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -37,13 +39,18 @@ def main_guard(main: Callable[[], int]) -> None:
     * A user's mistake (ValueError, FileNotFoundError, a missing optional dependency) and
       a failed read or write (OSError: a full disk, a read-only folder) print one
       ``error: ...`` paragraph on stderr and exit 2.
-    * Ctrl-C outside training (data check, centroids) prints one line and exits 130.
+    * Ctrl-C outside training (data check, centroids) prints one line and exits 130;
+      SIGTERM there does the same with exit 143 (it raises :class:`dejavid.errors.Terminated`,
+      a KeyboardInterrupt, so the same clean-up runs).  The training loop's own handler
+      (:class:`dejavid.training.signals.StopRequest`) takes over both signals meanwhile.
     * Under torchrun only rank 0 prints: every rank runs the same checks on the same
       inputs, so the other ranks' copies of the message would only bury it; a rank that
       stops because another one failed (:class:`dejavid.errors.PeerError`) exits 2
       quietly.
     """
     quiet = os.environ.get("RANK", "0") != "0"
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main()
     except PeerError:
@@ -58,11 +65,16 @@ def main_guard(main: Callable[[], int]) -> None:
             print(f"error: cannot read or write a file{where}: {exc.strerror or exc}; free "
                   f"space or pick a writable location and run again", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
         if not quiet:
-            print("interrupted (Ctrl-C)", file=sys.stderr)
-        sys.exit(130)
+            print(f"interrupted ({'SIGTERM' if term else 'Ctrl-C'})", file=sys.stderr)
+        sys.exit(143 if term else 130)
     sys.exit(code)
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def default_run_dir(cfg: dict, create: bool = True) -> Path:

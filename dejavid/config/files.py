@@ -197,6 +197,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         except yaml.YAMLError as exc:
             raise ValueError(f"config file {path} is not valid YAML: "
                              f"{' '.join(str(exc).split())}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"config file {path} is not a text file (byte {exc.start} is not "
+                             f"UTF-8); give the YAML config (configs/<dataset>.yaml)") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping of key: value")
         _apply(cfg, data.items(), str(path))

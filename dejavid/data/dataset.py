@@ -25,6 +25,7 @@ from .packing import RowSource, gather as gather_rows, offsets_of, padded_rows
 from .standardize import RunningStats, apply as standardize_features
 
 SPLITS = ("train", "val", "test")
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1   # labels are kept as int64 (index, store, batches)
 MAX_REPORTED = 20
 
 
@@ -94,6 +95,7 @@ def _as_float(t, vid, fname: str, feature_size: int):
     where = f"video {vid!r} (file '{fname}')"
     if not isinstance(t, torch.Tensor):
         return None, f"{where}: expected a tensor [T, F], found {type(t).__name__}", False
+    t = t.detach()   # saved with requires_grad=True: the values are what matters
     if t.layout != torch.strided:
         return None, (f"{where}: sparse tensor ({t.layout}); save a dense one "
                       f"(tensor.to_dense())"), False
@@ -185,6 +187,9 @@ class DataIndex:
     # {"mean": [F], "std": [F]} of the training split when config 'standardize' is on; the
     # datasets apply it to every video (dejavid/data/standardize.py).
     feature_stats: Optional[dict] = None
+    # Without a store: {file name: (size, mtime_ns)} as seen before the data check, so that
+    # a run reading the files can tell that one changed under it (TSEDataset.changed_files).
+    file_stamps: Optional[dict] = None
     _split_rows: dict = field(default_factory=dict)
 
     @property
@@ -262,8 +267,17 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             problems.add(f"video {vid!r} (file '{fname}'): label {label!r} is not an integer")
             continue
+        if not INT64_MIN <= int(label) <= INT64_MAX:
+            problems.add(f"video {vid!r} (file '{fname}'): label {label} is outside the 64-bit "
+                         f"integer range [-2^63, 2^63 - 1]; number the classes with smaller "
+                         f"integers")
+            continue
         if not isinstance(fname, (str, Path)):
             problems.add(f"video {vid!r}: file name {fname!r} is not a string")
+            continue
+        if "\0" in str(fname):
+            problems.add(f"video {vid!r}: file name {fname!r} contains a NUL character, which "
+                         f"no file name can hold; fix its id2fname entry")
             continue
         ids.append(vid)
     problems.raise_if_any()
@@ -300,6 +314,7 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
         digests = [""] * len(ids)
         n_half = 0
         first_f = None
+        file_stamps = _stamps(root, fnames)   # before reading: a later change differs
         for k, t, half in check_videos(root, ids, fnames, range(len(ids)), feature_size,
                                        problems, progress=progress):
             n_half += int(half)
@@ -327,7 +342,15 @@ def load_index(id2feats: str | Path, id2splits: str | Path, id2labels: str | Pat
                      labels=np.array([remap.get(int(id2labels[v]), -1) for v in ids], dtype=np.int64),
                      lengths=lengths, label_values=label_values,
                      feature_size=int(feature_size or first_f), digests=digests, store=opened,
-                     feature_stats=train_stats.result() if train_stats is not None else None)
+                     feature_stats=train_stats.result() if train_stats is not None else None,
+                     file_stamps=None if store else file_stamps)
+
+
+def _stamps(root: Path, fnames: list[str]) -> dict:
+    """{file name: (size, mtime_ns)} of the feature files (``os.stat`` only)."""
+    names, sizes, mtimes = feature_store.manifest(root, fnames)
+    return {n: (int(a), int(b)) for n, a, b in zip(names.tolist(), sizes.tolist(),
+                                                   mtimes.tolist())}
 
 
 def _from_store(paths: dict, root: Path, ids: list, fnames: list[str], split_of: list[str],
@@ -473,6 +496,22 @@ class TSEDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def reads_files(self) -> bool:
+        """Whether videos are read from the feature files during the run (no feature
+        store, not ``in_memory``), so that a file changed meanwhile would reach it."""
+        return (self.index.file_stamps is not None and self._held is None
+                and self.index.store is None)
+
+    def changed_files(self) -> list[str]:
+        """The split's feature files whose size or modification time differs from the
+        data check's (``os.stat`` only); always [] where :attr:`reads_files` is False."""
+        if not self.reads_files:
+            return []
+        files = list(dict.fromkeys(self.index.files[int(k)] for k in self.rows))
+        now = _stamps(self.index.root, files)
+        return [f for f in files if now[f] != self.index.file_stamps.get(f)]
+
     def _load(self, k: int) -> torch.Tensor:
         fname = self.index.files[k]
         obj = self._files.get(fname)
@@ -493,7 +532,7 @@ class TSEDataset(Dataset):
             raise ValueError(f"video {self.index.ids[k]!r} (file '{fname}') changed since the "
                              f"data check ({why}); the feature files must stay as they were "
                              f"for the whole run (or use in_memory: true)")
-        return t.to(torch.float32).contiguous()
+        return t.detach().to(torch.float32).contiguous()
 
     def _video(self, n: int) -> torch.Tensor:
         if self._held is not None:

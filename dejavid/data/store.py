@@ -21,8 +21,15 @@ a message saying why; the other splits are kept.  Builds run under an exclusive
 interruption.
 
 Reading a video is a slice of the memory map converted to float32: no file open,
-no unpickling.  This module knows nothing of how files are checked: the caller
-passes a ``check(split, positions, first_f, problems)`` generator (dataset.py).
+no unpickling.  Each complete split's data file is opened once, when it is validated,
+and that descriptor is held (and inherited by forked DataLoader workers): a rebuild by
+another process replaces the file (``os.replace``, a new inode) and never reaches a
+running job, which goes on reading the data it validated.  A process that gets the
+store by pickling (spawned workers) reopens the file by path and refuses one that is
+no longer the validated file.  The index is checked against the data file's size
+(every video's rows inside it) before anything is read; any inconsistency rebuilds.
+This module knows nothing of how files are checked: the caller passes a
+``check(split, positions, first_f, problems)`` generator (dataset.py).
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -100,7 +107,9 @@ def entries_signature(src: SplitSource) -> str:
     """Hash of the split's ids, labels and file names (what the maps decide)."""
     h = hashlib.sha256()
     for vid, label, fname in zip(src.ids, src.labels, src.files):
-        h.update(f"{vid!r}|{label!r}|{fname}\n".encode())
+        # (surrogateescape: a file name holding bytes that are not UTF-8, as os.listdir
+        # returns it, hashes as those bytes)
+        h.update(f"{vid!r}|{label!r}|{fname}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -204,6 +213,10 @@ class SplitStore:
     ids: np.ndarray        # [n] repr of each video id
     labels: np.ndarray     # [n] label as in id2labels
     meta: dict
+    # The data file as validated: held open (None after pickling) and its identity
+    # (st_dev, st_ino, size, mtime_ns), which a reopen by path must match.
+    handle: Optional[object] = None
+    identity: tuple = ()
 
 
 class FeatureStore:
@@ -225,10 +238,27 @@ class FeatureStore:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_maps"], state["_views"] = {}, {}
+        state["splits"] = {k: replace(s, handle=None) for k, s in self.splits.items()}
         if self._device:
             raise ValueError("a feature store held on the GPU (store_on_device) cannot be "
                              "sent to DataLoader workers; set num_workers: 0")
         return state
+
+    def _handle(self, s: SplitStore):
+        """The split's data file as validated: the held descriptor, or (in a process that
+        got the store by pickling) the file reopened by path, refused unless it is the same
+        file."""
+        if s.handle is not None:
+            return s.handle
+        fh = open(s.data_path, "rb")
+        if _identity(os.fstat(fh.fileno())) != s.identity:
+            fh.close()
+            raise ValueError(f"feature store file {s.data_path} was rebuilt or replaced by "
+                             f"another process while this run was using it; this run stops "
+                             f"rather than mix old and new data. Start the run again (it "
+                             f"validates and uses the new store)")
+        s.handle = fh
+        return fh
 
     def array(self, split: str) -> np.ndarray:
         """The split's whole [N_steps, F] memory map (in the store's dtype)."""
@@ -238,7 +268,9 @@ class FeatureStore:
             if s.n_steps == 0:
                 mm = np.empty((0, s.feature_size), dtype=_NUMPY_DTYPE[self.dtype])
             else:
-                mm = np.memmap(s.data_path, dtype=_NUMPY_DTYPE[self.dtype], mode="c",
+                # A map of the held descriptor, never of the path (np.memmap only seeks the
+                # file to learn its size, then maps it at an explicit offset).
+                mm = np.memmap(self._handle(s), dtype=_NUMPY_DTYPE[self.dtype], mode="c",
                                shape=(s.n_steps, s.feature_size))
             self._maps[split] = mm
         return mm
@@ -305,10 +337,40 @@ def _names(d: Path, split: str) -> dict[str, Path]:
 
 
 def _read_json(path: Path) -> Optional[dict]:
+    """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_META_INTS = ("feature_size", "n_steps", "n_videos", "n_half")
+_INDEX_KEYS = ("starts", "lengths", "digests", "ids", "labels", "files", "sizes", "mtimes")
+
+
+def _index_problem(meta: dict, arrays: dict, count: int) -> str:
+    """'' when the metadata and index arrays describe ``count`` videos whose rows all lie
+    inside the data array, else what is wrong (a damaged or foreign store)."""
+    if not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool)
+               and meta[k] >= 0 for k in _META_INTS):
+        return "its metadata is damaged"
+    missing = [k for k in _INDEX_KEYS if k not in arrays]
+    if missing:
+        return f"its index file lacks {', '.join(missing)}"
+    starts, lengths, digests = arrays["starts"], arrays["lengths"], arrays["digests"]
+    if not (starts.dtype == lengths.dtype == np.int64 and digests.dtype == np.uint8
+            and starts.shape == lengths.shape == (count,) and digests.shape == (count, 16)
+            and len(arrays["ids"]) == count and meta["n_videos"] == count):
+        return "its index file does not describe the split's videos"
+    if count and (meta["feature_size"] < 1 or (lengths < 1).any() or (starts < 0).any()
+                  or (starts + lengths > meta["n_steps"]).any()):
+        return "its index file points outside the data file"
+    return ""
 
 
 def _split_state(d: Path, split: str, src: SplitSource, dtype: str, feature_size: int,
@@ -330,8 +392,11 @@ def _split_state(d: Path, split: str, src: SplitSource, dtype: str, feature_size
     try:
         with np.load(n["index"], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
+    except Exception:  # missing, cut off (BadZipFile), not an .npz
         return None, "its index file is missing or unreadable"
+    problem = _index_problem(meta, arrays, len(src.ids))
+    if problem:
+        return None, problem
     old = (arrays["files"], arrays["sizes"], arrays["mtimes"])
     if not (np.array_equal(old[0], current[0]) and np.array_equal(old[1], current[1])
             and np.array_equal(old[2], current[2])):
@@ -341,13 +406,18 @@ def _split_state(d: Path, split: str, src: SplitSource, dtype: str, feature_size
                       f"F = {meta['feature_size']}; re-checking the files")
     itemsize = np.dtype(_NUMPY_DTYPE[dtype]).itemsize
     want = meta["n_steps"] * meta["feature_size"] * itemsize
-    have = n["data"].stat().st_size if n["data"].exists() else -1
-    if have != want:
-        return None, f"its data file holds {have} bytes instead of {want}"
+    try:
+        fh = open(n["data"], "rb")   # held for the run: see the module doc
+    except OSError:
+        return None, "its data file is missing or unreadable"
+    st = os.fstat(fh.fileno())
+    if st.st_size != want:
+        fh.close()
+        return None, f"its data file holds {st.st_size} bytes instead of {want}"
     return SplitStore(split, n["data"], dtype, meta["feature_size"], meta["n_steps"],
                       arrays["starts"], arrays["lengths"],
                       [bytes(r).hex() for r in arrays["digests"]], arrays["ids"],
-                      arrays["labels"], meta), ""
+                      arrays["labels"], meta, fh, _identity(st)), ""
 
 
 # --------------------------------------------------------------------------- building

@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import math
 import pickle
 import re
 import warnings
@@ -112,6 +113,18 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False,
         raise _Refused("a tensor with a malformed size, stride or offset")
     if backward_hooks or metadata:
         raise _Refused("a tensor carrying hooks or extra metadata")
+    if len(size) != len(stride):
+        raise _Refused("a tensor with a malformed size, stride or offset")
+    # Checked before torch sees them: set_() would grow the storage to any declared extent
+    # (a 400-byte file could ask for gigabytes).  A view of part of its storage (offset,
+    # strides) is what pickling a view writes, and stays accepted.
+    stored = storage.size()
+    numel = math.prod(size)
+    extent = storage_offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1 if numel else 0
+    if extent > stored:
+        raise _Refused(f"a tensor of shape {list(size)} (stride {list(stride)}, offset "
+                       f"{storage_offset}) reaching element {extent} of a storage holding "
+                       f"only {stored} values")
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, False,
                                            collections.OrderedDict())
 

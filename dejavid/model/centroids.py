@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,8 @@ from tqdm import tqdm
 
 from ..alignment.op import align, dba_accumulate
 from ..data.dataset import DataIndex
-from ..io import atomic_torch_save
+from ..data.store import device_free_bytes
+from ..io import atomic_torch_save, check_writable_dir
 from ..config.settings import CentroidSpec
 
 # 2: the medoid leaves out each series' distance to itself (caches of version 1 started
@@ -120,6 +122,29 @@ def cache_path(cache_dir: str | Path, meta: dict) -> Path:
     return Path(cache_dir) / f"centroids_{key}.pt"
 
 
+def centroid_bytes(K: int, F: int, C: int, threads: int) -> int:
+    """Memory the centroid computation needs at the least, in bytes: the medoid search and
+    DBA align series resampled to K steps with each other, each running alignment holding a
+    [K, K] float32 table (one per thread, and one more for the result), beside the
+    [C, K, F] centroids."""
+    return 4 * (threads + 1) * K * K + 4 * C * K * F
+
+
+def check_centroid_size(K: int, F: int, C: int, available: Optional[int] = None,
+                        threads: Optional[int] = None) -> None:
+    """ValueError, before anything is allocated, when K centroid steps cannot be computed
+    in the ``available`` memory (default: the host's free memory)."""
+    threads = threads or len(os.sched_getaffinity(0))
+    available = device_free_bytes(torch.device("cpu")) if available is None else available
+    need = centroid_bytes(K, F, C, threads)
+    if need > available:
+        raise ValueError(f"num_timesteps K = {K} needs at least {need / 2**30:.3g} GiB to compute "
+                         f"the centroids (aligning two {K}-step series takes a {K} x {K} table, "
+                         f"one per thread, {threads} threads) but {available / 2**30:.3g} GiB are "
+                         f"free; use a smaller num_timesteps ('auto' takes the median training "
+                         f"length, clipped to [8, 128])")
+
+
 def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
                       partial: Optional[Path] = None, meta: Optional[dict] = None,
                       log=print) -> tuple[torch.Tensor, float]:
@@ -140,6 +165,7 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
     step_pattern, backend = spec.step_pattern, spec.backend
     rng = np.random.default_rng(spec.seed)
     ds, index = train_ds, train_ds.index
+    check_centroid_size(K, index.feature_size, index.num_classes)
     rows_of_class = [[] for _ in range(index.num_classes)]
     for n, k in enumerate(ds.rows):
         rows_of_class[index.labels[k]].append(n)
@@ -189,6 +215,12 @@ def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[
     if cached is not None:
         log(f"reusing cached centroids {path}")
         return cached, path
+    try:   # before hours of work, not at the write after them (a read-only cache_dir)
+        check_writable_dir(cache_dir, "cache_dir")
+    except ValueError as exc:
+        raise ValueError(f"no cached centroids for these data and settings ({path.name}), and "
+                         f"they could not be kept after computing them: {exc}. Make cache_dir "
+                         f"writable or point it at a writable folder") from None
     log(f"computing centroids ({index.num_classes} classes, K = {meta['num_timesteps']}, "
         f"up to {meta['sample_size_per_class']} videos per class, "
         f"{meta['dba_max_iter']} DBA iterations) -> {path}")

@@ -115,10 +115,26 @@ class TemperatureHead(nn.Module):
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
         return -dist * torch.exp(-self.log_temperature)
 
+    # A sample whose own spread exceeds this multiple of the median sample's is left out of
+    # the calibration (see calibrate).
+    OUTLIER_FACTOR = 10.0
+
     @torch.no_grad()
     def calibrate(self, dist: torch.Tensor) -> None:
-        """Set tau to the spread of ``dist`` [N, C] around each sample's mean over classes."""
-        spread = float((dist - dist.mean(1, keepdim=True)).double().pow(2).mean().sqrt())
+        """Set tau to the spread of ``dist`` [N, C] around each sample's mean over classes
+        (root mean square over samples and classes).
+
+        Samples whose own spread is more than :attr:`OUTLIER_FACTOR` times the median
+        sample's are left out: distances grow with a video's length, so one video thousands
+        of steps long among short ones would otherwise set tau for all of them (and make
+        every other logit nearly zero).  Without such samples the result is unchanged."""
+        centred = (dist - dist.mean(1, keepdim=True)).double()
+        own = centred.pow(2).mean(1).sqrt()   # [N] each sample's spread
+        typical = float(own.median()) if own.numel() else 0.0
+        keep = own <= self.OUTLIER_FACTOR * typical
+        if math.isfinite(typical) and typical > 0.0 and not bool(keep.all()):
+            centred = centred[keep]
+        spread = float(centred.pow(2).mean().sqrt())
         if not math.isfinite(spread) or spread <= 0.0:
             spread = 1.0  # all distances equal: nothing to scale, keep tau = 1
         self.log_temperature.fill_(math.log(spread))

@@ -1,10 +1,13 @@
 """Which videos form each batch of an epoch, and the loader that reads them."""
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.dataset import collate_packed
+from ..data.store import device_free_bytes
 from .distributed import DistInfo, shard
 
 
@@ -30,6 +33,18 @@ class _Batches(Dataset):
     def __getitem__(self, positions: list[int]):
         make = getattr(self.ds, "batch", None)
         return make(positions) if make is not None else collate_packed([self.ds[n] for n in positions])
+
+
+# Memory a DataLoader worker process is given (a forked interpreter with torch, and the
+# batches it holds): with less free memory per worker, fewer are started.
+WORKER_BYTES = 512 << 20
+
+
+def worker_limit() -> int:
+    """The most DataLoader workers worth starting: one per CPU this process may run on,
+    and no more than the free memory holds at :data:`WORKER_BYTES` each (at least 1)."""
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(cpus, device_free_bytes(torch.device("cpu")) // WORKER_BYTES))
 
 
 def _as_is(batch):

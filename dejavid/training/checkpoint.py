@@ -7,6 +7,7 @@ run code.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,22 +81,55 @@ def load_checkpoint(path: str | Path) -> dict:
         return last_ck
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not _is_torch_archive(path):
+        raise ValueError(f"{path} is not a dejavid checkpoint: it is not a file written by "
+                         f"torch.save (checkpoints are the last.pt and best.pt of a run folder, "
+                         f"or a file written by import_original.py); check the path")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text:
-            raise ValueError(
-                f"checkpoint {path} holds objects other than tensors and plain values; loading "
-                f"it could run code, so it is refused. Checkpoints written by dejavid before "
-                f"checkpoint format {FORMAT_VERSION} look like this too (they pickled the numpy "
-                f"and python RNG states). If you made this file yourself and trust it, convert "
-                f"it once with: python -c \"from dejavid.training.checkpoint import upgrade_checkpoint; "
-                f"upgrade_checkpoint('{path}')\"") from None
+            raise ValueError(_unsafe_message(path)) from None
         raise ValueError(f"checkpoint {path} is unreadable ({text.splitlines()[0] if text else exc!r})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a dejavid checkpoint (no model/config entries)")
     return ckpt
+
+
+def _is_torch_archive(path: Path) -> bool:
+    """Whether ``path`` is a torch.save zip archive (what every dejavid checkpoint is),
+    judged from the archive's member names only: nothing in it is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+# The globals an earlier-format dejavid checkpoint needs: numpy's RNG state (an array)
+# and numpy scalars.  Only a file needing nothing else is offered the conversion.
+_LEGACY_GLOBALS = {f"numpy.{m}multiarray.{f}" for m in ("core.", "_core.")
+                   for f in ("_reconstruct", "scalar")} | {"numpy.dtype", "numpy.ndarray"}
+
+
+def _unsafe_message(path: Path) -> str:
+    """Why a torch archive that ``weights_only`` refuses is refused, and (only for what an
+    earlier dejavid wrote) how to convert it.  The globals are listed without unpickling."""
+    try:
+        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        needed = {"(unreadable)"}
+    head = (f"checkpoint {path} holds objects other than tensors and plain values; loading it "
+            f"could run code, so it is refused.")
+    if needed and all(g in _LEGACY_GLOBALS or g.startswith("numpy.dtypes.") for g in needed):
+        return (head + f" It looks like a checkpoint of an earlier dejavid (before checkpoint "
+                f"format {FORMAT_VERSION}, which pickled the numpy RNG state). If you wrote "
+                f"this file yourself and trust it, convert it once with: python -c \"from "
+                f"dejavid.training.checkpoint import upgrade_checkpoint; "
+                f"upgrade_checkpoint('{path}')\"")
+    return (head + f" It needs {', '.join(sorted(needed)[:5])}, which no dejavid checkpoint "
+            f"holds; do not load it with a full unpickler unless you know who made it")
 
 
 def upgrade_checkpoint(path: str | Path) -> None:

@@ -237,6 +237,29 @@ def data_changes(saved: Optional[dict], now: dict, train_ds, eval_ds=None) -> st
     return "; ".join(parts)
 
 
+def check_files_unchanged(train_ds, eval_ds=None, info: DistInfo = DistInfo()) -> None:
+    """ValueError when a feature file the run reads (``store: false``, not ``in_memory``)
+    changed since the data check: the run would mix old and new data while its checkpoints
+    record the old data.  Checked at every epoch start and before every checkpoint.  A
+    collective under torchrun: when any rank sees a change, every rank stops."""
+    datasets = [ds for ds in (train_ds, eval_ds) if getattr(ds, "reads_files", False)]
+    if not datasets:
+        return   # (the same on every rank: it follows from the config)
+    error = None
+    for ds in datasets:
+        changed = ds.changed_files()
+        if changed and error is None:
+            error = ValueError(
+                f"{len(changed)} feature file(s) of split '{ds.split}' changed or were deleted "
+                f"during the run (e.g. '{changed[0]}' under {ds.index.root}: missing, or other "
+                f"size or modification time than at the data check); the run stops so as not "
+                f"to train on mixed data, and nothing since the last checkpoint is saved. "
+                f"Restore the files and continue with --resume, or start a new run on the new "
+                f"files (with store: true, the default, a run reads the store it validated and "
+                f"is not affected)")
+    ddp.agree(error, info)
+
+
 def _diverged_message(what: str, run_dir: Optional[Path], settings: TrainSettings) -> str:
     last = run_dir / "last.pt" if run_dir is not None else None
     kept = (f"The last good checkpoint, {last}, is kept (nothing from the failed epoch was "
@@ -310,6 +333,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     scheduler = build_scheduler(optimizer, settings.optim, loop.num_epochs)
     evaluated = (f"{len(eval_ds)} {settings.data.eval_split} videos" if eval_ds is not None
                  else "no evaluation data")
+    if eval_ds is not None and getattr(eval_ds, "split", 0) == getattr(train_ds, "split", 1):
+        evaluated += " (the training split itself: val top-1 measures fit, not generalisation)"
     log_main(f"{len(train_ds)} train / {evaluated}, "
              f"{index.num_classes} classes, F = {index.feature_size}, K = {model.mu.shape[1]}, "
              f"{count_parameters(model)} parameters, device {device}, "
@@ -352,11 +377,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     stop = StopRequest() if run_dir is not None else None
     with stop if stop is not None else contextlib.nullcontext():
         for epoch in range(start_epoch, loop.num_epochs):
+            check_files_unchanged(train_ds, eval_ds, info)
             t0 = time.time()
             if model.fixed_path and start_step == 0:
                 model.snapshot()
 
             def on_stop(steps_done, run, epoch=epoch):
+                check_files_unchanged(train_ds, eval_ds, info)   # (every rank comes here)
                 checkpoint(run_dir / "last.pt", epoch, steps_done, run)
                 log_main(f"stopped by {stop.requested} in epoch {epoch + 1} after {steps_done} "
                          f"steps; checkpoint written. Continue with: {hint}")
@@ -387,6 +414,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
             # first: a crash between the two writes leaves this epoch's state in best.pt,
             # which load_checkpoint(run folder) then picks over the older last.pt (the
             # other order would record a best whose weights were never saved).
+            # Before the checkpoints record this epoch's data as what the run trained on.
+            check_files_unchanged(train_ds, eval_ds, info)
             if improved:
                 checkpoint(run_dir / "best.pt" if run_dir else None, epoch + 1, 0, None)
             checkpoint(run_dir / "last.pt" if run_dir else None, epoch + 1, 0, None)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Optional
 
 from tqdm import tqdm
+
+from ..errors import Terminated
 
 STOP_AFTER_ENV = "DEJAVID_STOP_AFTER_STEPS"
 
@@ -43,16 +46,21 @@ class StopRequest:
 
     def _handler(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = signal.Signals(signum).name
         tqdm.write(f"{self.requested} received: finishing this step, then writing a checkpoint "
                    f"(send it again to stop at once)")
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._old[s] = signal.signal(s, self._handler)
+        # Python delivers signals to the main thread only, and only it may set handlers: a
+        # run in another thread (an estimator fitted in a worker thread) installs none and
+        # stops only by DEJAVID_STOP_AFTER_STEPS.
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handler)
         return self
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
             signal.signal(s, h)
+        self._old = {}
