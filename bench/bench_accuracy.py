@@ -6,7 +6,7 @@
 The six data sets ship inside aeon's wheel (nothing is downloaded): JapaneseVowels,
 ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1, UnitTest, with their official
 train/test splits; the test split is the evaluation split, nothing is subsampled.
-DejaVid runs with ``configs/bench_accuracy.yaml`` on all six (only the data paths,
+DejaVid runs with ``configs/default.yaml`` on all six (only the data paths,
 C and F differ; C and F come from the data).  Beside it, on the same splits:
 
     1-NN DTW            nearest training series, unit-weight L1 DTW (DejaVid's alignment with
@@ -55,7 +55,7 @@ from dejavid.baselines.temporal_heads import AttentiveProbeClassifier, GRUClassi
 
 DATASETS = ("JapaneseVowels", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1", "UnitTest")
 QUICK_DATASETS = ("UnitTest", "ItalyPowerDemand")
-CONFIG = ROOT / "configs" / "bench_accuracy.yaml"
+CONFIG = ROOT / "configs" / "default.yaml"
 # --quick: just enough training to run every code path.
 QUICK_DEJAVID = ["--num_epochs", "3", "--dba_max_iter", "5"]
 QUICK_HEAD_STEPS = 6

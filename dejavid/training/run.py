@@ -101,6 +101,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       contents of the training or evaluation videos) is refused with a ValueError naming
       what changed, unless ``allow_changed_data``.
       Without ``run_dir`` nothing is written and a Ctrl-C raises KeyboardInterrupt.
+    * ``settings`` may hold 'auto' for K and the epoch count: they are derived from the
+      training series' lengths (:meth:`dejavid.config.settings.TrainSettings.resolved`).
     * Seeds python's, numpy's and torch's global RNGs with ``settings.loop.seed`` first
       (torch's data loader draws from the global RNG).
     * A NaN or Inf loss or parameter raises :class:`dejavid.training.engine.NonFiniteError` (a
@@ -112,6 +114,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       also appended to ``timing.jsonl`` in ``run_dir``); default: one when the environment
       variable DEJAVID_TIMING=1, else none (no clock reads).
     """
+    settings = settings.resolved(train_ds.index.lengths[train_ds.rows])   # 'auto' K, epochs
     loop = settings.loop
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if loop.batch_size % info.world_size:

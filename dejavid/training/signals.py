@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Optional
 
 from tqdm import tqdm
@@ -49,6 +50,10 @@ class StopRequest:
                    f"(send it again to stop at once)")
 
     def __enter__(self):
+        # Python delivers signals to the main thread only, and only it may install handlers:
+        # a run in another thread (an estimator fitted in a worker) leaves them alone.
+        if threading.current_thread() is not threading.main_thread():
+            return self
         for s in (signal.SIGINT, signal.SIGTERM):
             self._old[s] = signal.signal(s, self._handler)
         return self
