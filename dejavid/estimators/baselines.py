@@ -42,6 +42,7 @@ class MeanPoolLogisticRegression(DistanceClassifier):
                                                                 self.max_iter, self.random_state)
         self.classes_ = classes
         self.n_features_in_ = train_ds.index.feature_size
+        self.n_iter_ = self.lr_.n_iter_
         return self
 
     def _proba(self, tensors) -> np.ndarray:

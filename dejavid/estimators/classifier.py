@@ -17,6 +17,7 @@ given.  It works with ``sklearn.base.clone``, ``cross_val_score``, ``GridSearchC
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -64,25 +65,40 @@ except ImportError:  # scikit-learn is an optional dependency
             return float(np.average(hits, weights=sample_weight))
 
 
+class DataConversionWarning(UserWarning):
+    """Input converted to the expected shape (scikit-learn's warning when it is installed)."""
+
+
 class NotFittedError(ValueError, AttributeError):
     """predict/score called before fit (scikit-learn's exception when it is installed)."""
 
 
 try:
-    from sklearn.exceptions import NotFittedError  # noqa: F811
+    from sklearn.exceptions import DataConversionWarning, NotFittedError  # noqa: F811
 except ImportError:
     pass
 
 
 def check_labels(X_len: int, y) -> np.ndarray:
-    """y as a 1-D array of X_len labels with at least two distinct values, else ValueError."""
+    """y as a 1-D array of X_len class labels with at least two distinct values, else
+    ValueError (a column vector [N, 1] is flattened with a warning, as scikit-learn does)."""
+    if y is None:
+        raise ValueError("this classifier requires y to be passed, but the target y is None")
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it was "
+                      "flattened to [N] (pass y.ravel())",
+                      DataConversionWarning, stacklevel=3)
+        y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (one label per series), got shape {y.shape}")
     if len(y) != X_len:
         raise ValueError(f"X holds {X_len} series but y holds {len(y)} labels")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError("Unknown label type: continuous. y holds continuous values (a "
+                         "regression target); a classifier needs class labels")
     if len(np.unique(y)) < 2:
-        raise ValueError(f"y holds a single class ({y[0]!r}); a classifier needs at least two")
+        raise ValueError(f"y holds 1 class ({y[0]!r}); a classifier needs at least two")
     return y
 
 
@@ -311,6 +327,15 @@ class DejaVidClassifier(DistanceClassifier):
         self.history_ = result.history
         self.feature_stats_ = train_ds.index.feature_stats
         return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """[N, C] softmax of the logits DejaVid was trained with (its ``logit_head`` applied
+        to the distances), so the probabilities rank as ``decision_function`` does."""
+        import torch
+        dist = torch.from_numpy(np.asarray(self._distances(X)))
+        with torch.no_grad():
+            logits = self.model_.head(dist.to(self.model_.mu.device))
+        return torch.softmax(logits.double(), dim=1).cpu().numpy()
 
     def _class_distances(self, tensors) -> np.ndarray:
         """DejaVid distances [N, C] (float32), free path, in batches; reads the model only."""

@@ -41,7 +41,9 @@ def _numeric(x, what: str):
         raise ValueError(f"{what} holds values that are not numbers; every series must be a "
                          f"numeric array") from None
     if a.dtype.kind == "c":
-        raise ValueError(f"{what} holds complex numbers; every series must be real")
+        raise ValueError(f"{what}: Complex data not supported; every series must be real")
+    if not a.flags.writeable:   # (a read-only memmap: torch warns on sharing it)
+        a = a.copy()
     return a
 
 
@@ -53,9 +55,16 @@ def _items(X, what: str) -> tuple[list, bool]:
     """(the series of ``X`` as given, whether they are univariate rows of a 2-D array)."""
     if isinstance(X, (list, tuple)):
         return list(X), False
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):   # scipy.sparse
+        raise ValueError(f"{what} is a sparse matrix: sparse data is not supported; pass a "
+                         f"dense array (X.toarray())")
     arr = X if _is_tensor(X) else np.asarray(X)
     if not _is_tensor(arr) and arr.dtype == object and arr.ndim == 1:
         return list(arr), False   # aeon/sktime's ragged collection
+    if arr.ndim in (2, 3) and 0 in tuple(arr.shape):
+        empty = "sample(s)" if arr.shape[0] == 0 else "feature(s)"
+        raise ValueError(f"{what}: 0 {empty} (shape={tuple(arr.shape)}) while a minimum of 1 is "
+                         f"required; every series needs a step and a feature")
     if arr.ndim == 2:
         arr = _numeric(arr, what)
         return [row[:, None] for row in arr], True
@@ -64,7 +73,9 @@ def _items(X, what: str) -> tuple[list, bool]:
     raise ValueError(f"{what} must be [N, T, F], (n_cases, n_channels, n_timepoints), [N, T] "
                      f"(N univariate series) or a list of series, got "
                      + (f"an array of shape {tuple(arr.shape)}" if arr.ndim
-                        else type(X).__name__))
+                        else type(X).__name__)
+                     + ("; Reshape your data: one series is X[None] (or [x])" if arr.ndim == 1
+                        else ""))
 
 
 def series_of(X, layout=None, what: str = "X", warn: bool = True) -> list:
@@ -78,7 +89,7 @@ def series_of(X, layout=None, what: str = "X", warn: bool = True) -> list:
     check_layout(layout)
     items, univariate = _items(X, what)
     if not items:
-        raise ValueError(f"{what} holds no series")
+        raise ValueError(f"{what} holds no series (0 sample(s)); a minimum of 1 is required")
     out = []
     for n, x in enumerate(items):
         x = _numeric(x, f"{what}[{n}]")
