@@ -119,3 +119,47 @@ def test_object_arrays_are_value_errors_naming_the_series():
         DejaVidClassifier(**FAST).fit(X, [0, 1])
     with pytest.raises(ValueError, match="not numbers"):
         DejaVidClassifier(**FAST).fit(np.array([[1, "x"], [2, "y"]], dtype=object), [0, 1])
+
+
+LIBRARY_PROGRAM = """
+import sys, threading
+import numpy as np
+import torch                                  # a user's program: torch first, no dejavid.runtime
+import numba
+from dejavid import DejaVidClassifier
+g = np.random.default_rng(0)
+X = [g.normal(size=(int(g.integers(5, 15)), 3)).astype(np.float32) + n % 2 for n in range(40)]
+y = [n % 2 for n in range(40)]
+clf = DejaVidClassifier(num_timesteps=4, num_epochs=2, dba_max_iter=2, device="cpu").fit(X, y)
+ref = clf.decision_function(X)
+out = []
+threads = [threading.Thread(target=lambda: out.append(clf.decision_function(X))) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert len(out) == 4 and all((o == ref).all() for o in out)
+print("layer", numba.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("env, layer", [({}, "workqueue"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+                                        ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue")])
+def test_a_plain_program_gets_threads_that_do_not_spin(env, layer, tmp_path):
+    """torch imported first, no dejavid.runtime: the estimator picks numba's workqueue layer
+    (OpenMP's threads would spin) and serialises its kernels, so four predicting threads
+    neither crash numba nor differ; where OpenMP is passive the default layer stays."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
+    proc = subprocess.run([sys.executable, "-c", LIBRARY_PROGRAM], cwd=ROOT, env={**base, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = proc.stdout.split("layer ")[-1].strip()
+    print("threading layer", got)
+    if layer is None:
+        assert got != "workqueue"
+    else:
+        assert got == layer

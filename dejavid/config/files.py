@@ -10,6 +10,7 @@ does not match the default are errors that list what is valid.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -154,7 +155,10 @@ def _check_value(key: str, value: Any, source: str) -> Any:
 def _apply(cfg: dict, items: Iterable[tuple[str, Any]], source: str) -> None:
     for key, value in items:
         if key not in DEFAULTS:
-            raise ValueError(f"unknown config key '{key}' (from {source}); valid keys: {_valid_keys()}")
+            close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(f"unknown config key '{key}' (from {source}); {hint}valid keys: "
+                             f"{_valid_keys()}")
         cfg[key] = _check_value(key, value, source)
 
 

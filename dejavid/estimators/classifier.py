@@ -25,6 +25,7 @@ import numpy as np
 from ..config import defaults as D
 from . import params as P
 from .layout import series_of
+from .threads import kernel_lock, quiet_threads
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -127,7 +128,9 @@ class DistanceClassifier(ClassifierMixin, BaseEstimator):
         if tensors[0].shape[1] != self.n_features_in_:
             raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
                              f"classifier was fitted on {self.n_features_in_}")
-        return self._class_distances(tensors)
+        quiet_threads()
+        with kernel_lock():
+            return self._class_distances(tensors)
 
     def decision_function(self, X) -> np.ndarray:
         """Negative distances [N, C]: larger means nearer (columns follow ``classes_``)."""
@@ -311,11 +314,13 @@ class DejaVidClassifier(DistanceClassifier):
         if self.standardize:   # (the items are raw until feature_stats is set)
             train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
         log = print if self.verbose else (lambda *a, **k: None)
-        result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
-                     run_dir=self.run_dir, resume=resume,
-                     config=self.get_params() if self.run_dir else None,
-                     progress=bool(self.verbose), log=log,
-                     resume_hint=self._resume_hint() if self.run_dir else None)
+        quiet_threads()
+        with kernel_lock():
+            result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
+                         run_dir=self.run_dir, resume=resume,
+                         config=self.get_params() if self.run_dir else None,
+                         progress=bool(self.verbose), log=log,
+                         resume_hint=self._resume_hint() if self.run_dir else None)
         if result.stopped:
             raise KeyboardInterrupt(f"training stopped by {result.stopped}; the checkpoint is "
                                     f"in {self.run_dir}; continue with {self._resume_hint()}")

@@ -330,6 +330,12 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         history = list(resume["history"])
         if info.is_main and metrics is not None:
             metrics.rewrite(history)
+        if start_epoch >= loop.num_epochs and start_step == 0:
+            best_text = f"; best val top-1 {best:.4f}" if best >= 0 else ""
+            log_main(f"the run already finished: all {loop.num_epochs} epochs are done"
+                     f"{best_text}; nothing to resume" + (f" (checkpoints in {run_dir})"
+                                                          if run_dir is not None else ""))
+            return FitResult(model, history, best, list(index.label_values), run_dir, None)
         log_main(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def checkpoint(path, epoch, step, run):
