@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "feature_size": 0,               # 0: take from the data; otherwise must match it
     "in_memory": False,              # hold whole splits in RAM
     "store": True,                   # read tensors from the packed feature store in cache_dir
-                                     # (built once from the files; README "Large data sets")
+                                     # (built once from the files; docs/usage.md "Large data sets")
     "store_dtype": "float32",        # float32 | float16 | bfloat16: the store's precision
     "store_on_device": False,        # copy each split of the store to the GPU once, if it fits
     "num_workers": 0,                # DataLoader worker processes

@@ -215,7 +215,7 @@ def auto_num_timesteps(train_lengths) -> int:
 
     A centroid step per typical sample step keeps the temporal detail of series
     (JapaneseVowels: 7-29 steps); the upper bound caps the cost, which grows as
-    K * T per (sample, class) pair, for long ones (README, "Accuracy on six public
+    K * T per (sample, class) pair, for long ones (docs/results.md, "Accuracy on six public
     data sets", has the measurements behind 128).
     """
     lengths = sorted(int(t) for t in train_lengths)
