@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import defaults as D
 from .classifier import DistanceClassifier, fit_inputs
-from .threads import kernel_lock, quiet_threads
+from .threads import quiet_cpu
 
 
 def _unlabelled(tensors):
@@ -120,8 +120,7 @@ class NearestDBACentroid(DistanceClassifier):
                             self.dba_max_iter, self.centroid_seed, self.backend)
         train_ds, classes = fit_inputs(X, y, self.layout)
         spec = spec.resolved(train_ds.index.lengths)   # num_timesteps 'auto': median length
-        quiet_threads()
-        with kernel_lock():
+        with quiet_cpu():
             self.centroids_, _ = load_or_compute_centroids(train_ds, spec, self.cache_dir,
                                                            progress=False, log=lambda *a: None)
         self.classes_ = classes

@@ -25,7 +25,7 @@ import numpy as np
 from ..config import defaults as D
 from . import params as P
 from .layout import series_of
-from .threads import kernel_lock, quiet_threads
+from .threads import quiet_cpu
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -128,8 +128,7 @@ class DistanceClassifier(ClassifierMixin, BaseEstimator):
         if tensors[0].shape[1] != self.n_features_in_:
             raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
                              f"classifier was fitted on {self.n_features_in_}")
-        quiet_threads()
-        with kernel_lock():
+        with quiet_cpu():
             return self._class_distances(tensors)
 
     def decision_function(self, X) -> np.ndarray:
@@ -314,8 +313,7 @@ class DejaVidClassifier(DistanceClassifier):
         if self.standardize:   # (the items are raw until feature_stats is set)
             train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
         log = print if self.verbose else (lambda *a, **k: None)
-        quiet_threads()
-        with kernel_lock():
+        with quiet_cpu():
             result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
                          run_dir=self.run_dir, resume=resume,
                          config=self.get_params() if self.run_dir else None,

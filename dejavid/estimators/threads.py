@@ -4,17 +4,23 @@ The scripts import :mod:`dejavid.runtime` first, which sets ``OMP_WAIT_POLICY=PA
 before any OpenMP runtime loads.  A user's program usually has torch loaded before it
 builds an estimator; torch's OpenMP runtime then read the default policy (spin after
 every parallel region), and numba's default 'omp' threading layer shares that runtime.
-Between the many short kernels of a training epoch the spinning threads take the
-cores the next kernel needs: on a loaded 2-core machine the estimator was 30x slower
-than the script (bench/bench_library.py, bench/RESULTS.md).
+Between the many short kernels and small torch ops of a training step the spinning
+threads take the cores the next one needs: on a loaded 2-core machine the estimator was
+30x slower than the script, and a profile put the time in torch's smallest ops
+(cross-entropy on [32, 9] taking 5 ms; bench/bench_library.py, bench/RESULTS.md).
 
-:func:`quiet_threads`, called by the estimators before their first kernel, picks
-numba's 'workqueue' layer instead (threads that sleep when idle) when all of these
-hold: numba has not started its threads yet, the user chose no layer
-(``NUMBA_THREADING_LAYER``), and OpenMP was not told to be passive.  Otherwise nothing
-changes.  The workqueue layer must not be entered by two threads at once (numba aborts
-the process), so :func:`kernel_lock` serialises the estimators' fits and predictions
-while it is in use; each of them still runs its kernels on every core.
+:func:`quiet_cpu`, which the estimators enter around their fits and predictions, fixes
+both sides where OpenMP was not told to be passive:
+
+* numba: the 'workqueue' threading layer (threads that sleep when idle) instead of
+  'omp', chosen before numba starts its threads, unless the user chose a layer
+  (``NUMBA_THREADING_LAYER``) or numba's threads already run (:func:`quiet_threads`);
+* torch: one intra-op thread for the duration of the call (restored after), so that its
+  small ops run inline instead of waking spinning workers.
+
+The workqueue layer must not be entered by two threads at once (numba aborts the
+process), so while it is in use the estimators' calls take turns (an RLock); each of
+them still runs its numba kernels on every core.
 """
 from __future__ import annotations
 
@@ -66,3 +72,26 @@ def kernel_lock():
     except (ImportError, ValueError):
         return contextlib.nullcontext()
     return _LOCK if layer == "workqueue" else contextlib.nullcontext()
+
+
+def _openmp_may_spin() -> bool:
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
+
+
+@contextlib.contextmanager
+def quiet_cpu():
+    """The estimators' calls run inside this: numba's layer chosen (:func:`quiet_threads`),
+    calls serialised while it is the workqueue (:func:`kernel_lock`), and torch's
+    intra-op threads at 1 for the call where OpenMP may spin."""
+    quiet_threads()
+    with kernel_lock():
+        if not _openmp_may_spin():
+            yield
+            return
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
