@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": D.TRAINING["seed"],
     "output_dir": "runs",
     "run_name": "",                  # default: <name>-<timestamp>
+    "tensorboard": "",               # folder for TensorBoard scalars per epoch; '' off
 }
 
 # Keys added after checkpoints were first written, with the value that reproduces the
@@ -111,7 +112,7 @@ def _yaml_load(text):
 # outputs live, how they are computed); every other key is part of what the run computes.
 RESUME_OVERRIDABLE = frozenset({"num_workers", "device", "backend", "in_memory", "output_dir",
                                 "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir",
-                                "store_on_device"})
+                                "store_on_device", "tensorboard"})
 
 
 def _valid_keys() -> str:
