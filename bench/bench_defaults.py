@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     def split(name):
         rows_ = index.rows(name)
         from dejavid.data.dataset import TSEDataset
-        ds = TSEDataset(index, name, True)
+        ds = TSEDataset(index, name, True, False)
         X = [ds[n][0].numpy() for n in range(len(ds))]
         y = [index.label_values[index.labels[k]] for k in rows_]
         return X, y
