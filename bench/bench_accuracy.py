@@ -57,6 +57,9 @@ DATASETS = ("JapaneseVowels", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1
 QUICK_DATASETS = ("UnitTest", "ItalyPowerDemand")
 CONFIG = ROOT / "configs" / "default.yaml"
 # --quick: just enough training to run every code path.
+SMOKE_NOTE = ("**Smoke run (--quick)**: a few epochs, DBA iterations and head updates, to check "
+              "that every code path runs; these figures are not accuracies (a learned head "
+              "may sit below chance). Run without --quick to measure.")
 QUICK_DEJAVID = ["--num_epochs", "3", "--dba_max_iter", "5"]
 QUICK_HEAD_STEPS = 6
 
@@ -328,6 +331,8 @@ def main(argv=None) -> int:
             results[name] = bench_dataset(name, seeds, base / name, args.quick, log, methods,
                                           tuple(args.dejavid_args.split()))
     report = format_report(results, seeds, command.strip(), time.time() - t0)
+    if args.quick:
+        report = SMOKE_NOTE + "\n\n" + report
     print(report)
     if args.out:
         atomic_write_text(report, args.out)

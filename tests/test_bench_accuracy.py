@@ -18,6 +18,7 @@ def test_quick_mode_writes_the_table(tmp_path, capsys):
     assert bench_accuracy.main(["--quick", "--out", str(out), "--work", str(tmp_path / "w")]) == 0
     report = out.read_text()
     assert capsys.readouterr().out.strip() == report.strip()
+    assert report.startswith("**Smoke run (--quick)**")     # labelled: not accuracies
     rows = {}
     for line in report.splitlines():   # the first table's rows (the per-seed table follows)
         name = line.split("|")[1].strip() if line.startswith("|") else ""
