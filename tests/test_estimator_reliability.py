@@ -163,3 +163,11 @@ def test_a_plain_program_gets_threads_that_do_not_spin(env, layer, tmp_path):
         assert got != "workqueue"
     else:
         assert got == layer
+
+
+def test_numpy_scalars_are_valid_parameters(two_classes):
+    """Grids built with numpy (np.arange, np.linspace) hand numpy scalars to set_params."""
+    X, y = two_classes
+    clf = DejaVidClassifier(**{**FAST, "num_timesteps": np.int64(4), "num_epochs": np.int64(2),
+                               "lr": np.float32(0.05), "standardize": np.bool_(True)}).fit(X, y)
+    assert len(clf.history_) == 2 and clf.model_.mu.shape[1] == 4

@@ -10,6 +10,7 @@ errors as a config file would.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 from . import defaults as D
@@ -45,9 +46,9 @@ def _at_least(name: str, value, low) -> None:
 
 def _count_or_auto(name: str, value) -> None:
     """ValueError naming ``name`` unless ``value`` is 'auto' or a whole number >= 1."""
-    if value == D.AUTO:
+    if isinstance(value, str) and value == D.AUTO:
         return
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a whole number >= 1 or 'auto', got {value!r}")
     _at_least(name, value, 1)
 
@@ -86,7 +87,7 @@ class CentroidSpec:
         """This spec with ``num_timesteps: 'auto'`` replaced by :func:`auto_num_timesteps`
         of the training series' lengths."""
         if self.num_timesteps != D.AUTO:
-            return self
+            return replace(self, num_timesteps=int(self.num_timesteps))
         return replace(self, num_timesteps=auto_num_timesteps(train_lengths))
 
 
@@ -161,7 +162,7 @@ class LoopSpec:
     def resolved(self, num_train: int) -> "LoopSpec":
         """This spec with ``num_epochs: 'auto'`` replaced by :func:`auto_num_epochs`."""
         if self.num_epochs != D.AUTO:
-            return self
+            return replace(self, num_epochs=int(self.num_epochs))
         return replace(self, num_epochs=auto_num_epochs(num_train, self.batch_size))
 
 

@@ -11,6 +11,8 @@ import math
 import numbers
 from typing import Callable
 
+import numpy as np
+
 Rule = Callable[[str, object], None]
 
 
@@ -68,7 +70,7 @@ def fraction(name, value):
 
 
 def flag(name, value):
-    if not isinstance(value, (bool, int)) or value not in (0, 1):
+    if not isinstance(value, (bool, numbers.Integral, np.bool_)) or value not in (0, 1):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
