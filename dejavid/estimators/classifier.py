@@ -1,7 +1,9 @@
 """DejaVid as a scikit-learn-style classifier over variable-length series.
 
-    clf = DejaVidClassifier(num_timesteps=16, num_epochs=30).fit(X_train, y_train)
-    clf.predict(X_test)              # X: list of [T, F] arrays/tensors (any T), or [N, T, F]
+    clf = DejaVidClassifier().fit(X_train, y_train)   # configs/default.yaml's values
+    clf.predict(X_test)              # X: list of [T, F] arrays/tensors (any T), or [N, T, F];
+                                     # aeon/sktime's (n_cases, n_channels, n_timepoints)
+                                     # with layout='nct'; a 2-D X is N univariate series
     clf.predict_proba(X_test)        # [N, C], rows sum to 1
     clf.decision_function(X_test)    # [N, C] negative DejaVid distances
 
