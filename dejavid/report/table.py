@@ -73,7 +73,7 @@ class Row:
 
 
 def _temporal_head(name: str, cfg: dict):
-    from . import temporal_heads   # imports scikit-learn: only when the row is asked for
+    from ..baselines import temporal_heads   # imports scikit-learn: only when asked for
     return getattr(temporal_heads, name)(seed=cfg["seed"])
 
 
