@@ -1,6 +1,6 @@
 """The one set of defaults for what DejaVid computes, shared by every way to run it.
 
-    configs/default.yaml          the starting point for data of one's own (these values, written out)
+    configs/default.yaml          the starting point for one's own data (these values)
     dejavid.config.files.DEFAULTS the config keys a YAML file or --key value does not set
     dejavid.config.settings       TrainSettings() and its parts
     DejaVidClassifier()           the estimator's constructor defaults

@@ -7,10 +7,11 @@ Time-series libraries disagree on the axis order of a collection:
 
 A 2-D array is N univariate series in both (aeon/sktime's (n_cases, n_timepoints)).  A
 list (or 1-D object array) holds one 2-D series per item, of any length, in the same
-orientation (a 1-D item is one univariate series).  With ``layout=None`` the estimator assumes 'ntf' and says so when the
-data look transposed: series whose lengths differ only along the feature axis are an
-error, and more features than steps in every series is a warning (video embeddings do
-have F > T: pass ``layout='ntf'`` to say so).  Both messages name the parameter.
+orientation (a 1-D item is one univariate series).  With ``layout=None`` the estimator
+assumes 'ntf' and says so when the data look transposed: series whose lengths differ
+only along the feature axis are an error, and more features than steps in every series
+is a warning (video embeddings do have F > T: pass ``layout='ntf'`` to say so).
+Both messages name the parameter.
 """
 from __future__ import annotations
 
