@@ -250,7 +250,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     try:
         result = fit(train_ds, eval_ds, settings, device=device, cache_dir=cfg["cache_dir"],
                      run_dir=run_dir, resume=ckpt, config=cfg, progress=progress,
-                     log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data)
+                     log=tqdm.write, info=info, allow_changed_data=args.allow_changed_data,
+                     tensorboard=cfg["tensorboard"] or None)
     except BaseException:
         if claimed:
             with contextlib.suppress(OSError):

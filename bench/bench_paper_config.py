@@ -20,7 +20,7 @@ Then runs the user's command, as a subprocess, with the data paths overridden:
 with the config's published K = 8 and batch 384; ``--epochs`` replaces its 36 epochs
 (the per-epoch cost does not depend on the count).  1-NN DTW is left out by default
 (``--methods``): it aligns every validation video to every training video (4736 x 2030
-pairs), the row the README tells users to leave out on large data sets.
+pairs), the row docs/paper.md tells users to leave out on large data sets.
 
 Reports the wall time of each stage (data generation, data check, each row; per
 DejaVid run the centroids and, per epoch, data loading, forward, backward, optimizer

@@ -31,6 +31,7 @@ def test_quick_mode_writes_the_table(tmp_path, capsys):
     assert bench_accuracy.main(["--quick", "--out", str(out), "--work", str(tmp_path / "w")]) == 0
     report = out.read_text()
     assert capsys.readouterr().out.strip() == report.strip()
+    assert report.startswith("**Smoke run (--quick)**")     # labelled: not accuracies
     methods = bench_accuracy.METHODS
     rows, per_seed = _table_rows(report, ("UnitTest", "ItalyPowerDemand"))
     assert set(rows) == set(per_seed) == {"UnitTest", "ItalyPowerDemand"}

@@ -159,10 +159,11 @@ def test_label_values_of_any_kind_and_array_input():
     ([np.zeros((5, 3)), np.zeros((4, 2))], [0, 1], r"X\[1\] has 2 features but X\[0\] has 3"),
     ([np.zeros((5, 3)), np.full((4, 3), np.nan)], [0, 1], r"X\[1\] contains NaN"),
     ([np.zeros((5, 3)), np.zeros((4, 3))], [0, 1, 1], "X holds 2 series but y holds 3 labels"),
-    ([np.zeros((5, 3)), np.zeros((4, 3))], [4, 4], "single class"),
+    ([np.zeros((5, 3)), np.zeros((4, 3))], [4, 4], "1 class"),
     ([np.zeros((0, 3)), np.zeros((4, 3))], [0, 1], r"X\[0\] is empty"),
-    ([np.zeros(5), np.zeros((4, 3))], [0, 1], r"X\[0\] must be 2-D"),
-    (np.zeros((4, 3)), [0, 1, 0, 1], r"must be \[N, T, F\]"),
+    ([np.zeros(5), np.zeros((4, 3))], [0, 1], r"X\[1\] has 3 features but X\[0\] has 1"),
+    ([np.zeros((2, 2, 2))], [0], r"X\[0\] must be 2-D"),
+    (np.zeros((4, 3, 2, 1)), [0, 1, 0, 1], r"must be \[N, T, F\], \(n_cases"),
 ])
 def test_bad_inputs_are_clear_value_errors(X, y, message):
     with pytest.raises(ValueError, match=message):

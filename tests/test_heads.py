@@ -145,7 +145,7 @@ def italy_power(tmp_path_factory):
 
 def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_path, capsys):
     from conftest import ROOT, demo_overrides
-    argv = ["--config", str(ROOT / "configs" / "bench_accuracy.yaml"),
+    argv = ["--config", str(ROOT / "configs" / "default.yaml"),
             *demo_overrides(italy_power, tmp_path), "--run_name", "two", "--num_epochs", "30",
             "--no-progress"]
     assert train_dejavid.main(argv) == 0

@@ -379,7 +379,7 @@ def test_the_readme_layout_is_the_folder_tree():
     """The README's package tree names every module of the package, each in its folder,
     and nothing else."""
     text = (ROOT / "README.md").read_text()
-    block = text[text.index("**Package layout**"):]
+    block = text[text.index("## Package layout"):]
     block = block[block.index("```\n") + 4:]
     block = block[:block.index("```")]
     listed, folder = set(), None

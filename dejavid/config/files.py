@@ -1,5 +1,8 @@
 """One source of defaults, one override path.
 
+The values shared with the settings dataclasses and the estimator come from
+:mod:`dejavid.config.defaults`; the keys here only add where data and outputs live.
+
 A YAML file per dataset in ``configs/`` sets keys of :data:`DEFAULTS`; command
 line ``--key value`` pairs override them.  Unknown keys and values whose type
 does not match the default are errors that list what is valid.
@@ -7,12 +10,14 @@ does not match the default are errors that list what is valid.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from . import defaults as D
 from ..data.dataset import SPLITS
 from .settings import (AUTO_INT_KEYS, LOGIT_HEADS, SEED_MAX, STEP_PATTERN_OF_USE_MM, check_range,
                        step_pattern_of)
@@ -30,47 +35,50 @@ DEFAULTS: dict[str, Any] = {
     "feature_size": 0,               # 0: take from the data; otherwise must match it
     "in_memory": False,              # hold whole splits in RAM
     "store": True,                   # read tensors from the packed feature store in cache_dir
-                                     # (built once from the files; README "Large data sets")
+                                     # (built once from the files; docs/usage.md "Large data sets")
     "store_dtype": "float32",        # float32 | float16 | bfloat16: the store's precision
     "store_on_device": False,        # copy each split of the store to the GPU once, if it fits
     "num_workers": 0,                # DataLoader worker processes
     # --- model
-    "num_timesteps": "auto",         # K, centroid length; auto: from the training lengths
-                                     # (median, clipped to [AUTO_K_MIN, AUTO_K_MAX])
+    "num_timesteps": D.MODEL["num_timesteps"],  # K, centroid length; auto: from the
+                                     # training lengths (median, clipped to [8, 128])
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
-    "use_fixed_path": True,          # paths from a per-epoch parameter snapshot
-    "w_one_init": False,             # weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
-    "freeze_centroids": False,       # train the weights only (mu stays at its DBA initialisation)
-    "freeze_weights": False,         # train the centroids only (theta stays at its initial value;
-                                     # with w_one_init that is w = 1); not with freeze_centroids
+    "use_fixed_path": D.MODEL["use_fixed_path"],  # paths from a per-epoch parameter snapshot
+    "w_one_init": D.MODEL["w_one_init"],  # weights start at 1 (theta = 0), not theta ~ N(0, 1)
+    "freeze_centroids": D.MODEL["freeze_centroids"],  # train the weights only (mu stays at
+                                     # its DBA initialisation)
+    "freeze_weights": D.MODEL["freeze_weights"],  # train the centroids only (theta stays at
+                                     # its initial value; with w_one_init that is w = 1); not
+                                     # with freeze_centroids
     "logit_columns": 0,              # the last C features of each step are the encoder's class
                                      # logits (C = num_classes); 0: none
-    "logit_head": "temperature",     # temperature: -d / tau, tau learned (any C >= 2);
+    "logit_head": D.MODEL["logit_head"],  # temperature: -d / tau, tau learned (any C >= 2);
                                      # zscore: the paper's per-sample standardisation
-    "std_eps": 1e-6,                 # epsilon of the zscore head
-    "standardize": True,             # per-feature mean/std of the training split
-    "backend": "auto",               # auto | ref | numba | cuda
-    "device": "auto",                # auto | cpu | cuda | cuda:N
+    "std_eps": D.MODEL["std_eps"],   # epsilon of the zscore head
+    "standardize": D.MODEL["standardize"],  # per-feature mean/std of the training split
+    "backend": D.MODEL["backend"],   # auto | ref | numba | cuda
+    "device": D.MODEL["device"],     # auto | cpu | cuda | cuda:N
     # --- centroids (docs/DESIGN.md section 5)
-    "sample_size_per_class": 50,
-    "dba_max_iter": 100,
-    "centroid_seed": 0,
+    "sample_size_per_class": D.CENTROIDS["sample_size_per_class"],
+    "dba_max_iter": D.CENTROIDS["dba_max_iter"],
+    "centroid_seed": D.CENTROIDS["centroid_seed"],
     "cache_dir": "cache",
     # --- training (docs/DESIGN.md section 6)
-    "num_epochs": "auto",            # auto: enough epochs for AUTO_UPDATES AdamW updates,
-                                     # clipped to [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
-    "batch_size": 384,               # global batch (split across ranks under torchrun)
+    "num_epochs": D.TRAINING["num_epochs"],  # auto: enough epochs for AUTO_UPDATES AdamW
+                                     # updates, clipped to [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
+    "batch_size": D.TRAINING["batch_size"],  # global batch (split across ranks under torchrun)
     "eval_batch_size": 0,            # 0: same as batch_size
-    "lr": 1e-3,                      # theta's learning rate
-    "ms_lr_div": 3.0,                # mu's learning rate is lr / ms_lr_div
-    "weight_decay": 0.0,
+    "lr": D.TRAINING["lr"],          # theta's learning rate
+    "ms_lr_div": D.TRAINING["ms_lr_div"],  # mu's learning rate is lr / ms_lr_div
+    "weight_decay": D.TRAINING["weight_decay"],
     "betas": [0.9, 0.999],           # AdamW betas of theta
     "mu_betas": [0.9, 0.999],        # AdamW betas of mu
-    "warmup_epochs": 0,              # linear warmup before the cosine schedule
-    "min_lr_ratio": 0.0,             # cosine floor as a fraction of the base rate
-    "seed": 0,
+    "warmup_epochs": D.TRAINING["warmup_epochs"],  # linear warmup before the cosine schedule
+    "min_lr_ratio": D.TRAINING["min_lr_ratio"],  # cosine floor as a fraction of the base rate
+    "seed": D.TRAINING["seed"],
     "output_dir": "runs",
     "run_name": "",                  # default: <name>-<timestamp>
+    "tensorboard": "",               # folder for TensorBoard scalars per epoch; '' off
 }
 
 # Keys added after checkpoints were first written, with the value that reproduces the
@@ -104,7 +112,7 @@ def _yaml_load(text):
 # outputs live, how they are computed); every other key is part of what the run computes.
 RESUME_OVERRIDABLE = frozenset({"num_workers", "device", "backend", "in_memory", "output_dir",
                                 "id2feats", "id2splits", "id2labels", "id2fname", "cache_dir",
-                                "store_on_device"})
+                                "store_on_device", "tensorboard"})
 
 
 def _valid_keys() -> str:
@@ -148,7 +156,10 @@ def _check_value(key: str, value: Any, source: str) -> Any:
 def _apply(cfg: dict, items: Iterable[tuple[str, Any]], source: str) -> None:
     for key, value in items:
         if key not in DEFAULTS:
-            raise ValueError(f"unknown config key '{key}' (from {source}); valid keys: {_valid_keys()}")
+            close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(f"unknown config key '{key}' (from {source}); {hint}valid keys: "
+                             f"{_valid_keys()}")
         cfg[key] = _check_value(key, value, source)
 
 

@@ -10,8 +10,10 @@ errors as a config file would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import numbers
+from dataclasses import dataclass, field, replace
 
+from . import defaults as D
 from ..alignment.backend import check_backend_name, check_step_pattern
 from ..data.dataset import DataIndex, load_index
 
@@ -42,6 +44,15 @@ def _at_least(name: str, value, low) -> None:
     check_range(name, value, low)
 
 
+def _count_or_auto(name: str, value) -> None:
+    """ValueError naming ``name`` unless ``value`` is 'auto' or a whole number >= 1."""
+    if isinstance(value, str) and value == D.AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number >= 1 or 'auto', got {value!r}")
+    _at_least(name, value, 1)
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Which splits train and evaluate, and how videos are read."""
@@ -57,30 +68,37 @@ class DataSpec:
 @dataclass(frozen=True)
 class CentroidSpec:
     """Everything that determines the DBA centroid initialisation (docs/DESIGN.md section 5)."""
-    num_timesteps: int = 64          # K
-    step_pattern: str = "hv"
-    sample_size_per_class: int = 50
-    dba_max_iter: int = 100
-    seed: int = 0                    # picks the videos sampled per class
-    backend: str = "auto"            # how they are computed (not part of the result)
+    num_timesteps: int | str = D.MODEL["num_timesteps"]   # K, or 'auto' (resolved)
+    step_pattern: str = D.STEP_PATTERN
+    sample_size_per_class: int = D.CENTROIDS["sample_size_per_class"]
+    dba_max_iter: int = D.CENTROIDS["dba_max_iter"]
+    seed: int = D.CENTROIDS["centroid_seed"]   # picks the videos sampled per class
+    backend: str = D.MODEL["backend"]   # how they are computed (not part of the result)
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
-        _at_least("num_timesteps", self.num_timesteps, 1)
+        _count_or_auto("num_timesteps", self.num_timesteps)
         _at_least("sample_size_per_class", self.sample_size_per_class, 1)
         _at_least("dba_max_iter", self.dba_max_iter, 0)
         check_range("centroid_seed", self.seed, 0, SEED_MAX)
+
+    def resolved(self, train_lengths) -> "CentroidSpec":
+        """This spec with ``num_timesteps: 'auto'`` replaced by :func:`auto_num_timesteps`
+        of the training series' lengths."""
+        if self.num_timesteps != D.AUTO:
+            return replace(self, num_timesteps=int(self.num_timesteps))
+        return replace(self, num_timesteps=auto_num_timesteps(train_lengths))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """How the :class:`dejavid.DejaVid` layer aligns."""
-    step_pattern: str = "hv"
-    use_fixed_path: bool = True      # paths from a per-epoch parameter snapshot
-    w_one_init: bool = False         # theta = 0 instead of theta ~ N(0, 1)
-    backend: str = "auto"
-    logit_head: str = "temperature"  # temperature (learned -d / tau) or zscore (the paper's)
+    step_pattern: str = D.STEP_PATTERN
+    use_fixed_path: bool = D.MODEL["use_fixed_path"]   # paths from a per-epoch parameter snapshot
+    w_one_init: bool = D.MODEL["w_one_init"]   # theta = 0 instead of theta ~ N(0, 1)
+    backend: str = D.MODEL["backend"]
+    logit_head: str = D.MODEL["logit_head"]   # temperature (learned -d / tau) or zscore (paper)
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
@@ -93,15 +111,15 @@ class ModelSpec:
 @dataclass(frozen=True)
 class OptimSpec:
     """AdamW groups (theta at lr, mu at lr / ms_lr_div) and the per-epoch schedule."""
-    lr: float = 1e-3
-    ms_lr_div: float = 3.0
-    weight_decay: float = 0.0
+    lr: float = D.TRAINING["lr"]
+    ms_lr_div: float = D.TRAINING["ms_lr_div"]
+    weight_decay: float = D.TRAINING["weight_decay"]
     betas: tuple = (0.9, 0.999)
     mu_betas: tuple = (0.9, 0.999)
-    warmup_epochs: int = 0
-    min_lr_ratio: float = 0.0
-    freeze_centroids: bool = False   # mu gets no gradient and no optimizer group
-    freeze_weights: bool = False     # theta gets no gradient and no optimizer group
+    warmup_epochs: int = D.TRAINING["warmup_epochs"]
+    min_lr_ratio: float = D.TRAINING["min_lr_ratio"]
+    freeze_centroids: bool = D.MODEL["freeze_centroids"]   # mu: no gradient, no optimizer group
+    freeze_weights: bool = D.MODEL["freeze_weights"]   # theta: no gradient, no optimizer group
 
     def __post_init__(self):
         check_range("lr", self.lr, 0, above=True)
@@ -124,15 +142,15 @@ class OptimSpec:
 @dataclass(frozen=True)
 class LoopSpec:
     """The epoch loop: batches, seed, loss epsilon."""
-    num_epochs: int = 30
-    batch_size: int = 384            # global batch (split across ranks under torchrun)
+    num_epochs: int | str = D.TRAINING["num_epochs"]   # or 'auto' (resolved)
+    batch_size: int = D.TRAINING["batch_size"]   # global batch (split across ranks under torchrun)
     eval_batch_size: int = 0         # 0: batch_size
-    seed: int = 0                    # batch order and theta's initialisation
+    seed: int = D.TRAINING["seed"]   # batch order and theta's initialisation
     num_workers: int = 0
-    std_eps: float = 1e-6            # epsilon of the per-sample logit standardisation
+    std_eps: float = D.MODEL["std_eps"]   # epsilon of the per-sample logit standardisation
 
     def __post_init__(self):
-        _at_least("num_epochs", self.num_epochs, 1)
+        _count_or_auto("num_epochs", self.num_epochs)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 0)
         _at_least("num_workers", self.num_workers, 0)
@@ -140,6 +158,12 @@ class LoopSpec:
         check_range("std_eps", self.std_eps, 0, above=True)
         if self.eval_batch_size == 0:
             object.__setattr__(self, "eval_batch_size", self.batch_size)
+
+    def resolved(self, num_train: int) -> "LoopSpec":
+        """This spec with ``num_epochs: 'auto'`` replaced by :func:`auto_num_epochs`."""
+        if self.num_epochs != D.AUTO:
+            return replace(self, num_epochs=int(self.num_epochs))
+        return replace(self, num_epochs=auto_num_epochs(num_train, self.batch_size))
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,13 @@ class TrainSettings:
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimSpec = field(default_factory=OptimSpec)
     loop: LoopSpec = field(default_factory=LoopSpec)
+
+    def resolved(self, train_lengths) -> "TrainSettings":
+        """These settings with every 'auto' value derived from the lengths of the training
+        series (one per series): what :func:`dejavid.fit` trains with."""
+        lengths = list(train_lengths)
+        return replace(self, centroids=self.centroids.resolved(lengths),
+                       loop=self.loop.resolved(len(lengths)))
 
 
 def step_pattern_of(use_mm: int) -> str:
@@ -185,7 +216,7 @@ def auto_num_timesteps(train_lengths) -> int:
 
     A centroid step per typical sample step keeps the temporal detail of series
     (JapaneseVowels: 7-29 steps); the upper bound caps the cost, which grows as
-    K * T per (sample, class) pair, for long ones (README, "Accuracy on six public
+    K * T per (sample, class) pair, for long ones (docs/results.md, "Accuracy on six public
     data sets", has the measurements behind 128).
     """
     lengths = sorted(int(t) for t in train_lengths)

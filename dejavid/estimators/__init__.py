@@ -1,8 +1,12 @@
-"""scikit-learn-style estimators: DejaVidClassifier (fit(X, y) on lists of [T, F] arrays,
+"""scikit-learn-style estimators: DejaVidClassifier (fit(X, y) on series of any length,
 trained by :func:`dejavid.training.fit`) and the classic baselines with the same interface.
 
     classifier   DejaVidClassifier and the shared DistanceClassifier base
     baselines    MeanPoolLogisticRegression, KNeighborsDTW, NearestDBACentroid
+    layout       X as [N, T, F] (tslearn, torch) or (n_cases, n_channels, n_timepoints)
+                 (aeon, sktime): the ``layout`` parameter
+    params       hyper-parameter checks at fit
+    threads      CPU threads that do not spin in a program that imported torch first
 """
 from __future__ import annotations
 

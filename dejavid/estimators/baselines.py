@@ -4,7 +4,8 @@
     KNeighborsDTW()                1-nearest-neighbour DTW with unit weights
     NearestDBACentroid()           nearest per-class DBA centroid with unit weights
 
-``fit(X, y)`` on lists of [T, F] series (or [N, T, F]), ``predict``, ``predict_proba``,
+``fit(X, y)`` on series laid out as ``layout`` says (DejaVidClassifier's parameter: [N, T, F]
+or aeon's (n_cases, n_channels, n_timepoints)), ``predict``, ``predict_proba``,
 ``decision_function``, ``score``, ``get_params``/``set_params``; they compute with the
 same functions as the table's rows (:mod:`dejavid.report.rows`).
 """
@@ -14,7 +15,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..config import defaults as D
 from .classifier import DistanceClassifier, fit_inputs
+from .threads import quiet_cpu
 
 
 def _unlabelled(tensors):
@@ -28,20 +31,23 @@ class MeanPoolLogisticRegression(DistanceClassifier):
     """Standardised time-averaged features, multinomial logistic regression (needs
     scikit-learn).  ``predict_proba`` is the regression's; distances are -proba."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 1000, random_state: int = 0):
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, random_state: int = 0,
+                 layout: Optional[str] = None):
         self.C = C
         self.max_iter = max_iter
         self.random_state = random_state
+        self.layout = layout
 
     def fit(self, X, y):
         """Fit on series ``X`` with labels ``y``."""
         from ..baselines.classic import fit_pooled_lr, mean_pool
-        train_ds, classes = fit_inputs(X, y)
+        train_ds, classes = fit_inputs(X, y, self.layout)
         pooled, codes = mean_pool(train_ds)
         self.scaler_, self.lr_, self.converged_ = fit_pooled_lr(pooled, codes, self.C,
                                                                 self.max_iter, self.random_state)
         self.classes_ = classes
         self.n_features_in_ = train_ds.index.feature_size
+        self.n_iter_ = self.lr_.n_iter_
         return self
 
     def _proba(self, tensors) -> np.ndarray:
@@ -61,17 +67,18 @@ class KNeighborsDTW(DistanceClassifier):
     that of its nearest training series (:func:`dejavid.baselines.classic.knn_class_distances`)."""
 
     def __init__(self, step_pattern: str = "hv", backend: str = "auto", batch_size: int = 128,
-                 device: str = "cpu"):
+                 device: str = "cpu", layout: Optional[str] = None):
         self.step_pattern = step_pattern
         self.backend = backend
         self.batch_size = batch_size
         self.device = device
+        self.layout = layout
 
     def fit(self, X, y):
         """Store the training series ``X`` with labels ``y``."""
         from ..alignment.backend import check_step_pattern
         check_step_pattern(self.step_pattern)
-        self.train_, self.classes_ = fit_inputs(X, y)
+        self.train_, self.classes_ = fit_inputs(X, y, self.layout)
         self.n_features_in_ = self.train_.index.feature_size
         return self
 
@@ -88,10 +95,12 @@ class NearestDBACentroid(DistanceClassifier):
     """Per-class DBA centroids (as DejaVid's initialisation) with unit weights: DejaVid
     before training.  ``centroids_`` [C, K, F]."""
 
-    def __init__(self, num_timesteps: int = 16, step_pattern: str = "hv",
-                 sample_size_per_class: int = 50, dba_max_iter: int = 100,
-                 centroid_seed: int = 0, backend: str = "auto", batch_size: int = 128,
-                 device: str = "cpu", cache_dir: Optional[str] = None):
+    def __init__(self, num_timesteps=D.MODEL["num_timesteps"], step_pattern: str = D.STEP_PATTERN,
+                 sample_size_per_class: int = D.CENTROIDS["sample_size_per_class"],
+                 dba_max_iter: int = D.CENTROIDS["dba_max_iter"],
+                 centroid_seed: int = D.CENTROIDS["centroid_seed"], backend: str = "auto",
+                 batch_size: int = 128, device: str = "cpu", cache_dir: Optional[str] = None,
+                 layout: Optional[str] = None):
         self.num_timesteps = num_timesteps
         self.step_pattern = step_pattern
         self.sample_size_per_class = sample_size_per_class
@@ -101,6 +110,7 @@ class NearestDBACentroid(DistanceClassifier):
         self.batch_size = batch_size
         self.device = device
         self.cache_dir = cache_dir
+        self.layout = layout
 
     def fit(self, X, y):
         """Compute the centroids of series ``X`` per label of ``y``."""
@@ -108,9 +118,11 @@ class NearestDBACentroid(DistanceClassifier):
         from ..config.settings import CentroidSpec
         spec = CentroidSpec(self.num_timesteps, self.step_pattern, self.sample_size_per_class,
                             self.dba_max_iter, self.centroid_seed, self.backend)
-        train_ds, classes = fit_inputs(X, y)
-        self.centroids_, _ = load_or_compute_centroids(train_ds, spec, self.cache_dir,
-                                                       progress=False, log=lambda *a: None)
+        train_ds, classes = fit_inputs(X, y, self.layout)
+        spec = spec.resolved(train_ds.index.lengths)   # num_timesteps 'auto': median length
+        with quiet_cpu():
+            self.centroids_, _ = load_or_compute_centroids(train_ds, spec, self.cache_dir,
+                                                           progress=False, log=lambda *a: None)
         self.classes_ = classes
         self.n_features_in_ = train_ds.index.feature_size
         return self

@@ -1,7 +1,9 @@
 """DejaVid as a scikit-learn-style classifier over variable-length series.
 
-    clf = DejaVidClassifier(num_timesteps=16, num_epochs=30).fit(X_train, y_train)
-    clf.predict(X_test)              # X: list of [T, F] arrays/tensors (any T), or [N, T, F]
+    clf = DejaVidClassifier().fit(X_train, y_train)   # configs/default.yaml's values
+    clf.predict(X_test)              # X: list of [T, F] arrays/tensors (any T), or [N, T, F];
+                                     # aeon/sktime's (n_cases, n_channels, n_timepoints)
+                                     # with layout='nct'; a 2-D X is N univariate series
     clf.predict_proba(X_test)        # [N, C], rows sum to 1
     clf.decision_function(X_test)    # [N, C] negative DejaVid distances
 
@@ -17,9 +19,15 @@ given.  It works with ``sklearn.base.clone``, ``cross_val_score``, ``GridSearchC
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Optional
 
 import numpy as np
+
+from ..config import defaults as D
+from . import params as P
+from .layout import series_of
+from .threads import quiet_cpu
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -60,32 +68,48 @@ except ImportError:  # scikit-learn is an optional dependency
             return float(np.average(hits, weights=sample_weight))
 
 
+class DataConversionWarning(UserWarning):
+    """Input converted to the expected shape (scikit-learn's warning when it is installed)."""
+
+
 class NotFittedError(ValueError, AttributeError):
     """predict/score called before fit (scikit-learn's exception when it is installed)."""
 
 
 try:
-    from sklearn.exceptions import NotFittedError  # noqa: F811
+    from sklearn.exceptions import DataConversionWarning, NotFittedError  # noqa: F811
 except ImportError:
     pass
 
 
 def check_labels(X_len: int, y) -> np.ndarray:
-    """y as a 1-D array of X_len labels with at least two distinct values, else ValueError."""
+    """y as a 1-D array of X_len class labels with at least two distinct values, else
+    ValueError (a column vector [N, 1] is flattened with a warning, as scikit-learn does)."""
+    if y is None:
+        raise ValueError("this classifier requires y to be passed, but the target y is None")
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it was "
+                      "flattened to [N] (pass y.ravel())",
+                      DataConversionWarning, stacklevel=3)
+        y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (one label per series), got shape {y.shape}")
     if len(y) != X_len:
         raise ValueError(f"X holds {X_len} series but y holds {len(y)} labels")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError("Unknown label type: continuous. y holds continuous values (a "
+                         "regression target); a classifier needs class labels")
     if len(np.unique(y)) < 2:
-        raise ValueError(f"y holds a single class ({y[0]!r}); a classifier needs at least two")
+        raise ValueError(f"y holds 1 class ({y[0]!r}); a classifier needs at least two")
     return y
 
 
-def fit_inputs(X, y):
-    """(tensors, y array, classes, in-memory training dataset) for an estimator's fit."""
+def fit_inputs(X, y, layout=None):
+    """(in-memory training dataset, classes) for an estimator's fit; ``layout`` as in
+    :mod:`dejavid.estimators.layout`."""
     from ..data.arrays import ArrayDataset, as_sequences, index_from_arrays
-    tensors = as_sequences(X)
+    tensors = as_sequences(series_of(X, layout))
     y = check_labels(len(tensors), y)
     classes = np.unique(y)
     index, tensors = index_from_arrays(tensors, y.tolist(), label_values=classes.tolist())
@@ -102,11 +126,12 @@ class DistanceClassifier(ClassifierMixin, BaseEstimator):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
                                  f"first")
         from ..data.arrays import as_sequences
-        tensors = as_sequences(X)
+        tensors = as_sequences(series_of(X, getattr(self, "layout", None), warn=False))
         if tensors[0].shape[1] != self.n_features_in_:
             raise ValueError(f"X has {tensors[0].shape[1]} features per step but the "
                              f"classifier was fitted on {self.n_features_in_}")
-        return self._class_distances(tensors)
+        with quiet_cpu():
+            return self._class_distances(tensors)
 
     def decision_function(self, X) -> np.ndarray:
         """Negative distances [N, C]: larger means nearer (columns follow ``classes_``)."""
@@ -128,12 +153,17 @@ class DistanceClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[nearest]
 
 
+# The parameters a resumed fit may change: where and how it computes, what it prints.
+RESUME_FREE = frozenset({"resume", "verbose", "device", "backend", "cache_dir", "run_dir"})
+
+
 class DejaVidClassifier(DistanceClassifier):
     """DejaVid classifier: per-class learned centroid series with per-step, per-feature
     weights, compared to each input series by an alignment distance (docs/DESIGN.md sections 3-6).
 
-    Hyper-parameters (the config keys of the same names, see ``configs/``; defaults are the
-    JapaneseVowels demo's, suited to small data sets):
+    Hyper-parameters are the config keys of the same names, with the same defaults as
+    ``configs/default.yaml`` and :class:`dejavid.config.settings.TrainSettings` (one source:
+    :mod:`dejavid.config.defaults`):
 
     num_timesteps        K, length of each class's centroid series ('auto': the median
                          training length, clipped to [8, 128])
@@ -153,27 +183,56 @@ class DejaVidClassifier(DistanceClassifier):
                          DBA centroid initialisation
     std_eps              epsilon of the zscore head
     seed                 batch order and weight initialisation (also seeds the global RNGs)
+    layout               how X is laid out: 'ntf' ([N, T, F] or a list of [T, F]: tslearn,
+                         torch), 'nct' ((n_cases, n_channels, n_timepoints) or a list of
+                         [F, T]: aeon, sktime), None ('ntf', warning when X looks
+                         transposed); a 2-D X is N univariate series in every layout
     device               'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'
     backend              'auto', 'ref', 'numba', 'cuda'
     cache_dir            cache the centroids there (None: no file)
-    run_dir              write checkpoints and metrics.jsonl there (None: no files)
+    run_dir              write checkpoints and metrics.jsonl there (None: no files); Ctrl-C
+                         then writes a checkpoint (in the main thread)
+    resume               continue the unfinished run in ``run_dir`` (same X, y, parameters)
     verbose              progress bars and the per-epoch line
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``model_`` (the trained
-    :class:`dejavid.DejaVid` layer), ``history_`` (one row per epoch).
+    :class:`dejavid.DejaVid` layer, set to align freely), ``history_`` (one row per epoch).
+    Prediction only reads them, so one fitted classifier can predict from several threads.
     """
 
-    def __init__(self, num_timesteps: int = 16, num_epochs: int = 30, batch_size: int = 32,
-                 lr: float = 0.05, ms_lr_div: float = 3.0, weight_decay: float = 0.0,
-                 warmup_epochs: int = 0, min_lr_ratio: float = 0.0,
-                 use_fixed_path: bool = True, step_pattern: str = "hv",
-                 w_one_init: bool = True, freeze_centroids: bool = False,
-                 freeze_weights: bool = False, logit_head: str = "temperature",
-                 standardize: bool = True, sample_size_per_class: int = 50, dba_max_iter: int = 100,
-                 centroid_seed: int = 0, std_eps: float = 1e-6, seed: int = 0,
-                 device: str = "auto", backend: str = "auto",
-                 cache_dir: Optional[str] = None, run_dir: Optional[str] = None,
-                 verbose: bool = False):
+    RULES = {
+        "num_timesteps": P.count_or_auto, "num_epochs": P.count_or_auto,
+        "batch_size": P.count, "lr": P.positive, "ms_lr_div": P.positive,
+        "weight_decay": P.non_negative, "warmup_epochs": P.non_negative_int,
+        "min_lr_ratio": P.fraction, "use_fixed_path": P.flag, "step_pattern": P.one_of("hv", "hvd"),
+        "w_one_init": P.flag, "freeze_centroids": P.flag, "freeze_weights": P.flag,
+        "logit_head": P.one_of("temperature", "zscore"), "standardize": P.flag,
+        "sample_size_per_class": P.count, "dba_max_iter": P.non_negative_int,
+        "centroid_seed": P.seed, "std_eps": P.positive, "seed": P.seed,
+        "layout": P.one_of(None, "ntf", "nct"), "device": P.device,
+        "backend": P.one_of("auto", "ref", "numba", "cuda"), "cache_dir": P.optional_path,
+        "run_dir": P.optional_path, "resume": P.flag, "verbose": P.flag,
+    }
+
+    def __init__(self, num_timesteps=D.MODEL["num_timesteps"],
+                 num_epochs=D.TRAINING["num_epochs"], batch_size: int = D.TRAINING["batch_size"],
+                 lr: float = D.TRAINING["lr"], ms_lr_div: float = D.TRAINING["ms_lr_div"],
+                 weight_decay: float = D.TRAINING["weight_decay"],
+                 warmup_epochs: int = D.TRAINING["warmup_epochs"],
+                 min_lr_ratio: float = D.TRAINING["min_lr_ratio"],
+                 use_fixed_path: bool = D.MODEL["use_fixed_path"],
+                 step_pattern: str = D.STEP_PATTERN, w_one_init: bool = D.MODEL["w_one_init"],
+                 freeze_centroids: bool = D.MODEL["freeze_centroids"],
+                 freeze_weights: bool = D.MODEL["freeze_weights"],
+                 logit_head: str = D.MODEL["logit_head"],
+                 standardize: bool = D.MODEL["standardize"],
+                 sample_size_per_class: int = D.CENTROIDS["sample_size_per_class"],
+                 dba_max_iter: int = D.CENTROIDS["dba_max_iter"],
+                 centroid_seed: int = D.CENTROIDS["centroid_seed"],
+                 std_eps: float = D.MODEL["std_eps"], seed: int = D.TRAINING["seed"],
+                 layout: Optional[str] = None, device: str = D.MODEL["device"],
+                 backend: str = D.MODEL["backend"], cache_dir: Optional[str] = None,
+                 run_dir: Optional[str] = None, resume: bool = False, verbose: bool = False):
         self.num_timesteps = num_timesteps
         self.num_epochs = num_epochs
         self.batch_size = batch_size
@@ -194,78 +253,109 @@ class DejaVidClassifier(DistanceClassifier):
         self.centroid_seed = centroid_seed
         self.std_eps = std_eps
         self.seed = seed
+        self.layout = layout
         self.device = device
         self.backend = backend
         self.cache_dir = cache_dir
         self.run_dir = run_dir
+        self.resume = resume
         self.verbose = verbose
 
-    def _settings(self, train_lengths=None):
-        from ..config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec, TrainSettings,
-                               auto_num_epochs, auto_num_timesteps)
-        lengths = train_lengths if train_lengths is not None else [1]
-        K, epochs = self.num_timesteps, self.num_epochs
-        if K == "auto":
-            K = auto_num_timesteps(lengths)
-        if epochs == "auto":
-            epochs = auto_num_epochs(len(lengths), self.batch_size)
+    def _settings(self):
+        """The TrainSettings of these parameters ('auto' values are resolved by fit)."""
+        from ..config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec,
+                                       TrainSettings)
         return TrainSettings(
-            centroids=CentroidSpec(K, self.step_pattern,
+            centroids=CentroidSpec(self.num_timesteps, self.step_pattern,
                                    self.sample_size_per_class, self.dba_max_iter,
                                    self.centroid_seed, self.backend),
-            model=ModelSpec(self.step_pattern, self.use_fixed_path, self.w_one_init,
+            model=ModelSpec(self.step_pattern, bool(self.use_fixed_path), bool(self.w_one_init),
                             self.backend, self.logit_head),
-            optim=OptimSpec(lr=self.lr, ms_lr_div=self.ms_lr_div,
-                            weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs,
-                            min_lr_ratio=self.min_lr_ratio,
-                            freeze_centroids=self.freeze_centroids,
-                            freeze_weights=self.freeze_weights),
-            loop=LoopSpec(num_epochs=epochs, batch_size=self.batch_size,
-                          seed=self.seed, std_eps=self.std_eps))
+            optim=OptimSpec(lr=float(self.lr), ms_lr_div=float(self.ms_lr_div),
+                            weight_decay=float(self.weight_decay),
+                            warmup_epochs=self.warmup_epochs,
+                            min_lr_ratio=float(self.min_lr_ratio),
+                            freeze_centroids=bool(self.freeze_centroids),
+                            freeze_weights=bool(self.freeze_weights)),
+            loop=LoopSpec(num_epochs=self.num_epochs, batch_size=self.batch_size,
+                          seed=self.seed, std_eps=float(self.std_eps)))
+
+    def _resume_hint(self) -> str:
+        return (f"DejaVidClassifier(**params, run_dir={str(self.run_dir)!r}, resume=True)"
+                f".fit(X, y) with the same X, y and parameters (or clf.set_params(resume=True)"
+                f".fit(X, y))")
+
+    def _checkpoint_to_resume(self) -> Optional[dict]:
+        """The run folder's checkpoint when ``resume`` is set, checked against the parameters."""
+        if not self.resume:
+            return None
+        if self.run_dir is None:
+            raise ValueError("resume=True needs run_dir: the folder of the run to continue")
+        from ..training.checkpoint import load_checkpoint
+        ckpt = load_checkpoint(self.run_dir)
+        saved, now = ckpt.get("config") or {}, self.get_params()
+        changed = sorted(k for k in now if k not in RESUME_FREE and k in saved
+                         and saved[k] != now[k])
+        if changed:
+            raise ValueError(f"run folder {self.run_dir} was trained with other parameters ("
+                             + ", ".join(f"{k}={saved[k]!r}, now {now[k]!r}" for k in changed)
+                             + "); resume with the same ones, or start a new run in another "
+                               "run_dir")
+        return ckpt
 
     def fit(self, X, y):
-        """Train on series ``X`` (list of [T, F], or [N, T, F]) with labels ``y`` (any values)."""
+        """Train on series ``X`` (see ``layout``) with labels ``y`` (any values)."""
         from ..data.standardize import statistics
         from ..training.run import fit
 
-        self._settings()   # invalid hyper-parameters fail before any work
-        train_ds, classes = fit_inputs(X, y)
-        settings = self._settings(train_ds.index.lengths)
+        P.check_params(self, self.RULES)
+        settings = self._settings()   # the remaining checks, before any work
+        train_ds, classes = fit_inputs(X, y, self.layout)
+        resume = self._checkpoint_to_resume()
         if self.standardize:   # (the items are raw until feature_stats is set)
             train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
-        result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
-                     run_dir=self.run_dir, config=self.get_params() if self.run_dir else None,
-                     progress=self.verbose,
-                     log=print if self.verbose else (lambda *a, **k: None))
+        log = print if self.verbose else (lambda *a, **k: None)
+        with quiet_cpu():
+            result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
+                         run_dir=self.run_dir, resume=resume,
+                         config=self.get_params() if self.run_dir else None,
+                         progress=bool(self.verbose), log=log,
+                         resume_hint=self._resume_hint() if self.run_dir else None)
         if result.stopped:
-            raise KeyboardInterrupt(f"training stopped by {result.stopped}; the checkpoint "
-                                    f"is in {self.run_dir}")
+            raise KeyboardInterrupt(f"training stopped by {result.stopped}; the checkpoint is "
+                                    f"in {self.run_dir}; continue with {self._resume_hint()}")
         self.classes_ = classes
         self.n_features_in_ = train_ds.index.feature_size
         self.model_ = result.model
+        self.model_.fixed_path = False   # prediction aligns with the trained parameters
+        self.model_.eval()
         self.history_ = result.history
         self.feature_stats_ = train_ds.index.feature_stats
         return self
 
+    def predict_proba(self, X) -> np.ndarray:
+        """[N, C] softmax of the logits DejaVid was trained with (its ``logit_head`` applied
+        to the distances), so the probabilities rank as ``decision_function`` does."""
+        import torch
+        dist = torch.from_numpy(np.asarray(self._distances(X)))
+        with torch.no_grad():
+            logits = self.model_.head(dist.to(self.model_.mu.device))
+        return torch.softmax(logits.double(), dim=1).cpu().numpy()
+
     def _class_distances(self, tensors) -> np.ndarray:
-        """DejaVid distances [N, C] (float32), free path, in batches."""
+        """DejaVid distances [N, C] (float32), free path, in batches; reads the model only."""
         import torch
 
         from ..data.dataset import packed_to
         from ..data.packing import RowSource, gather
         model = self.model_
         device = model.mu.device
-        fixed, model.fixed_path = model.fixed_path, False   # align with the trained parameters
-        model.eval()
         out = []
-        try:
-            with torch.no_grad():
-                bs = max(1, self.batch_size)
-                rows = RowSource.from_tensors(tensors)
-                for s in range(0, len(tensors), bs):
-                    x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
-                                        self.feature_stats_)
-                    out.append(model(packed_to(x, device), offsets.to(device)).cpu())  # [B, C]
-        finally:
-            model.fixed_path = fixed
+        with torch.no_grad():
+            bs = max(1, self.batch_size)
+            rows = RowSource.from_tensors(tensors)
+            for s in range(0, len(tensors), bs):
+                x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
+                                    self.feature_stats_)
+                out.append(model(packed_to(x, device), offsets.to(device)).cpu())  # [B, C]
         return torch.cat(out).numpy()

@@ -36,6 +36,13 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
+# Horizontal reference lines: each its own colour and dash pattern, none of them the
+# colours of the runs' curves (C0, C1, ...), so two references never look alike.
+REFERENCE_STYLES = (("tab:green", ":"), ("tab:purple", "-."), ("tab:gray", (0, (5, 2))),
+                    ("tab:olive", (0, (1, 1))), ("tab:cyan", (0, (3, 1, 1, 1))),
+                    ("tab:brown", (0, (8, 2, 1, 2))))
+
+
 def learning_curves(histories: dict[str, Sequence[dict]], path: str | Path,
                     reference: Optional[dict[str, float]] = None, title: str = "") -> Path:
     """Loss and accuracy per epoch of one or more runs (``histories``: label -> metrics rows).
@@ -55,7 +62,8 @@ def learning_curves(histories: dict[str, Sequence[dict]], path: str | Path,
         ax_acc.plot(ep, [100 * r["val_top1"] for r in rows], color=color, marker=".",
                     label=f"{label}: val top-1")
     for n, (label, top1) in enumerate((reference or {}).items()):
-        ax_acc.axhline(100 * top1, color=f"C{len(histories) + n}", ls=":", lw=1.2,
+        color, ls = REFERENCE_STYLES[n % len(REFERENCE_STYLES)]
+        ax_acc.axhline(100 * top1, color=color, ls=ls, lw=1.4,
                        label=f"{label}: {100 * top1:.1f}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")

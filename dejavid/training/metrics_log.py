@@ -1,4 +1,5 @@
-"""metrics.jsonl in a run folder and the one-line epoch summary."""
+"""metrics.jsonl in a run folder, optional TensorBoard scalars, and the one-line epoch
+summary."""
 from __future__ import annotations
 
 import json
@@ -32,6 +33,35 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         append_line(self.path, json.dumps(row))
+
+
+class TensorBoardLog:
+    """The same per-epoch rows as TensorBoard scalars in ``log_dir`` (needs the
+    ``tensorboard`` package: ``pip install -e ".[tensorboard]"``), one tag per metric
+    (``loss/train``, ``loss/val``, ``top1/train``, ``top1/val``, ``top5/val``, ``lr``,
+    ``seconds``) with the epoch as the step.  Imported only when asked for."""
+
+    TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_top1": "top1/train",
+            "val_top1": "top1/val", "val_top5": "top5/val", "lr": "lr", "seconds": "seconds"}
+
+    def __init__(self, log_dir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from ..errors import MissingDependency
+            raise MissingDependency(f"tensorboard logging ({log_dir}) needs the tensorboard "
+                                    f"package: pip install tensorboard (or the "
+                                    f"'tensorboard' extra), or leave tensorboard unset") from None
+        self.writer = SummaryWriter(str(log_dir))
+
+    def append(self, row: dict) -> None:
+        for key, tag in self.TAGS.items():
+            if row.get(key) is not None:
+                self.writer.add_scalar(tag, float(row[key]), int(row["epoch"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def format_epoch(row: dict, num_epochs: int) -> str:

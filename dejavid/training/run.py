@@ -29,7 +29,7 @@ from ..device import resolve_device
 from .distributed import DistInfo
 from .engine import NonFiniteError, Running, calibrate_head, evaluate, train_one_epoch
 from ..io import RunLock, append_line
-from .metrics_log import MetricsLog, format_epoch
+from .metrics_log import MetricsLog, TensorBoardLog, format_epoch
 from ..model.layer import DejaVid, count_parameters
 from .optim import build_optimizer, build_scheduler
 from .rng import seed_everything, set_rng_state
@@ -82,7 +82,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         resume: Optional[dict] = None, config: Optional[dict] = None, progress: bool = True,
         log: Callable[[str], None] = print, info: DistInfo = DistInfo(),
         resume_hint: Optional[str] = None, allow_changed_data: bool = False,
-        timer=None) -> FitResult:
+        timer=None, tensorboard: Optional[str | Path] = None) -> FitResult:
     """Train DejaVid on ``train_ds``, evaluating on ``eval_ds`` (if given) after each epoch.
 
     Datasets yield (x [T, F], label index, row) and carry ``index`` and ``rows``
@@ -101,6 +101,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       contents of the training or evaluation videos) is refused with a ValueError naming
       what changed, unless ``allow_changed_data``.
       Without ``run_dir`` nothing is written and a Ctrl-C raises KeyboardInterrupt.
+    * ``settings`` may hold 'auto' for K and the epoch count: they are derived from the
+      training series' lengths (:meth:`dejavid.config.settings.TrainSettings.resolved`).
     * Seeds python's, numpy's and torch's global RNGs with ``settings.loop.seed`` first
       (torch's data loader draws from the global RNG).
     * A NaN or Inf loss or parameter raises :class:`dejavid.training.engine.NonFiniteError` (a
@@ -111,7 +113,10 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
       data, forward, backward, optimizer and eval (one ``timer.laps`` entry per epoch,
       also appended to ``timing.jsonl`` in ``run_dir``); default: one when the environment
       variable DEJAVID_TIMING=1, else none (no clock reads).
+    * ``tensorboard``: a folder for the per-epoch metrics as TensorBoard scalars
+      (:class:`dejavid.training.metrics_log.TensorBoardLog`; rank 0 only).
     """
+    settings = settings.resolved(train_ds.index.lengths[train_ds.rows])   # 'auto' K, epochs
     loop = settings.loop
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if loop.batch_size % info.world_size:
@@ -138,7 +143,7 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
     lock = open_run_dir(run_dir, resume, info) if run_dir is not None else None
     try:
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
-                    config, progress, log, info, resume_hint, data, timer)
+                    config, progress, log, info, resume_hint, data, timer, tensorboard)
     except BaseException as exc:
         if lock is not None and resume is None:
             _remove_if_unused(run_dir)   # (only while holding the lock: it may be another's)
@@ -284,7 +289,8 @@ def _remove_if_unused(run_dir: Path) -> None:
 
 def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_init, cache_dir,
          run_dir: Optional[Path], resume: Optional[dict], config: Optional[dict], progress: bool,
-         log, info: DistInfo, resume_hint: Optional[str], data: dict, timer) -> FitResult:
+         log, info: DistInfo, resume_hint: Optional[str], data: dict, timer,
+         tensorboard=None) -> FitResult:
     """:func:`fit` after the checks, with the run folder (if any) locked."""
     loop = settings.loop
     index = train_ds.index
@@ -341,6 +347,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
              f"{info.world_size} process(es)")
 
     metrics = MetricsLog(run_dir) if run_dir is not None else None
+    board = TensorBoardLog(tensorboard) if tensorboard and info.is_main else None
     start_epoch, start_step, running, best, history = 0, 0, None, -1.0, []
     if resume is not None:
         restore_model(model, resume)
@@ -352,6 +359,12 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         history = list(resume["history"])
         if info.is_main and metrics is not None:
             metrics.rewrite(history)
+        if start_epoch >= loop.num_epochs and start_step == 0:
+            best_text = f"; best val top-1 {best:.4f}" if best >= 0 else ""
+            log_main(f"the run already finished: all {loop.num_epochs} epochs are done"
+                     f"{best_text}; nothing to resume" + (f" (checkpoints in {run_dir})"
+                                                          if run_dir is not None else ""))
+            return FitResult(model, history, best, list(index.label_values), run_dir, None)
         log_main(f"resuming at epoch {start_epoch + 1}, step {start_step}")
 
     def checkpoint(path, epoch, step, run):
@@ -421,6 +434,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
             checkpoint(run_dir / "last.pt" if run_dir else None, epoch + 1, 0, None)
             if info.is_main and metrics is not None:
                 metrics.append(row)
+            if board is not None:
+                board.append(row)
             log_main(format_epoch(row, loop.num_epochs))
             if stop is not None and ddp.any_flag(bool(stop.requested), info, device):
                 log_main(f"stopped by {stop.requested} after epoch {epoch + 1}; continue with: "
