@@ -39,7 +39,7 @@ from ..training.run import model_from_checkpoint
 EXPLICIT = ("--extraction FOLDER (the --out folder of the extract_tse.py run that made the "
             "training features), or --encoder SPEC with that run's --random-init, --seed, "
             "--hf-config KEY=VALUE, --clip-len, --clip-stride, --frame-stride, --num-clips, "
-            "--fps, --crop and --append-logits/--no-append-logits")
+            "--fps, --crop, --append-logits/--no-append-logits and --dtype")
 
 
 @dataclass
