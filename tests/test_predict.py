@@ -154,3 +154,15 @@ def test_the_script_exits_2_with_one_line_for_a_missing_checkpoint(trained, tmp_
                           str(tmp_path / "none.pt"), video], capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'none.pt'}"]
+
+
+def test_extraction_record_is_the_data_folders_files_or_none(trained, tmp_path):
+    from dejavid.training.checkpoint import extraction_record
+    tmp, _ = trained
+    record = extraction_record({"id2feats": str(tmp / "feats")})
+    assert record["classes"] == {str(n): c for n, c in enumerate(sorted(demo.CLASSES))}
+    assert record["settings"]["sampling"]["clip_len"] == 4
+    assert extraction_record({"id2feats": str(tmp_path)}) is None and extraction_record(None) is None
+    (tmp_path / "extraction.json").write_text("{not json")
+    with pytest.raises(ValueError, match=f"{tmp_path}: extraction.json or classes.json is not valid JSON"):
+        extraction_record({"id2feats": str(tmp_path)})

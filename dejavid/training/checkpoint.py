@@ -74,8 +74,13 @@ def extraction_record(config: dict | None) -> dict | None:
     if not (folder / "extraction.json").is_file():
         return None
     classes = folder / "classes.json"
-    return {"settings": json.loads((folder / "extraction.json").read_text()),
-            "classes": json.loads(classes.read_text()) if classes.is_file() else None}
+    try:
+        return {"settings": json.loads((folder / "extraction.json").read_text()),
+                "classes": json.loads(classes.read_text()) if classes.is_file() else None}
+    except ValueError as exc:
+        raise ValueError(f"{folder}: extraction.json or classes.json is not valid JSON ({exc}); "
+                         f"extract the features again, or remove both files to train without "
+                         f"them (predict.py then needs the extraction given explicitly)") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:
