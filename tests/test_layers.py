@@ -30,6 +30,7 @@ ALLOWED = {
     "report": {"training", "baselines", "model", "config", "data", "alignment"},
     "interop": {"training", "model", "config", "data", "alignment"},
     "extract": {"config", "data"},
+    "predict": {"extract", "training", "model", "config", "data", "alignment"},
 }
 
 

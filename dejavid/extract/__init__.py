@@ -22,5 +22,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                  "k400_source", "ssv2_source"],
     ".sampling": ["Sampling", "clip_indices"],
     ".encoders": ["Encoder", "build_encoder"],
-    ".pipeline": ["Options", "Ranks", "extract", "rebuild"],
+    ".pipeline": ["Options", "Ranks", "extract", "rebuild", "rebuild_from"],
 })

@@ -84,11 +84,17 @@ def rebuild(out: Path) -> tuple[Encoder, Sampling, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; give a folder written by extract_tse.py")
     settings = json.loads(path.read_text())
+    return (*rebuild_from(settings), settings)
+
+
+def rebuild_from(settings: dict) -> tuple[Encoder, Sampling]:
+    """``(encoder, sampling)`` from the contents of an extraction.json (also what a
+    checkpoint trained on such features carries)."""
     e, pre = settings["encoder"], settings["encoder"]["preprocess"]
     encoder = build_encoder(e["spec"], e["random_init"], e["seed"] or 0,
                             e.get("trust_remote_code", False), e["overrides"],
                             clip_len=pre["clip_len"], crop=pre["crop"])
-    return encoder, Sampling(**settings["sampling"]).check(), settings
+    return encoder, Sampling(**settings["sampling"]).check()
 
 
 # ---------------------------------------------------------------- checks before decoding
@@ -326,4 +332,4 @@ def _summary(log, written, failed, padded, out) -> None:
             f"each with its reason in {out / 'failures.csv'}")
 
 
-__all__ = ["Options", "Ranks", "extract", "precheck", "rebuild", "EXIT_OK", "EXIT_SOME_FAILED"]
+__all__ = ["Options", "Ranks", "extract", "precheck", "rebuild", "rebuild_from", "EXIT_OK", "EXIT_SOME_FAILED"]

@@ -7,6 +7,7 @@ run code.
 """
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -30,13 +31,15 @@ def _plain(value):
 def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, config: dict,
                     label_values: list, epoch: int, step: int, running,
                     best_top1: float, history: list[dict], data: dict | None = None,
-                    feature_stats: dict | None = None) -> None:
+                    feature_stats: dict | None = None, extraction: dict | None = None) -> None:
     """``epoch`` is the epoch to continue with and ``step`` the batches of it already done;
     ``running`` the sums of those batches (an object with ``as_dict()``, or None);
     ``config`` the resolved config the run was started with (read back on resume);
     ``data`` what the run trained and evaluated on (:func:`dejavid.training.run.data_record`),
     checked when it is resumed; ``feature_stats`` the training split's per-feature
-    statistics the model expects its inputs standardised with (``standardize``), or None."""
+    statistics the model expects its inputs standardised with (``standardize``), or None;
+    ``extraction`` how the training features were made from videos (:func:`extraction_record`),
+    which ``predict.py`` rebuilds the encoder from, or None."""
     state = {
         "format": FORMAT_VERSION,
         "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
@@ -55,8 +58,30 @@ def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, c
         "history": list(history),   # metrics rows of finished epochs (source of metrics.jsonl)
         "rng": rng_state(),
         "data": data,
+        "extraction": extraction,
     }
     atomic_torch_save(state, path)
+
+
+def extraction_record(config: dict | None) -> dict | None:
+    """``{"settings": extraction.json, "classes": classes.json}`` of the folder
+    ``config['id2feats']`` when extract_tse.py wrote it (encoder, sampling, dtype and the
+    class names of the label ids), so that a checkpoint can classify new videos with the
+    encoder its features came from; None for data made any other way (plain JSON values:
+    a checkpoint stays readable with ``weights_only=True``)."""
+    if not config or not config.get("id2feats"):
+        return None
+    folder = Path(config["id2feats"])
+    if not (folder / "extraction.json").is_file():
+        return None
+    classes = folder / "classes.json"
+    try:
+        return {"settings": json.loads((folder / "extraction.json").read_text()),
+                "classes": json.loads(classes.read_text()) if classes.is_file() else None}
+    except ValueError as exc:
+        raise ValueError(f"{folder}: extraction.json or classes.json is not valid JSON ({exc}); "
+                         f"extract the features again, or remove both files to train without "
+                         f"them (predict.py then needs the extraction given explicitly)") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

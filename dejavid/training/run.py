@@ -23,7 +23,7 @@ import torch
 
 from . import distributed as ddp
 from ..model.centroids import load_or_compute_centroids
-from .checkpoint import load_checkpoint, restore_model, save_checkpoint
+from .checkpoint import extraction_record, load_checkpoint, restore_model, save_checkpoint
 from ..config.files import format_config
 from ..device import resolve_device
 from .distributed import DistInfo
@@ -348,6 +348,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
 
     metrics = MetricsLog(run_dir) if run_dir is not None else None
     board = TensorBoardLog(tensorboard) if tensorboard and info.is_main else None
+    extraction = extraction_record(config) if run_dir is not None and info.is_main else None
     start_epoch, start_step, running, best, history = 0, 0, None, -1.0, []
     if resume is not None:
         restore_model(model, resume)
@@ -374,7 +375,8 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
                         config=config if config is not None else {},
                         label_values=index.label_values, epoch=epoch, step=step, running=run,
                         best_top1=best, history=history, data=data,
-                        feature_stats=getattr(index, "feature_stats", None))
+                        feature_stats=getattr(index, "feature_stats", None),
+                        extraction=extraction)
 
     def record_timing(**labels):
         row = timer.lap(**labels)
