@@ -11,7 +11,8 @@ The chain, each step the project's own script (nothing is downloaded):
    clips every 4 frames, embeddings + logits per step (OUT/feats, with its config.yaml);
 3. ``reproduce.py`` on that config and those TSEs: the encoder's clip-averaged logits,
    mean pooling + logistic regression, nearest DBA centroid, 1-NN DTW, the BiGRU, the
-   attentive probe and DejaVid (trained with :data:`TRAIN_OVERRIDES`; OUT/reproduce);
+   attentive probe and DejaVid (trained with the extractor's config as written: the
+   defaults of configs/default.yaml; OUT/reproduce);
 4. new videos (another seed, 2 per class) classified from their files by the trained
    checkpoint, as ``predict.py`` does.
 
@@ -38,10 +39,6 @@ ENCODER_FLAGS = ["--encoder", "hf:videomae", "--random-init"] + [
                  "num_frames=8", f"num_labels={len(prepare_video_demo.CLASSES)}")
     for f in ("--hf-config", kv)]
 SAMPLING_FLAGS = ["--clip-len", "8", "--clip-stride", "4"]
-# DejaVid on 120 short videos: the estimator's defaults (DejaVidClassifier()), not the
-# paper's large-data ones (batch 384 would be one step per epoch here, at lr 0.001).
-TRAIN_OVERRIDES = ["--batch_size", "32", "--lr", "0.05", "--num_epochs", "30",
-                   "--num_timesteps", "16", "--w_one_init", "true"]
 METHODS = "encoder_logits,meanpool_lr,dba_centroid,knn_dtw,gru,attention,dejavid"
 
 
@@ -65,7 +62,7 @@ def main(argv=None) -> int:
     if code != EXIT_OK:
         raise ValueError(f"extraction failed for some videos (see {out / 'feats' / 'failures.csv'})")
     code = reproduce.main(["--config", str(out / "feats" / "config.yaml"), "--methods", METHODS,
-                           "--out", str(out / "reproduce"), "--no-plots", *TRAIN_OVERRIDES, *quiet])
+                           "--out", str(out / "reproduce"), "--no-plots", *quiet])
     if code:
         return code
     return classify_new_videos(out, args.seed, args.no_progress)
