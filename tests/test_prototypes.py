@@ -1,0 +1,207 @@
+"""Several centroid series per class (config key ``centroids_per_class``, M).
+
+- M = 1 is bitwise today's model and centroids (no pool, no new state, the same cache);
+- the soft minimum: one prototype = its distance, between min and mean, min as t -> 0;
+- k-medoids finds separated clusters; classes with fewer videos than M get fewer prototypes;
+- gradcheck of the pooled distance with M > 1 (and a band) on the reference backend;
+- numba gives the reference's pooled distances and gradients with M and a band;
+- fit with M = 2: the pool trains, checkpoints restore it, model_from_checkpoint rebuilds it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dejavid.config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec,
+                                     TrainSettings)
+from dejavid.data.arrays import ArrayDataset, index_from_arrays
+from dejavid.model import centroids as cen
+from dejavid.model.layer import DejaVid, SoftMinPool
+from dejavid.training.checkpoint import restore_model
+from dejavid.training.optim import build_optimizer
+from dejavid.training.run import fit, model_from_checkpoint
+from parity import make_inputs
+
+
+def _two_mode_data(seed=0, per_mode=6, F=2):
+    """3 classes; class 0 and 1 have two distinct shapes each (a rising and a falling ramp
+    at class-specific levels), class 2 has only 2 videos.  Lengths 9-14."""
+    g = np.random.default_rng(seed)
+    X, y = [], []
+    for c in range(2):
+        for mode in (1.0, -1.0):
+            for _ in range(per_mode):
+                T = int(g.integers(9, 15))
+                ramp = mode * np.linspace(-1, 1, T)[:, None] * np.ones((1, F))
+                X.append((ramp + 3.0 * c + 0.1 * g.standard_normal((T, F))).astype(np.float32))
+                y.append(c)
+    for _ in range(2):
+        T = int(g.integers(9, 15))
+        X.append((-3.0 + 0.1 * g.standard_normal((T, F))).astype(np.float32))
+        y.append(2)
+    return X, y
+
+
+def _dataset(seed=0):
+    X, y = _two_mode_data(seed)
+    index, tensors = index_from_arrays(X, y)
+    return ArrayDataset(index, tensors)
+
+
+SPEC = dict(num_timesteps=6, sample_size_per_class=50, dba_max_iter=5, backend="ref")
+
+
+def test_one_prototype_per_class_is_bitwise_the_plain_model():
+    x, offsets, mu, theta, up = make_inputs((3, 9, 1), 4, 5, 3)
+    g1, g2 = (torch.Generator().manual_seed(7) for _ in range(2))
+    plain = DejaVid(mu, "hv", fixed_path=False, generator=g1, backend="ref")
+    same = DejaVid(mu, "hv", fixed_path=False, generator=g2, backend="ref",
+                   proto_class=torch.arange(3))
+    assert same.pool is None
+    assert same.state_dict().keys() == plain.state_dict().keys()
+    for m in (plain, same):
+        m(x, offsets).backward(up)
+    assert torch.equal(plain(x, offsets), same(x, offsets))
+    assert torch.equal(plain.mu.grad, same.mu.grad) and torch.equal(plain.theta.grad, same.theta.grad)
+
+
+def test_one_prototype_per_class_keeps_the_centroids_and_their_cache(tmp_path):
+    ds = _dataset()
+    spec = CentroidSpec(**SPEC)
+    meta = cen.centroid_meta(ds.index, "train", spec)
+    assert "centroids_per_class" not in meta and "band" not in meta   # old caches stay valid
+    mu, path = cen.load_or_compute_centroids(ds, spec, tmp_path)
+    mu2, proto_class, path2 = cen.load_or_compute_prototypes(ds, spec, tmp_path)
+    assert path2 == path and torch.equal(mu2, mu) and torch.equal(proto_class, torch.arange(3))
+    # today's computation, written out: DBA from the medoid of the resampled videos
+    rng = np.random.default_rng(spec.seed)
+    members = [n for n in range(len(ds)) if ds.index.labels[ds.rows[n]] == 0]
+    chosen = np.sort(rng.choice(np.array(members), size=len(members), replace=False))
+    samples = torch.stack([cen.resample(ds[int(n)][0], 6) for n in chosen])
+    start = samples[cen.medoid_index(samples, "hv", "ref")]
+    assert torch.equal(mu[0], cen.dba(samples, start, "hv", 5, "ref"))
+
+
+def test_soft_minimum_bounds_and_limits():
+    proto_class = torch.tensor([0, 0, 0, 1, 2, 2])
+    pool = SoftMinPool(proto_class).double()
+    d = torch.tensor([[1.0, 4.0, 2.0, 7.0, 3.0, 3.0], [5.0, 5.0, 9.0, 0.5, 8.0, 2.0]],
+                     dtype=torch.float64)
+    out = pool(d)
+    assert out.shape == (2, 3)
+    assert torch.equal(out[:, 1], d[:, 3])                   # one prototype: its distance
+    for c, idx in ((0, [0, 1, 2]), (2, [4, 5])):
+        assert bool((out[:, c] >= d[:, idx].min(1).values - 1e-9).all())
+        assert bool((out[:, c] <= d[:, idx].mean(1) + 1e-9).all())
+    assert torch.allclose(out[0, 2], torch.tensor(3.0, dtype=torch.float64))  # equal: that value
+    with torch.no_grad():
+        pool.log_temperature.fill_(-8.0)
+    cold = pool(d)
+    assert torch.allclose(cold[:, 0], d[:, :3].min(1).values, atol=1e-2)
+    with pytest.raises(ValueError, match="classes \\[1\\]"):
+        SoftMinPool(torch.tensor([0, 2]))
+
+
+def test_pool_calibration_is_the_within_class_spread():
+    pool = SoftMinPool(torch.tensor([0, 0, 1]))
+    d = torch.tensor([[1.0, 3.0, 9.0], [2.0, 6.0, 0.0]])
+    pool.calibrate(d)
+    # deviations from the class-0 mean: +-1 and +-2 -> rms sqrt((1 + 1 + 4 + 4) / 4)
+    assert pool.log_temperature.exp().item() == pytest.approx(np.sqrt(2.5), rel=1e-6)
+
+
+def test_k_medoids_separates_clusters_and_keeps_medoids_first():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.randn(5, 2, generator=g), 10 + torch.randn(4, 2, generator=g)])
+    d = torch.cdist(pts, pts)
+    clusters = cen.k_medoids(d, 2)
+    assert sorted(sorted(c) for c in clusters) == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
+    for c in clusters:
+        within = d[c][:, c].sum(1)
+        assert c[0] == c[int(torch.argmin(within))]
+    assert cen.k_medoids(d[:2, :2], 4) == [[0], [1]] or len(cen.k_medoids(d[:2, :2], 4)) == 2
+
+
+def test_prototypes_split_each_class_and_small_classes_get_fewer(tmp_path):
+    ds = _dataset()
+    spec = CentroidSpec(**SPEC, centroids_per_class=3)
+    mu, proto_class, path = cen.load_or_compute_prototypes(ds, spec, tmp_path)
+    assert proto_class.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]   # class 2 has 2 videos
+    assert mu.shape == (8, 6, 2) and bool(torch.isfinite(mu).all())
+    again, pc2, path2 = cen.load_or_compute_prototypes(ds, spec, tmp_path)   # from the cache
+    assert path2 == path and torch.equal(again, mu) and torch.equal(pc2, proto_class)
+    # M = 2 on two-shape classes: one rising and one falling prototype per class
+    mu2, pc, _ = cen.load_or_compute_prototypes(ds, CentroidSpec(**SPEC, centroids_per_class=2),
+                                                None)
+    for c in (0, 1):
+        slopes = sorted(float(p[-1, 0] - p[0, 0]) for p in mu2[pc == c])
+        assert slopes[0] < -1.0 and slopes[1] > 1.0, slopes
+
+
+@pytest.mark.parametrize("band", [None, 0.2])
+@pytest.mark.parametrize("pattern", ["hv", "hvd"])
+def test_gradcheck_with_several_prototypes(pattern, band):
+    x, offsets, mu, theta, _ = make_inputs((3, 1, 6), 2, 3, 5, dtype=torch.float64, seed=4)
+    pool = SoftMinPool(torch.tensor([0, 0, 1, 1, 1])).double()
+    from dejavid.alignment.op import align
+
+    def dist(x, mu, theta, log_t):
+        with torch.no_grad():
+            pool.log_temperature.copy_(log_t)
+        d, _ = align(x, offsets, mu, theta, pattern, backend="ref", band=band)
+        t = log_t.exp()
+        z = (-d / t)[:, pool.members.clamp(min=0)].masked_fill(pool.members < 0, float("-inf"))
+        return -t * (torch.logsumexp(z, -1) - pool.counts.double().log())
+
+    log_t = torch.tensor(0.3, dtype=torch.float64)
+    args = tuple(t.clone().requires_grad_() for t in (x, mu, theta, log_t))
+    assert torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)
+    # and the module itself computes the same function
+    with torch.no_grad():
+        pool.log_temperature.fill_(0.3)
+    d, _ = align(x, offsets, mu, theta, pattern, backend="ref", band=band)
+    assert torch.allclose(pool(d), dist(x, mu, theta, log_t))
+
+
+@pytest.mark.parametrize("band", [None, 0.1])
+def test_numba_matches_reference_with_prototypes_and_band(band):
+    pytest.importorskip("numba")
+    x, offsets, mu, theta, _ = make_inputs((2, 7, 33, 12), 6, 8, 5)
+    pc = torch.tensor([0, 0, 1, 2, 2])
+    out = {}
+    for be in ("ref", "numba"):
+        m = DejaVid(mu, "hvd", fixed_path=True, backend=be, band=band, proto_class=pc,
+                    generator=torch.Generator().manual_seed(1))
+        d = m(x, offsets)
+        d.sum().backward()
+        out[be] = (d.detach(), m.mu.grad, m.theta.grad, m.pool.log_temperature.grad)
+    for a, b in zip(out["ref"], out["numba"]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_with_two_prototypes_trains_pool_and_round_trips_checkpoint(tmp_path):
+    ds = _dataset()
+    settings = TrainSettings(centroids=CentroidSpec(**SPEC, centroids_per_class=2),
+                             model=ModelSpec(backend="ref", band=0.3),
+                             optim=OptimSpec(lr=0.05), loop=LoopSpec(num_epochs=3, batch_size=8))
+    res = fit(ds, ds, settings, device="cpu", run_dir=tmp_path / "run", progress=False,
+              log=lambda *_: None)
+    model = res.model
+    assert model.pool is not None and model.mu.shape[0] == 6 and model.num_classes == 3
+    assert model.band == 0.3
+    opt = build_optimizer(model, settings.optim)
+    assert any(g.get("name") == "pool" for g in opt.param_groups)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert torch.equal(ckpt["pool"]["proto_class"], torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert ckpt["pool"]["log_temperature"] == model.pool.log_temperature.detach()
+    rebuilt = model_from_checkpoint(ckpt, settings.model)
+    assert rebuilt.band == 0.3 and rebuilt.pool is not None
+    batch = ds.batch(list(range(len(ds))))
+    model.fixed_path = False
+    with torch.no_grad():
+        assert torch.equal(rebuilt(batch.x, batch.offsets), model(batch.x, batch.offsets))
+    fresh = DejaVid(torch.zeros_like(model.mu), logit_head="temperature", proto_class=torch.tensor([0, 0, 1, 1, 2, 2]))
+    restore_model(fresh, ckpt)
+    assert fresh.pool.log_temperature == model.pool.log_temperature.detach()
+    assert res.best_top1 > 0.5
