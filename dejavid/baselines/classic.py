@@ -82,7 +82,7 @@ def fit_pooled_lr(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 
 
 def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                         backend: str = "auto", batch_size: int = 128, device="cpu",
-                        progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        progress: bool = False, band=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DTW from every evaluation video to its nearest training video of each class.
 
     Returns (dist [N_eval, C], labels [N_eval]).  DTW runs between the raw
@@ -92,7 +92,10 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
     wants centroids of one length, so the training videos are grouped by length.
     With this cost both step patterns give DTW(x, y) = DTW(y, x).  Distances are
     not normalised by path length (an 'hv' path has K + T - 1 cells), exactly as
-    DejaVid's own distance, so shorter references tend to be nearer.
+    DejaVid's own distance, so shorter references tend to be nearer.  ``band`` (a
+    fraction, None: none) restricts every alignment to the warping band of
+    :func:`dejavid.alignment.backend.band_rows` (the classic Sakoe-Chiba window on equal
+    lengths).
     """
     device = torch.device(device)
     C = train_ds.index.num_classes
@@ -119,7 +122,7 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                 step = max(1, _KNN_BLOCK // (B * mu.shape[1]))
                 for s in range(0, mu.shape[0], step):
                     d, _ = align(batch.x, batch.offsets, mu[s:s + step], zeros[s:s + step],
-                                 step_pattern, backend=backend)             # [B, n]
+                                 step_pattern, backend=backend, band=band)  # [B, n]
                     best.scatter_reduce_(1, labels[s:s + step].expand(B, -1), d, reduce="amin")
             out.append(best.cpu())
             out_labels.append(batch.labels.cpu())
