@@ -229,3 +229,30 @@ def test_torchrun_two_ranks_equal_single_process_with_prototypes_and_band(tmp_pa
         assert (x - y).abs().max().item() < 1e-5
     for ra, rb in zip(a["history"], b["history"], strict=True):
         assert ra["val_top1"] == pytest.approx(rb["val_top1"], abs=1e-5)
+
+
+def test_raw_centroid_init_averages_the_series_as_they_are(tmp_path):
+    """centroid_init: raw runs DBA over the unresampled series (from the same resampled
+    medoid); with every series already K steps long it is the resampling init."""
+    ds = _dataset()
+    resampled = CentroidSpec(**SPEC)
+    raw = CentroidSpec(**SPEC, init="raw")
+    assert cen.centroid_meta(ds.index, "train", raw)["centroid_init"] == "raw"
+    mu_res, _ = cen.load_or_compute_centroids(ds, resampled, tmp_path)
+    mu_raw, _ = cen.load_or_compute_centroids(ds, raw, tmp_path)
+    assert mu_raw.shape == mu_res.shape and bool(torch.isfinite(mu_raw).all())
+    assert not torch.equal(mu_raw, mu_res)   # lengths 9-14 against K = 6
+    # by hand, class 0: DBA over the raw series from the resampled medoid
+    rng = np.random.default_rng(0)
+    members = [n for n in range(len(ds)) if ds.index.labels[ds.rows[n]] == 0]
+    chosen = np.sort(rng.choice(np.array(members), size=len(members), replace=False))
+    series = [ds[int(n)][0] for n in chosen]
+    samples = torch.stack([cen.resample(x, 6) for x in series])
+    start = samples[cen.medoid_index(samples, "hv", "ref")]
+    assert torch.equal(mu_raw[0], cen.dba(series, start, "hv", 5, "ref"))
+    # equal lengths = K: nothing to resample, the two inits agree
+    X = [np.random.default_rng(n).standard_normal((6, 2)).astype(np.float32) for n in range(8)]
+    index, tensors = index_from_arrays(X, [0, 1] * 4)
+    eq = ArrayDataset(index, tensors)
+    assert torch.equal(cen.load_or_compute_centroids(eq, resampled, None)[0],
+                       cen.load_or_compute_centroids(eq, raw, None)[0])

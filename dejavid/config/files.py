@@ -14,8 +14,8 @@ from typing import Any, Iterable
 import yaml
 
 from ..data.dataset import SPLITS
-from .settings import (AUTO_INT_KEYS, LOGIT_HEADS, SEED_MAX, STEP_PATTERN_OF_USE_MM, band_of,
-                       check_range, step_pattern_of)
+from .settings import (AUTO_INT_KEYS, CENTROID_INITS, LOGIT_HEADS, SEED_MAX,
+                       STEP_PATTERN_OF_USE_MM, band_of, check_range, step_pattern_of)
 
 DEFAULTS: dict[str, Any] = {
     # --- data (docs/DESIGN.md section 1); relative paths are taken from the working directory
@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     "sample_size_per_class": 50,
     "dba_max_iter": 100,
     "centroid_seed": 0,
+    "centroid_init": "resample",     # resample: DBA over the series resampled to K steps (the
+                                     # paper's); raw: over the series as they are
     "cache_dir": "cache",
     # --- training (docs/DESIGN.md section 6)
     "num_epochs": "auto",            # auto: enough epochs for AUTO_UPDATES AdamW updates,
@@ -225,6 +227,9 @@ def validate(cfg: dict) -> None:
     if cfg["logit_head"] not in LOGIT_HEADS:
         raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
                          f"got {cfg['logit_head']!r}")
+    if cfg["centroid_init"] not in CENTROID_INITS:
+        raise ValueError(f"config key 'centroid_init' must be one of {', '.join(CENTROID_INITS)}, "
+                         f"got {cfg['centroid_init']!r}")
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
     for key in ("batch_size", "sample_size_per_class", "centroids_per_class"):

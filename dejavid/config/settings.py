@@ -17,6 +17,7 @@ from ..data.dataset import DataIndex, load_index
 
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
 LOGIT_HEADS = ("temperature", "zscore")   # DejaVid.head: see dejavid/model/layer.py
+CENTROID_INITS = ("resample", "raw")      # what DBA averages: docs/DESIGN.md section 5
 # Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
 AUTO_INT_KEYS = ("num_timesteps", "num_epochs")
 AUTO_K_MIN, AUTO_K_MAX = 8, 128
@@ -65,11 +66,15 @@ class CentroidSpec:
     backend: str = "auto"            # how they are computed (not part of the result)
     centroids_per_class: int = 1     # M prototypes per class (k-medoids, then DBA per cluster)
     band: float | None = None        # warping band of the DBA alignments (None: none)
+    init: str = "resample"           # DBA over the series resampled to K steps, or 'raw'
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
         check_band(self.band)
+        if self.init not in CENTROID_INITS:
+            raise ValueError(f"centroid_init must be one of {', '.join(CENTROID_INITS)}, "
+                             f"got {self.init!r}")
         _at_least("centroids_per_class", self.centroids_per_class, 1)
         _at_least("num_timesteps", self.num_timesteps, 1)
         _at_least("sample_size_per_class", self.sample_size_per_class, 1)
@@ -188,7 +193,7 @@ def settings_from_config(cfg: dict) -> TrainSettings:
         data=DataSpec(cfg["train_split"], cfg["eval_split"], cfg["in_memory"], cfg["num_workers"]),
         centroids=CentroidSpec(cfg["num_timesteps"], pattern, cfg["sample_size_per_class"],
                                cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"],
-                               cfg["centroids_per_class"], band),
+                               cfg["centroids_per_class"], band, cfg["centroid_init"]),
         model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
                         cfg["logit_head"], band),
         optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),

@@ -33,8 +33,11 @@ def resample(x: torch.Tensor, K: int) -> torch.Tensor:
                           align_corners=True).squeeze(0).t().contiguous()
 
 
-def _packed(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[S, K, F] -> (x [S*K, F], offsets [S + 1])."""
+def _packed(samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """[S, K, F] (or a list of S series [T_s, F]) -> (x [sum T_s, F], offsets [S + 1])."""
+    if isinstance(samples, (list, tuple)):
+        lengths = torch.tensor([0] + [len(s) for s in samples], dtype=torch.int64)
+        return torch.cat(list(samples)), torch.cumsum(lengths, 0)
     S, K, F = samples.shape
     return samples.reshape(S * K, F), torch.arange(S + 1, dtype=torch.int64) * K
 
@@ -102,27 +105,32 @@ def k_medoids(d: torch.Tensor, m: int, max_iter: int = 50) -> list[list[int]]:
                             if int(i) != medoids[k]] for k in range(m)]
 
 
-def class_prototypes(samples: torch.Tensor, spec: CentroidSpec) -> torch.Tensor:
+def class_prototypes(samples: torch.Tensor, spec: CentroidSpec, raw=None) -> torch.Tensor:
     """Prototype series of one class from its sampled series [S, K, F]: [m, K, F] with
     m = min(spec.centroids_per_class, S).
 
     One prototype (the paper): DBA from the medoid.  Several: the series are clustered by
     :func:`k_medoids` under the unit-weight alignment distance, and each cluster gets
-    DBA over its members from its medoid."""
+    DBA over its members from its medoid.  ``raw`` (the same series before resampling,
+    ``centroid_init: raw``): DBA averages those instead, from the same resampled
+    start, so a series' own time scale is kept (docs/DESIGN.md section 5)."""
     step_pattern, backend, band = spec.step_pattern, spec.backend, spec.band
+    over = samples if raw is None else raw
     if spec.centroids_per_class == 1:
         start = samples[medoid_index(samples, step_pattern, backend, band)]
-        return dba(samples, start, step_pattern, spec.dba_max_iter, backend, band=band)[None]
+        return dba(over, start, step_pattern, spec.dba_max_iter, backend, band=band)[None]
     d = pairwise_dtw(samples, step_pattern, backend, band)
     clusters = k_medoids(d, spec.centroids_per_class)
-    return torch.stack([dba(samples[members], samples[members[0]], step_pattern,
-                            spec.dba_max_iter, backend, band=band) for members in clusters])
+    return torch.stack([dba([over[n] for n in members] if raw is not None else over[members],
+                            samples[members[0]], step_pattern, spec.dba_max_iter, backend,
+                            band=band) for members in clusters])
 
 
 def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
         backend: str = "auto", skip_converged: bool = True,
         band: Optional[float] = None) -> torch.Tensor:
-    """DTW barycenter averaging of samples [S, K, F] from ``init`` [K, F], unit weights.
+    """DTW barycenter averaging of samples [S, K, F] (or a list of series [T_s, F] of any
+    length) from ``init`` [K, F], unit weights.
 
     Each iteration aligns every sample to the centroid and replaces centroid
     step i by the mean of all sample steps matched to it.  When the paths stop
@@ -176,6 +184,8 @@ def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dic
         meta["centroids_per_class"] = spec.centroids_per_class
     if spec.band is not None:
         meta["band"] = spec.band
+    if spec.init != "resample":
+        meta["centroid_init"] = spec.init
     if getattr(index, "feature_stats", None) is not None:
         # Centroids of standardised features (their statistics follow from the training
         # data, which the fingerprint covers); absent when off, so older caches stay valid.
@@ -228,8 +238,10 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
         members = np.array(rows_of_class[c])
         take = min(spec.sample_size_per_class, len(members))
         chosen = np.sort(rng.choice(members, size=take, replace=False))
-        samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
-        protos = class_prototypes(samples, spec)                             # [m, K, F]
+        series = [ds[int(n)][0] for n in chosen]
+        samples = torch.stack([resample(x, K) for x in series])              # [S, K, F]
+        protos = class_prototypes(samples, spec,
+                                  series if spec.init == "raw" else None)    # [m, K, F]
         if M > 1:
             mu[c, :len(protos)] = protos
             mu[c, len(protos):] = float("nan")   # a class with fewer videos than M
