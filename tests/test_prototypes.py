@@ -256,3 +256,15 @@ def test_raw_centroid_init_averages_the_series_as_they_are(tmp_path):
     eq = ArrayDataset(index, tensors)
     assert torch.equal(cen.load_or_compute_centroids(eq, resampled, None)[0],
                        cen.load_or_compute_centroids(eq, raw, None)[0])
+
+
+def test_dba_centroid_baseline_takes_the_nearest_prototype(tmp_path):
+    from dejavid.baselines.classic import centroid_distances
+    ds = _dataset()
+    mu4, _ = cen.load_or_compute_centroids(ds, CentroidSpec(**SPEC, centroids_per_class=3), None)
+    assert mu4.dim() == 4 and bool(torch.isnan(mu4[2, 2]).all())     # class 2: 2 prototypes
+    dist, labels = centroid_distances(mu4, ds, "hv", backend="ref")
+    flat, pc = cen.flatten_prototypes(mu4)
+    every, _ = centroid_distances(flat, ds, "hv", backend="ref")     # [N, P]
+    for c in range(3):
+        assert torch.equal(dist[:, c], every[:, pc == c].min(1).values)

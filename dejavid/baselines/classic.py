@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..alignment.op import align
 from ..data.dataset import collate_packed
 from ..errors import MissingDependency
+from ..model.centroids import flatten_prototypes
 
 LR_SETTINGS = {"standardize": True, "C": 1.0, "max_iter": 1000}
 # Upper bound on B * references * K per align call in 1-NN (bounds the int32 paths it returns).
@@ -135,15 +136,24 @@ def centroid_distances(mu: torch.Tensor, ds, step_pattern: str, backend: str = "
                        progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DejaVid distance of every video of ``ds`` to the centroids ``mu``
     [C, K, F], free path: (dist [N, C], labels [N]) -- DejaVid at its initialisation with
-    w = 1, evaluated as :func:`dejavid.training.engine.evaluate` does."""
+    w = 1, evaluated as :func:`dejavid.training.engine.evaluate` does.  With several
+    prototypes per class (``mu`` [C, M, K, F] from ``centroids_per_class`` M > 1, NaN rows
+    unused) a class's distance is that of its nearest prototype."""
     device = torch.device(device)
+    proto_class = None
+    if mu.dim() == 4:
+        mu, proto_class = flatten_prototypes(mu)
+        proto_class = proto_class.to(device)
     mu = mu.to(device=device, dtype=torch.float32)
     zeros = torch.zeros_like(mu)
     out, out_labels = [], []
     for s in tqdm(range(0, len(ds), batch_size), desc="nearest centroid", unit="batch",
                   leave=False, disable=not progress):
         batch = collate_packed([ds[n] for n in range(s, min(len(ds), s + batch_size))]).to(device)
-        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend)  # [B, C]
+        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend)  # [B, P]
+        if proto_class is not None:
+            d = d.new_full((d.shape[0], int(proto_class.max()) + 1), float("inf")).scatter_reduce_(
+                1, proto_class.expand(d.shape[0], -1), d, reduce="amin")          # [B, C]
         out.append(d.cpu())
         out_labels.append(batch.labels.cpu())
     return torch.cat(out), torch.cat(out_labels)
