@@ -132,13 +132,14 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
 
 @torch.no_grad()
 def centroid_distances(mu: torch.Tensor, ds, step_pattern: str, backend: str = "auto",
-                       batch_size: int = 128, device="cpu",
-                       progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                       batch_size: int = 128, device="cpu", progress: bool = False,
+                       band=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DejaVid distance of every video of ``ds`` to the centroids ``mu``
     [C, K, F], free path: (dist [N, C], labels [N]) -- DejaVid at its initialisation with
     w = 1, evaluated as :func:`dejavid.training.engine.evaluate` does.  With several
     prototypes per class (``mu`` [C, M, K, F] from ``centroids_per_class`` M > 1, NaN rows
-    unused) a class's distance is that of its nearest prototype."""
+    unused) a class's distance is that of its nearest prototype; ``band`` as in
+    :func:`knn_class_distances`."""
     device = torch.device(device)
     proto_class = None
     if mu.dim() == 4:
@@ -150,7 +151,8 @@ def centroid_distances(mu: torch.Tensor, ds, step_pattern: str, backend: str = "
     for s in tqdm(range(0, len(ds), batch_size), desc="nearest centroid", unit="batch",
                   leave=False, disable=not progress):
         batch = collate_packed([ds[n] for n in range(s, min(len(ds), s + batch_size))]).to(device)
-        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend)  # [B, P]
+        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend,
+                     band=band)                                                     # [B, P]
         if proto_class is not None:
             d = d.new_full((d.shape[0], int(proto_class.max()) + 1), float("inf")).scatter_reduce_(
                 1, proto_class.expand(d.shape[0], -1), d, reduce="amin")          # [B, C]
