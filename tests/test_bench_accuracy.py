@@ -79,7 +79,7 @@ def test_tuning_never_reads_the_evaluation_split(tmp_path, monkeypatch):
     def fake_run(args, work, seed, extra, run_name=""):
         seen = _written_series(args)
         calls.append((extra, seen, run_name))
-        # candidate 2 ('--use_mm 1 --band 0.1') wins every fold
+        # candidate 1 ('--use_mm 1 --band 0.1') wins every fold
         return {"top1": 0.9 if "--band" in extra else 0.5, "seconds": 0.0, "K": 4,
                 "train_loss": []}
 
@@ -95,8 +95,8 @@ def test_tuning_never_reads_the_evaluation_split(tmp_path, monkeypatch):
     assert len(held_out) == k and frozenset().union(*held_out) == train_bytes
     extra, seen, name = calls[-1]        # the refit: the whole training split, then the test
     assert set(seen["test"]) == test_bytes and name == "seed0-tuned"
-    assert r["chosen"] == list(grid[2]) and extra == list(grid[2])
-    assert r["cv_scores"][2] == [0.9] * k and r["cv_scores"][0] == [0.5] * k
+    assert r["chosen"] == list(grid[1]) and extra == list(grid[1])
+    assert r["cv_scores"][1] == [0.9] * k and r["cv_scores"][0] == [0.5] * k
 
 
 def test_stratified_folds_cover_each_class_evenly():
