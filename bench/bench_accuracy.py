@@ -170,10 +170,10 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str],
 # The candidates, as overrides of CONFIG (the first is CONFIG itself: hv, one centroid
 # series per class, no band).  Ties go to the earlier, simpler candidate.  Chosen from the
 # single-variant measurements of bench/RESULTS.md (2026-12-06): the diagonal step with a
-# 10 % band, and the diagonal step with 4 prototypes per class, each led on some sets.
+# 10 % band, and the same with 4 prototypes per class, each led on some sets.
 TUNE_GRID = ((),
              ("--use_mm", "1", "--band", "0.1"),
-             ("--use_mm", "1", "--centroids_per_class", "4"))
+             ("--use_mm", "1", "--band", "0.1", "--centroids_per_class", "4"))
 TUNE_FOLDS = 3
 
 
