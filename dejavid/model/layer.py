@@ -48,13 +48,6 @@ class DejaVid(nn.Module):
     def num_classes(self) -> int:
         return self.mu.shape[0] if self.pool is None else self.pool.num_classes
 
-    @property
-    def proto_class(self) -> torch.Tensor:
-        """[P] the class of each prototype series (arange(C) with one per class)."""
-        if self.pool is None:
-            return torch.arange(self.mu.shape[0], device=self.mu.device)
-        return self.pool.proto_class
-
     @torch.no_grad()
     def snapshot(self) -> None:
         """Freeze the parameters that choose paths (start of each epoch in fixed-path mode)."""
