@@ -266,21 +266,12 @@ def flatten_prototypes(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu[used], proto_class
 
 
-def load_or_compute_prototypes(train_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
-                               progress: bool = True, log=print):
-    """(mu [P, K, F], proto_class [P], cache file): :func:`load_or_compute_centroids` with
-    the prototypes of every class flattened (:func:`flatten_prototypes`); P = C with
-    ``centroids_per_class`` 1."""
-    mu, path = load_or_compute_centroids(train_ds, spec, cache_dir, progress, log)
-    return (*flatten_prototypes(mu), path)
-
-
 def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
                               progress: bool = True,
                               log=print) -> tuple[torch.Tensor, Optional[Path]]:
     """(mu [C, K, F], cache file): the cached centroids for these exact inputs, or
     computed (:func:`compute_centroids`) and cached under ``cache_dir``; [C, M, K, F] with
-    ``centroids_per_class`` M > 1 (:func:`load_or_compute_prototypes` flattens them).
+    ``centroids_per_class`` M > 1 (:func:`flatten_prototypes` flattens them).
 
     An interrupted computation leaves a ``.partial`` file beside the cache path
     and the next call continues from it.  ``cache_dir=None`` computes without any

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from . import distributed as ddp
-from ..model.centroids import load_or_compute_prototypes
+from ..model.centroids import flatten_prototypes, load_or_compute_centroids
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from ..config.files import format_config
 from ..device import resolve_device
@@ -288,14 +288,16 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         if info.is_main:
             try:
                 with timer.stage("centroids"):
-                    mu_init, proto_class, _ = load_or_compute_prototypes(
-                        train_ds, settings.centroids, cache_dir, progress, log_main)
+                    mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids,
+                                                           cache_dir, progress, log_main)
             except (ValueError, OSError) as exc:
                 error = exc
         ddp.agree(error, info)
         if not info.is_main:
-            mu_init, proto_class, _ = load_or_compute_prototypes(train_ds, settings.centroids,
-                                                                 cache_dir, False, log_main)
+            mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
+                                                   False, log_main)
+        # [C, K, F], or [C, M, K, F] with M prototypes per class: as [P, K, F] and their classes
+        mu_init, proto_class = flatten_prototypes(mu_init)
     spec = settings.model
     gen = torch.Generator().manual_seed(loop.seed)
     model = DejaVid(mu_init, spec.step_pattern, spec.use_fixed_path, spec.w_one_init,
