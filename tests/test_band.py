@@ -164,3 +164,17 @@ def test_gradcheck_with_band(pattern):
 
     args = tuple(t.clone().requires_grad_() for t in (x, mu, theta))
     assert torch.autograd.gradcheck(dist, args, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and align_cuda.available()),
+                    reason="needs a CUDA device and the built extension "
+                           "(pip install --no-build-isolation ./kernel_setup)")
+@pytest.mark.parametrize("pattern", ["hv", "hvd"])
+def test_gpu_cuda_band_matches_reference(pattern):
+    """On the GPU (kernel_setup/gpu_check.sh runs it): the banded forward through align()."""
+    x, offsets, mu, theta, _ = make_inputs((7, 33, 2, 150), 40, 8, 3)
+    d_ref, p_ref = align(x, offsets, mu, theta, pattern, band=0.1, backend="ref")
+    d, p = align(x.cuda(), offsets.cuda(), mu.cuda(), theta.cuda(), pattern, band=0.1,
+                 backend="cuda")
+    assert torch.equal(p.cpu(), p_ref)
+    assert_close("dist", d, d_ref, RTOL[torch.float32])
