@@ -14,11 +14,18 @@ C and F differ; C and F come from the data).  Beside it, on the same splits:
                         dejavid.baselines.classic.knn_class_distances
     1-NN DTW (diag.)    the same with the diagonal step added (use_mm 1): the classic DTW of
                         the UCR/UEA baselines, stronger than 'hv' on long, spiky series
+    1-NN DTW (diag., band)  the same inside a 10 % warping band (KNN_BAND), the classic
+                        windowed form
     DBA centroid        DejaVid's starting point: the DBA class centroids with w = 1 in the
                         space DejaVid trains in (same config, same centroid cache)
     mean pool + LR      time-averaged, standardised features, logistic regression
     1-NN Euclidean      only where every series has the same length (L2 on the raw series)
     BiGRU, attention    dejavid.baselines.temporal_heads, the same settings everywhere
+
+DejaVid (tuned) picks among TUNE_GRID (CONFIG itself; the diagonal step with a band; the
+same with 4 centroid series per class) by stratified 3-fold cross-validation inside the
+training split, then trains once on the whole split (``choose_by_cv``; 4-10x one fit).
+The full run adds VARLEN_DATASETS: variable-length sets derived by rule from public ones.
 
 DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
 (``--seeds``, default 0,1,2) and the table shows the mean (per-seed values below it).
