@@ -204,7 +204,7 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
                       log=print) -> tuple[torch.Tensor, float]:
     """(mu [C, K, F] float32 from the training videos ``train_ds``, compute seconds); with
     ``spec.centroids_per_class`` M > 1, mu [C, M, K, F] whose class c fills its first
-    :func:`prototype_counts` rows (see :func:`flatten_prototypes`).
+    min(M, sampled videos) rows, NaN after them (see :func:`flatten_prototypes`).
 
     ``train_ds``: a dataset of (x [T, F], label, row) with ``index`` and ``rows``
     (:class:`dejavid.data.dataset.TSEDataset`, :class:`dejavid.data.arrays.ArrayDataset`).  Per
