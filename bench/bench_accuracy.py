@@ -1,6 +1,6 @@
 """DejaVid with one shared config on six public data sets, beside simple and learned baselines.
 
-    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (< 30 min, 2 cores)
+    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (> 35 min on 2 shared cores with the tuned column, bench/RESULTS.md)
     python bench/bench_accuracy.py --quick --out /tmp/quick.md         # 2 small sets, 1 seed, CI
 
 The six data sets ship inside aeon's wheel (nothing is downloaded): JapaneseVowels,
