@@ -169,17 +169,22 @@ def test_gradcheck_with_several_prototypes(pattern, band):
 @pytest.mark.parametrize("band", [None, 0.1])
 def test_numba_matches_reference_with_prototypes_and_band(band):
     pytest.importorskip("numba")
-    x, offsets, mu, theta, _ = make_inputs((2, 7, 33, 12), 6, 8, 5)
-    pc = torch.tensor([0, 0, 1, 2, 2])
-    out = {}
-    for be in ("ref", "numba"):
-        m = DejaVid(mu, "hvd", fixed_path=True, backend=be, band=band, proto_class=pc,
-                    generator=torch.Generator().manual_seed(1))
-        d = m(x, offsets)
-        d.sum().backward()
-        out[be] = (d.detach(), m.mu.grad, m.theta.grad, m.pool.log_temperature.grad)
-    for a, b in zip(out["ref"], out["numba"]):
+    inputs = make_inputs((2, 7, 33, 12), 6, 8, 5)[:4]
+    want = _pooled_run(inputs, "hvd", band, "ref")
+    for a, b in zip(want, _pooled_run(inputs, "hvd", band, "numba")):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _pooled_run(inputs, pattern, band, backend):
+    """(class distances, grad mu, grad theta, grad log t) of DejaVid with prototypes of
+    classes [0, 0, 1, 2, 2] on ``inputs`` = (x, offsets, mu, theta), loss = sum of distances."""
+    x, offsets, mu, theta = inputs
+    m = DejaVid(mu, pattern, fixed_path=True, backend=backend, band=band,
+                proto_class=torch.tensor([0, 0, 1, 2, 2]),
+                generator=torch.Generator().manual_seed(1))
+    d = m(x, offsets)
+    d.sum().backward()
+    return d.detach(), m.mu.grad, m.theta.grad, m.pool.log_temperature.grad
 
 
 def test_fit_with_two_prototypes_trains_pool_and_round_trips_checkpoint(tmp_path):
@@ -284,16 +289,8 @@ def test_emulated_cuda_matches_reference_with_prototypes_and_band(monkeypatch):
     from dejavid.alignment import cuda as align_cuda
     from dejavid.alignment import op
     monkeypatch.setattr(align_cuda, "_C", host_emulation.EmulatedKernels(host_emulation.build()))
-    x, offsets, mu, theta, _ = make_inputs((2, 7, 20), 3, 5, 5)
-    pc = torch.tensor([0, 0, 1, 2, 2])
-    out = {}
-    for be in ("ref", "cuda"):
-        if be == "cuda":
-            monkeypatch.setattr(op, "get_backend", lambda device, name="auto": align_cuda.BACKEND)
-        m = DejaVid(mu, "hv", fixed_path=True, backend=be, band=0.2, proto_class=pc,
-                    generator=torch.Generator().manual_seed(1))
-        d = m(x, offsets)
-        d.sum().backward()
-        out[be] = (d.detach(), m.mu.grad, m.theta.grad, m.pool.log_temperature.grad)
-    for a, b in zip(out["ref"], out["cuda"]):
+    inputs = make_inputs((2, 7, 20), 3, 5, 5)[:4]
+    want = _pooled_run(inputs, "hv", 0.2, "ref")
+    monkeypatch.setattr(op, "get_backend", lambda device, name="auto": align_cuda.BACKEND)
+    for a, b in zip(want, _pooled_run(inputs, "hv", 0.2, "cuda")):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
