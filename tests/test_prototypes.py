@@ -63,7 +63,8 @@ def test_one_prototype_per_class_is_bitwise_the_plain_model():
     for m in (plain, same):
         m(x, offsets).backward(up)
     assert torch.equal(plain(x, offsets), same(x, offsets))
-    assert torch.equal(plain.mu.grad, same.mu.grad) and torch.equal(plain.theta.grad, same.theta.grad)
+    assert torch.equal(plain.mu.grad, same.mu.grad)
+    assert torch.equal(plain.theta.grad, same.theta.grad)
 
 
 def test_one_prototype_per_class_keeps_the_centroids_and_their_cache(tmp_path):
@@ -128,7 +129,8 @@ def test_prototypes_split_each_class_and_small_classes_get_fewer(tmp_path):
     spec = CentroidSpec(**SPEC, centroids_per_class=3)
     blocks, path = cen.load_or_compute_centroids(ds, spec, tmp_path)
     mu, proto_class = cen.flatten_prototypes(blocks)
-    assert blocks.shape[:2] == (3, 3) and proto_class.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]   # class 2 has 2 videos
+    assert blocks.shape[:2] == (3, 3)
+    assert proto_class.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]   # class 2 has 2 videos
     assert mu.shape == (8, 6, 2) and bool(torch.isfinite(mu).all())
     again, path2 = cen.load_or_compute_centroids(ds, spec, tmp_path)   # from the cache
     assert path2 == path and torch.equal(again.isnan(), blocks.isnan())
@@ -208,7 +210,8 @@ def test_fit_with_two_prototypes_trains_pool_and_round_trips_checkpoint(tmp_path
     model.fixed_path = False
     with torch.no_grad():
         assert torch.equal(rebuilt(batch.x, batch.offsets), model(batch.x, batch.offsets))
-    fresh = DejaVid(torch.zeros_like(model.mu), logit_head="temperature", proto_class=torch.tensor([0, 0, 1, 1, 2, 2]))
+    fresh = DejaVid(torch.zeros_like(model.mu), logit_head="temperature",
+                    proto_class=torch.tensor([0, 0, 1, 1, 2, 2]))
     restore_model(fresh, ckpt)
     assert fresh.pool.log_temperature == model.pool.log_temperature.detach()
     assert res.best_top1 > 0.5
