@@ -1,6 +1,6 @@
 """DejaVid with one shared config on six public data sets, beside simple and learned baselines.
 
-    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (< 30 min, 2 cores)
+    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (> 35 min on 2 shared cores with the tuned column, bench/RESULTS.md)
     python bench/bench_accuracy.py --quick --out /tmp/quick.md         # 2 small sets, 1 seed, CI
 
 The six data sets ship inside aeon's wheel (nothing is downloaded): JapaneseVowels,
@@ -14,11 +14,18 @@ C and F differ; C and F come from the data).  Beside it, on the same splits:
                         dejavid.baselines.classic.knn_class_distances
     1-NN DTW (diag.)    the same with the diagonal step added (use_mm 1): the classic DTW of
                         the UCR/UEA baselines, stronger than 'hv' on long, spiky series
+    1-NN DTW (diag., band)  the same inside a 10 % warping band (KNN_BAND), the classic
+                        windowed form
     DBA centroid        DejaVid's starting point: the DBA class centroids with w = 1 in the
                         space DejaVid trains in (same config, same centroid cache)
     mean pool + LR      time-averaged, standardised features, logistic regression
     1-NN Euclidean      only where every series has the same length (L2 on the raw series)
     BiGRU, attention    dejavid.baselines.temporal_heads, the same settings everywhere
+
+DejaVid (tuned) picks among TUNE_GRID (CONFIG itself; the diagonal step with a band; the
+same with 4 centroid series per class) by stratified 3-fold cross-validation inside the
+training split, then trains once on the whole split (``choose_by_cv``; 4-10x one fit).
+The full run adds VARLEN_DATASETS: variable-length sets derived by rule from public ones.
 
 DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
 (``--seeds``, default 0,1,2) and the table shows the mean (per-seed values below it).
@@ -66,21 +73,58 @@ SMOKE_NOTE = ("**Smoke run (--quick)**: a few epochs, DBA iterations and head up
 QUICK_DEJAVID = ["--num_epochs", "3", "--dba_max_iter", "5"]
 QUICK_HEAD_STEPS = 6
 
-METHODS = ("knn_dtw", "knn_dtw_diag", "dba_centroid", "meanpool_lr", "knn_euclid", "gru",
-           "attention", "dejavid")
-TITLES = {"knn_dtw": "1-NN DTW", "knn_dtw_diag": "1-NN DTW (diag.)", "dba_centroid": "DBA centroid",
+METHODS = ("knn_dtw", "knn_dtw_diag", "knn_dtw_band", "dba_centroid", "meanpool_lr",
+           "knn_euclid", "gru", "attention", "dejavid", "dejavid_tuned")
+# The band of the column "1-NN DTW (band)": diagonal step inside a 10 % Sakoe-Chiba window,
+# the classic UCR form (dejavid.alignment.backend.band_rows).
+KNN_BAND = 0.1
+TITLES = {"knn_dtw": "1-NN DTW", "knn_dtw_diag": "1-NN DTW (diag.)",
+          "knn_dtw_band": "1-NN DTW (diag., band)", "dba_centroid": "DBA centroid",
           "meanpool_lr": "mean pool + LR",
           "knn_euclid": "1-NN Eucl.", "gru": "BiGRU", "attention": "attn. probe",
-          "dejavid": "DejaVid"}
+          "dejavid": "DejaVid", "dejavid_tuned": "DejaVid (tuned)"}
 
 
 # --- data ----------------------------------------------------------------------------------
 
 def load_dataset(name: str):
-    """(train series, train labels, test series, test labels); series are [T, F] float32."""
-    Xtr, ytr = prepare_demo.load_split(name, "train")
-    Xte, yte = prepare_demo.load_split(name, "test")
+    """(train series, train labels, test series, test labels); series are [T, F] float32.
+    A name of VARLEN_DATASETS is its public base set with every series changed by its rule
+    (:func:`vary_lengths`)."""
+    base, rule = VARLEN_DATASETS.get(name, (name, None))
+    Xtr, ytr = prepare_demo.load_split(base, "train")
+    Xte, yte = prepare_demo.load_split(base, "test")
+    if rule is not None:
+        Xtr, Xte = vary_lengths(Xtr, rule, seed=0), vary_lengths(Xte, rule, seed=1)
     return Xtr, np.array(ytr), Xte, np.array(yte)
+
+
+# Variable-length cases derived by rule from public equal-length sets (labels kept):
+#   crop  each series cut to a window of a random 20-100 % of its length at a random start
+#         (one event seen for longer or shorter: the part of a recording a user has);
+#   tile  each series repeated 1-4 times end to end (a periodic signal recorded for a
+#         varying time: resampling to K steps changes its period).
+# Seeded (train with seed 0, test with seed 1), so every run sees the same series.
+VARLEN_DATASETS = {"ArrowHead-crop": ("ArrowHead", "crop"),
+                   "ItalyPowerDemand-tile": ("ItalyPowerDemand", "tile"),
+                   "UnitTest-tile": ("UnitTest", "tile")}
+
+
+def vary_lengths(X: list, rule: str, seed: int) -> list:
+    """The series of X [T, F] under ``rule`` ('crop' or 'tile', see VARLEN_DATASETS)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for x in X:
+        T = x.shape[0]
+        if rule == "crop":
+            n = max(2, int(round(T * rng.uniform(0.2, 1.0))))
+            start = int(rng.integers(0, T - n + 1))
+            out.append(np.ascontiguousarray(x[start:start + n]))
+        elif rule == "tile":
+            out.append(np.ascontiguousarray(np.tile(x, (int(rng.integers(1, 5)), 1))))
+        else:
+            raise ValueError(f"unknown length rule {rule!r}; use crop or tile")
+    return out
 
 
 def write_on_disk(folder: Path, Xtr, ytr, Xte, yte) -> list[str]:
@@ -108,7 +152,8 @@ def write_on_disk(folder: Path, Xtr, ytr, Xte, yte) -> list[str]:
 
 # --- DejaVid -------------------------------------------------------------------------------
 
-def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -> dict:
+def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str],
+                run_name: str = "") -> dict:
     """Train DejaVid with CONFIG on the data set written by :func:`write_on_disk` and return
     {"top1", "seconds", "K", "train_loss", "computed_centroids"} of its final epoch;
     ``computed_centroids`` says whether this run computed the DBA centroids (a new file in
@@ -118,7 +163,7 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -
     run folder under ``work``.  Swap it for ``dejavid.DejaVidClassifier(...).fit(X, y)``
     once that estimator exists.
     """
-    run = f"seed{seed}"
+    run = run_name or f"seed{seed}"
     argv = ["--config", str(CONFIG), *data_args, "--seed", str(seed),
             "--cache_dir", str(work / "cache"), "--output_dir", str(work / "runs"),
             "--run_name", run, "--no-progress", *extra]
@@ -138,6 +183,72 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str]) -
             "computed_centroids": computed}
 
 
+# --- DejaVid (tuned): settings chosen by cross-validation inside the training split ---
+
+# The candidates, as overrides of CONFIG (the first is CONFIG itself: hv, one centroid
+# series per class, no band).  Ties go to the earlier, simpler candidate.  Chosen from the
+# single-variant measurements of bench/RESULTS.md (2026-12-06): the diagonal step with a
+# 10 % band, and the same with 4 prototypes per class, each led on some sets.
+TUNE_GRID = ((),
+             ("--use_mm", "1", "--band", "0.1"),
+             ("--use_mm", "1", "--band", "0.1", "--centroids_per_class", "4"))
+TUNE_FOLDS = 3
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint, sorted index arrays that cover y: each class's members, shuffled with
+    ``seed``, are dealt to the folds in turn (so every fold gets each class's share)."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    turn = 0
+    for c in np.unique(y):
+        for n in rng.permutation(np.flatnonzero(y == c)):
+            folds[turn % k].append(int(n))
+            turn += 1
+    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+def choose_by_cv(Xtr: list, ytr: np.ndarray, work: Path, seed: int, extra: list[str],
+                 grid=TUNE_GRID, k: int = TUNE_FOLDS, log=lambda *_: None) -> dict:
+    """Pick the candidate of ``grid`` with the best mean top-1 over ``k`` stratified folds
+    of the training series (each fold held out once, DejaVid trained on the others).
+
+    Takes the training split only, so the evaluation split cannot take part in the
+    choice.  Returns {"chosen": the winning overrides, "scores": one list of fold top-1s
+    per candidate, "seconds"}; costs k * len(grid) fits on (k - 1) / k of the data."""
+    t0 = time.time()
+    scores = [[] for _ in grid]
+    for f, held in enumerate(stratified_folds(ytr, k, seed)):
+        rest = np.setdiff1d(np.arange(len(ytr)), held)
+        fold = work / f"fold{f}"
+        (fold / "data").mkdir(parents=True, exist_ok=True)
+        data_args = write_on_disk(fold / "data", [Xtr[n] for n in rest], ytr[rest],
+                                  [Xtr[n] for n in held], ytr[held])
+        for g, over in enumerate(grid):
+            r = run_dejavid(data_args, fold, seed, [*extra, *over], run_name=f"seed{seed}-c{g}")
+            scores[g].append(r["top1"])
+    means = [float(np.mean(v)) for v in scores]
+    best = int(np.argmax(means))   # first of the best: the simpler candidate on ties
+    log("tune: cv fold top-1 per candidate: " + "; ".join(
+        f"{' '.join(over) or 'config'} {100 * m:.2f}" for over, m in zip(grid, means))
+        + f" -> {' '.join(grid[best]) or 'config'}")
+    return {"chosen": list(grid[best]), "scores": scores, "seconds": time.time() - t0}
+
+
+def run_dejavid_tuned(data_args: list[str], Xtr: list, ytr: np.ndarray, work: Path, seed: int,
+                      extra: list[str], log, quick: bool = False) -> dict:
+    """:func:`choose_by_cv` on the training series, then one fit with the chosen settings on
+    the whole training split, evaluated on the evaluation split: run_dejavid's result plus
+    "chosen", "cv_scores" and "seconds" (choice and refit together).  ``quick``: the
+    first two candidates, two folds (every code path, a fraction of the cost)."""
+    grid, k = (TUNE_GRID[:2], 2) if quick else (TUNE_GRID, TUNE_FOLDS)
+    choice = choose_by_cv(Xtr, ytr, work / "tune", seed, extra, grid, k, log=log)
+    r = run_dejavid(data_args, work, seed, [*extra, *choice["chosen"]],
+                    run_name=f"seed{seed}-tuned")
+    return {**r, "chosen": choice["chosen"], "cv_scores": choice["scores"],
+            "seconds": r["seconds"] + choice["seconds"]}
+
+
 # --- baselines (adapters over dejavid.report.rows and dejavid.baselines.classic) ---
 
 def baseline_index(data_args: list[str], work: Path, extra: list[str]):
@@ -148,11 +259,12 @@ def baseline_index(data_args: list[str], work: Path, extra: list[str]):
 
 
 def knn_dtw(index, cfg) -> float:
-    """1-NN DTW, unit weights, on the raw series."""
+    """1-NN DTW, unit weights, on the raw series (in the config's warping band, if any)."""
     train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
     test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
-    pattern = settings_from_config(cfg).model.step_pattern
-    dist, labels = knn_class_distances(train, test, pattern, cfg["backend"])
+    model = settings_from_config(cfg).model
+    dist, labels = knn_class_distances(train, test, model.step_pattern, cfg["backend"],
+                                       band=model.band)
     return topk_counts(dist, labels)[0] / len(labels)
 
 
@@ -213,6 +325,14 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
         how = "computed" if r["computed_centroids"] else "cached"
         log(f"{name}: DejaVid seed {seed}: top-1 {r['top1']:.4f} "
             f"({r['seconds']:.1f} s, centroids {how}; train loss per epoch {r['train_loss']})")
+    chosen = []
+    for seed in seeds if "dejavid_tuned" in methods else []:
+        r = run_dejavid_tuned(data_args, Xtr, ytr, work, seed, extra, log, quick)
+        res["dejavid_tuned"].append(r["top1"])
+        secs["dejavid_tuned"] += r["seconds"]
+        chosen.append(" ".join(r["chosen"]) or "config")
+        log(f"{name}: DejaVid (tuned) seed {seed}: top-1 {r['top1']:.4f} with "
+            f"{chosen[-1]} ({r['seconds']:.1f} s with the choice)")
     index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
     if "dba_centroid" in methods:
         t0 = time.time()
@@ -220,8 +340,10 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
         secs["dba_centroid"] = time.time() - t0
     raw = baseline_index(data_args, work, [*extra, "--standardize", "false"])
     diag = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1"])
+    banded = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1",
+                                              "--band", str(KNN_BAND)])
     for m, fn, (idx, c) in (("knn_dtw", knn_dtw, raw), ("knn_dtw_diag", knn_dtw, diag),
-                            ("meanpool_lr", meanpool_lr, raw)):
+                            ("knn_dtw_band", knn_dtw, banded), ("meanpool_lr", meanpool_lr, raw)):
         if m in methods:
             t0 = time.time()
             res[m].append(fn(idx, c))
@@ -236,7 +358,7 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
             secs[m] += s
     lengths = [x.shape[0] for x in Xtr]
     info = {"C": len(np.unique(ytr)), "F": Xtr[0].shape[1], "train": len(Xtr), "test": len(Xte),
-            "T": (min(lengths), max(lengths)), "K": cfg["num_timesteps"]}
+            "T": (min(lengths), max(lengths)), "K": cfg["num_timesteps"], "chosen": chosen}
     log(f"{name}: " + ", ".join(f"{TITLES[m]} {np.mean(v):.4f}" for m, v in res.items() if v)
         + " | seconds: " + ", ".join(f"{TITLES[m]} {s:.1f}" for m, s in secs.items()))
     return {"info": info, "top1": res, "seconds": secs, "dejavid_runs": dejavid_runs}
@@ -290,16 +412,19 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
               "evaluation: the first seed, unless --work held the centroids already) / over "
               "those that loaded them from the cache (training, per-epoch evaluation: the "
               "later seeds); on a shared machine (noisy).", ""]
-    per_seed = ("dejavid", "gru", "attention")
+    per_seed = ("dejavid", "dejavid_tuned", "gru", "attention")
     lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in per_seed)
-              + " | seconds (DejaVid / BiGRU / attn. / 1-NN DTW / diag., all seeds) |",
-              "| --- | --- | --- | --- | --- |"]
+              + " | tuned: chosen per seed | seconds (DejaVid / tuned, choice included / BiGRU / "
+                "attn. / 1-NN DTW / diag. / band, all seeds) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) or "n/a"
                for m in per_seed]
         s = r["seconds"]
-        lines.append(f"| {name} | " + " | ".join(per) + f" | {s['dejavid']:.0f} / {s['gru']:.0f} / "
-                     f"{s['attention']:.0f} / {s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} |")
+        chosen = " / ".join(f"`{c}`" for c in r["info"].get("chosen", [])) or "n/a"
+        lines.append(f"| {name} | " + " | ".join(per) + f" | {chosen} | {s['dejavid']:.0f} / "
+                     f"{s['dejavid_tuned']:.0f} / {s['gru']:.0f} / {s['attention']:.0f} / "
+                     f"{s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} / {s['knn_dtw_band']:.0f} |")
     return "\n".join(lines + ["", summary(shown)]) + "\n"
 
 
@@ -321,12 +446,22 @@ def summary(shown: dict) -> str:
             if t[m] > d:
                 heads_better.append(f"{TITLES[m]} on {name}")
     n = len(shown)
+    tuned_all, tuned_diag = [], []
+    for name, t in shown.items():
+        tuned = t["dejavid_tuned"]
+        if all(tuned >= v for m, v in t.items() if v is not None and m != "dejavid_tuned"):
+            tuned_all.append(name)
+        if tuned >= t["knn_dtw_diag"]:
+            tuned_diag.append(name)
     return (f"DejaVid >= its DBA-centroid start on {len(above_start)}/{n} "
             f"({', '.join(above_start) or 'none'}); >= the best of 1-NN DTW, DBA centroid and "
             f"mean pool + LR on {len(above_simple)}/{n} ({', '.join(above_simple) or 'none'}); "
             f">= 1-NN DTW with diagonal steps on {len(above_diag)}/{n} "
             f"({', '.join(above_diag) or 'none'}). "
-            f"Learned temporal heads above DejaVid: {', '.join(heads_better) or 'none'}.")
+            f"Learned temporal heads above DejaVid: {', '.join(heads_better) or 'none'}. "
+            f"DejaVid (tuned) >= every other column on {len(tuned_all)}/{n} "
+            f"({', '.join(tuned_all) or 'none'}); >= 1-NN DTW with diagonal steps on "
+            f"{len(tuned_diag)}/{n} ({', '.join(tuned_diag) or 'none'}).")
 
 
 def main(argv=None) -> int:
@@ -348,10 +483,11 @@ def main(argv=None) -> int:
         raise ValueError(f"--methods: choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     names = (args.datasets.split(",") if args.datasets
-             else list(QUICK_DATASETS if args.quick else DATASETS))
-    bad = [n for n in names if n not in DATASETS]
+             else list(QUICK_DATASETS if args.quick else (*DATASETS, *VARLEN_DATASETS)))
+    known = (*DATASETS, *VARLEN_DATASETS)
+    bad = [n for n in names if n not in known]
     if bad:
-        raise ValueError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
+        raise ValueError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(known)}")
     if args.quick:
         seeds = seeds[:1]
     command = "python bench/bench_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -50,7 +50,7 @@ from dejavid.training.engine import evaluate, train_one_epoch  # noqa: E402
 from dejavid.model.layer import DejaVid, loss_fn  # noqa: E402
 from dejavid.training.optim import build_optimizer, build_scheduler  # noqa: E402
 from dejavid.data.packing import RowSource, gather  # noqa: E402
-from dejavid.config.settings import settings_from_config  # noqa: E402
+from dejavid.config.settings import band_of, settings_from_config  # noqa: E402
 
 HMDB51 = {"train": 3570, "val": 1530, "F": 1459, "C": 51, "T": (25, 41)}
 
@@ -187,6 +187,9 @@ def main(argv=None):
                    help="K, overrides the config's")
     p.add_argument("--warmup-epochs", type=int, default=0,
                    help="untimed whole epochs before the timed ones")
+    p.add_argument("--centroids-per-class", type=int, default=1,
+                   help="M prototype series per class (soft minimum over them)")
+    p.add_argument("--band", default="none", help="warping band: none or a fraction")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="show tqdm bars")
@@ -212,10 +215,13 @@ def main(argv=None):
     protos = torch.randn(C, F, generator=g)
     train_ds = SyntheticVideos(n_train, F, protos, HMDB51["T"], args.seed + 1)
     val_ds = SyntheticVideos(n_val, F, protos, HMDB51["T"], args.seed + 2)
-    mu0 = protos[:, None, :] + 0.5 * torch.randn(C, K, F, generator=g)
+    M = args.centroids_per_class
+    proto_class = torch.arange(C).repeat_interleave(M)                     # [C * M]
+    mu0 = protos[proto_class][:, None, :] + 0.5 * torch.randn(C * M, K, F, generator=g)
     model = DejaVid(mu0, step_pattern(cfg), cfg["use_fixed_path"], cfg["w_one_init"],
                     cfg["backend"], g, logit_head=cfg["logit_head"],
-                    std_eps=cfg["std_eps"]).to(device)
+                    std_eps=cfg["std_eps"], band=band_of(args.band),
+                    proto_class=proto_class).to(device)
     optimizer = build_optimizer(model, settings.optim)
     scheduler = build_scheduler(optimizer, settings.optim, settings.loop.num_epochs)
     backend = get_backend(device, cfg["backend"]).name

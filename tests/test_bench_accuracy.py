@@ -52,7 +52,8 @@ def test_quick_mode_writes_the_table(tmp_path, capsys):
         # one seed: its run computed the centroids; no run loaded them
         assert re.fullmatch(r"\d+\.\d / -", cells[-1]), cells
         # the means are those of the per-seed table
-        for m, seed_cell in zip(("dejavid", "gru", "attention"), per_seed[name][1:4]):
+        for m, seed_cell in zip(("dejavid", "dejavid_tuned", "gru", "attention"),
+                                per_seed[name][1:5]):
             assert shown[name][m] == pytest.approx(
                 np.mean([float(v) for v in seed_cell.split(" / ")]), abs=0.005)
     # Official splits, nothing subsampled.
@@ -78,7 +79,8 @@ def test_summary_reads_the_shown_values():
     assert bench_accuracy.summary(shown) == (
         "DejaVid >= its DBA-centroid start on 2/2 (A, B); >= the best of 1-NN DTW, DBA "
         "centroid and mean pool + LR on 1/2 (B); >= 1-NN DTW with diagonal steps on 1/2 (A). "
-        "Learned temporal heads above DejaVid: attn. probe on B.")
+        "Learned temporal heads above DejaVid: attn. probe on B. DejaVid (tuned) >= every "
+        "other column on 0/2 (none); >= 1-NN DTW with diagonal steps on 1/2 (A).")
     shown["B"]["gru"] = None
     assert bench_accuracy.summary(shown) == "(summary needs every method)"
 
@@ -106,3 +108,80 @@ def test_one_nn_euclid_only_for_equal_lengths():
     y = np.array([0, 1])
     assert bench_accuracy.knn_euclid(a, y, [np.full((3, 1), 0.9, np.float32)], np.array([1])) == 1.0
     assert bench_accuracy.knn_euclid(a, y, [np.zeros((4, 1), np.float32)], np.array([0])) is None
+
+
+def _written_series(data_args):
+    """{split: list of series bytes} of a data set written by write_on_disk."""
+    import torch
+    folder = data_args[data_args.index("--id2feats") + 1]
+    out = {}
+    for split in ("train", "test"):
+        blob = torch.load(f"{folder}/{split}.pt", weights_only=True)
+        out[split] = [blob[k].numpy().tobytes() for k in sorted(blob)]
+    return out
+
+
+def test_tuning_never_reads_the_evaluation_split(tmp_path, monkeypatch):
+    """tune: cv chooses on folds of the training series only; the evaluation series are
+    read once, by the refit with the chosen settings."""
+    import numpy as np
+    g = np.random.default_rng(0)
+    Xtr = [g.standard_normal((int(g.integers(3, 9)), 1)).astype(np.float32) for _ in range(12)]
+    ytr = np.array([0, 1, 2] * 4)
+    Xte = [np.full((5, 1), 100.0 + n, np.float32) for n in range(6)]   # unlike any train series
+    yte = np.array([0, 1, 2] * 2)
+    (tmp_path / "data").mkdir()
+    data_args = bench_accuracy.write_on_disk(tmp_path / "data", Xtr, ytr, Xte, yte)
+    train_bytes = {x.tobytes() for x in Xtr}
+    test_bytes = {x.tobytes() for x in Xte}
+    calls = []
+
+    def fake_run(args, work, seed, extra, run_name=""):
+        seen = _written_series(args)
+        calls.append((extra, seen, run_name))
+        # candidate 1 ('--use_mm 1 --band 0.1') wins every fold
+        return {"top1": 0.9 if "--band" in extra else 0.5, "seconds": 0.0, "K": 4,
+                "train_loss": []}
+
+    monkeypatch.setattr(bench_accuracy, "run_dejavid", fake_run)
+    r = bench_accuracy.run_dejavid_tuned(data_args, Xtr, ytr, tmp_path / "w", 0, [], print)
+    grid, k = bench_accuracy.TUNE_GRID, bench_accuracy.TUNE_FOLDS
+    assert len(calls) == k * len(grid) + 1
+    for extra, seen, _ in calls[:-1]:   # the choice: training series only, folds disjoint
+        assert set(seen["train"]) | set(seen["test"]) <= train_bytes
+        assert not set(seen["train"]) & set(seen["test"])
+        assert len(seen["train"]) + len(seen["test"]) == len(Xtr)
+    held_out = [frozenset(seen["test"]) for extra, seen, _ in calls[:-1] if not extra]
+    assert len(held_out) == k and frozenset().union(*held_out) == train_bytes
+    extra, seen, name = calls[-1]        # the refit: the whole training split, then the test
+    assert set(seen["test"]) == test_bytes and name == "seed0-tuned"
+    assert r["chosen"] == list(grid[1]) and extra == list(grid[1])
+    assert r["cv_scores"][1] == [0.9] * k and r["cv_scores"][0] == [0.5] * k
+
+
+def test_stratified_folds_cover_each_class_evenly():
+    import numpy as np
+    y = np.array([0] * 7 + [1] * 3 + [2] * 5)
+    folds = bench_accuracy.stratified_folds(y, 3, seed=1)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(y)))
+    for c, n in ((0, 7), (1, 3), (2, 5)):
+        per_fold = [int((y[f] == c).sum()) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == n
+
+
+def test_variable_length_rules_are_seeded_and_keep_the_signal():
+    import numpy as np
+    X = [np.arange(20, dtype=np.float32).reshape(20, 1) + n for n in range(30)]
+    crop = bench_accuracy.vary_lengths(X, "crop", seed=0)
+    assert crop[0].tobytes() == bench_accuracy.vary_lengths(X, "crop", seed=0)[0].tobytes()
+    lengths = [c.shape[0] for c in crop]
+    assert min(lengths) >= 4 and max(lengths) <= 20 and len(set(lengths)) > 3
+    for x, c in zip(X, crop):   # a contiguous window of the series
+        start = int(c[0, 0] - x[0, 0])
+        assert np.array_equal(c, x[start:start + c.shape[0]])
+    tile = bench_accuracy.vary_lengths(X, "tile", seed=0)
+    assert {t.shape[0] // 20 for t in tile} <= {1, 2, 3, 4} and len({t.shape[0] for t in tile}) > 1
+    for x, t in zip(X, tile):
+        assert np.array_equal(t, np.tile(x, (t.shape[0] // 20, 1)))
+    with pytest.raises(ValueError, match="crop or tile"):
+        bench_accuracy.vary_lengths(X, "stretch", seed=0)

@@ -87,8 +87,22 @@ def _chunks(offsets: torch.Tensor, N: int, rows: int, budget: int) -> list[tuple
     return out
 
 
-def align_forward_cuda(x, offsets, mu, theta, step_pattern):
-    """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32)."""
+def _band_mask(band, offsets, b0, b1):
+    """[K, columns] bool, True where the band rows ``band`` [B, K, 2] exclude a column of
+    samples b0 .. b1 - 1 (the packed columns of one chunk's local cost)."""
+    lengths = offsets[b0 + 1:b1 + 1] - offsets[b0:b1]
+    b = torch.repeat_interleave(torch.arange(b0, b1, device=band.device), lengths)  # [cols]
+    j = torch.arange(b.numel(), device=band.device) - (offsets[b] - offsets[b0])
+    lo, hi = band[b, :, 0].t().long(), band[b, :, 1].t().long()                 # [K, cols]
+    return (j < lo) | (j > hi)
+
+
+def align_forward_cuda(x, offsets, mu, theta, step_pattern, band=None):
+    """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32).
+
+    ``band`` [B, K, 2] int32 (:func:`dejavid.alignment.backend.band_rows`) or None: the local
+    cost of the cells outside is set to +inf on the device before the dynamic programme,
+    whose kernels then take those cells for what they are (no path crosses them)."""
     if step_pattern not in ("hv", "hvd"):
         raise ValueError(f"step_pattern must be 'hv' or 'hvd', got {step_pattern!r}")
     _check_dtype(x)
@@ -103,6 +117,8 @@ def align_forward_cuda(x, offsets, mu, theta, step_pattern):
     for b0, b1, cols in chunks:
         cost = scratch[:C * K * cols].view(C, K, cols)
         _C.local_cost(x[col:col + cols], mu, w, cost)
+        if band is not None:
+            cost.masked_fill_(_band_mask(band.to(x.device), offsets, b0, b1)[None], float("inf"))
         _C.dtw(cost, offsets, b0, b1 - b0, step_pattern == "hvd", dist, paths)
         col += cols
     return dist, paths

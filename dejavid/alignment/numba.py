@@ -285,6 +285,19 @@ def _accumulate_pair(A, T, hvd):
 
 
 @njit(nogil=True, cache=_CACHE)
+def _mask_band(A, T, rows):
+    """In place: local cost A [K, >=T] <- +inf outside the band rows [K, 2] (inclusive
+    lo, hi per row), so the accumulation and backtracking never cross those cells."""
+    K = A.shape[0]
+    inf = A.dtype.type(np.inf)
+    for i in range(K):
+        for j in range(0, rows[i, 0]):
+            A[i, j] = inf
+        for j in range(rows[i, 1] + 1, T):
+            A[i, j] = inf
+
+
+@njit(nogil=True, cache=_CACHE)
 def _backtrack_pair(A, T, hvd, path):
     """Path [K, 2] from (K-1, T-1) to (0, 0) with the tie rules of DESIGN section 3."""
     K = A.shape[0]
@@ -363,8 +376,9 @@ def _pair_share(C, B, task, n):
 
 
 @njit(nogil=True, cache=_CACHE, parallel=True)
-def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, dist, paths):
-    """Every (sample, class) pair; ``rows`` [n, 2, G*K, W] is scratch for n tasks.
+def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
+    """Every (sample, class) pair; ``rows`` [n, 2, G*K, W] is scratch for n tasks;
+    ``band`` [B, K, 2] the warping band's rows per sample, or [0, K, 2] for none.
 
     Classes go in groups of G whose centroid rows are stacked into one [G*K, F]
     block, so the local-cost micro-kernel sees G*K rows per sample (as many as one
@@ -408,6 +422,8 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, dist, paths):
                     _local_cost_pair(x[t0:t0 + T], m, v, A)
                     for k in range(gs):
                         Ak = A[k * K:(k + 1) * K]
+                        if band.shape[0] > 0:
+                            _mask_band(Ak, T, band[b])
                         _accumulate_pair(Ak, T, hvd)
                         dist[b, c0 + k] = Ak[K - 1, T - 1]
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
@@ -827,8 +843,9 @@ def local_cost_numba(x, offsets, mu, theta):
     return torch.from_numpy(out)
 
 
-def align_forward_numba(x, offsets, mu, theta, step_pattern):
-    """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32)."""
+def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None):
+    """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32); ``band`` [B, K, 2]
+    int32 rows of :func:`dejavid.alignment.backend.band_rows`, or None."""
     hvd = _hvd(step_pattern)
     xp, mun, w, G, rows = _cost_inputs(x, mu, theta)
     on = _np(offsets)
@@ -836,7 +853,8 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern):
     C, K, _ = mu.shape
     dist = np.empty((B, C), dtype=xp.dtype)
     paths = np.empty((B, C, K, 2), dtype=np.int32)
-    _forward_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, hvd, dist, paths)
+    bn = np.zeros((0, K, 2), dtype=np.int32) if band is None else _np(band.to(torch.int32))
+    _forward_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, hvd, bn, dist, paths)
     return torch.from_numpy(dist), torch.from_numpy(paths)
 
 

@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 
 from . import ref as align_ref
-from .backend import BACKENDS, CUDA_BUILD_COMMAND, Backend, check_backend_name, check_step_pattern
+from .backend import (BACKENDS, CUDA_BUILD_COMMAND, Backend, band_rows, check_backend_name,
+                      check_band, check_step_pattern)
 
 __all__ = ["align", "dba_accumulate", "get_backend", "check_inputs", "Backend", "BACKENDS",
            "CUDA_BUILD_COMMAND", "REF"]
@@ -90,9 +91,9 @@ def get_backend(device: torch.device | str, name: str = "auto") -> Backend:
 
 class _AlignFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, mu, theta, offsets, paths, step_pattern, backend):
+    def forward(ctx, x, mu, theta, offsets, paths, step_pattern, backend, band):
         if paths is None:
-            dist, paths = backend.align_forward(x, offsets, mu, theta, step_pattern)
+            dist, paths = backend.align_forward(x, offsets, mu, theta, step_pattern, band)
         else:
             dist = backend.path_cost(x, offsets, mu, theta, paths)
         ctx.save_for_backward(x, mu, theta, offsets, paths)
@@ -107,7 +108,7 @@ class _AlignFunction(torch.autograd.Function):
         gx, gmu, gtheta = ctx.backend.path_grads(x, offsets, mu, theta, paths,
                                                  grad_dist.contiguous(), need_x)
         return (gx if need_x else None, gmu if ctx.needs_input_grad[1] else None,
-                gtheta if ctx.needs_input_grad[2] else None, None, None, None, None)
+                gtheta if ctx.needs_input_grad[2] else None, None, None, None, None, None)
 
 
 def check_inputs(x, offsets, mu, theta, paths=None):
@@ -135,19 +136,26 @@ def check_inputs(x, offsets, mu, theta, paths=None):
 
 def align(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor,
           step_pattern: str = "hv", paths: Optional[torch.Tensor] = None,
-          backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+          backend: str = "auto", band: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """DejaVid distance of every sample to every class centroid.
 
     x [N, F], offsets int64 [B + 1] (on CPU or x's device), mu/theta [C, K, F].
     Without ``paths`` the optimal path under ``step_pattern`` ('hv' or 'hvd') is
-    computed; with ``paths`` [B, C, K, 2] the distance is evaluated along them
-    (fixed-path mode).  Returns (dist [B, C], paths [B, C, K, 2] int32).
+    computed, inside the warping ``band`` when one is given (a fraction, see
+    :func:`dejavid.alignment.backend.band_rows`; None: no band); with ``paths``
+    [B, C, K, 2] the distance is evaluated along them (fixed-path mode, ``band`` unused:
+    the paths already lie wherever they were chosen).  Returns (dist [B, C], paths
+    [B, C, K, 2] int32).
     """
     check_step_pattern(step_pattern)
+    check_band(band)
     offsets = offsets.to(device=x.device, dtype=torch.int64)
     check_inputs(x, offsets, mu, theta, paths)
     be = get_backend(x.device, backend)
-    return _AlignFunction.apply(x, mu, theta, offsets, paths, step_pattern, be)
+    rows = None
+    if paths is None and band is not None:
+        rows = band_rows(offsets[1:] - offsets[:-1], mu.shape[1], band).to(x.device)
+    return _AlignFunction.apply(x, mu, theta, offsets, paths, step_pattern, be, rows)
 
 
 def dba_accumulate(x: torch.Tensor, offsets: torch.Tensor, paths: torch.Tensor,

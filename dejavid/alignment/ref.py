@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .backend import STEP_PATTERNS, Backend
+from .backend import STEP_PATTERNS, Backend, band_rows
 
 # Upper bound on elements of a temporary local-cost block.
 _BLOCK_ELEMS = 1 << 24
@@ -139,11 +139,24 @@ def backtrack_ref(A: torch.Tensor, lengths: torch.Tensor, step_pattern: str) -> 
     return paths
 
 
+def outside_band(rows: torch.Tensor, Tmax: int) -> torch.Tensor:
+    """[B, 1, K, Tmax] bool, True on the cells a band ``rows`` [B, K, 2] (lo, hi) excludes."""
+    j = torch.arange(Tmax, device=rows.device).view(1, 1, Tmax)
+    lo, hi = rows[..., 0:1].long(), rows[..., 1:2].long()                # [B, K, 1]
+    return ((j < lo) | (j > hi)).unsqueeze(1)
+
+
 def align_forward_ref(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor,
-                      theta: torch.Tensor, step_pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Free-path alignment: (dist [B, C] = A[K-1, T_b-1], paths [B, C, K, 2])."""
+                      theta: torch.Tensor, step_pattern: str,
+                      band=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-path alignment: (dist [B, C] = A[K-1, T_b-1], paths [B, C, K, 2]).
+
+    ``band`` (:func:`dejavid.alignment.backend.band_rows`, [B, K, 2] or None): cells outside
+    get local cost +inf, so no path crosses them; None changes nothing."""
     lengths = _lengths(offsets)
     D = local_cost_ref(x, offsets, mu, theta)
+    if band is not None:
+        D.masked_fill_(outside_band(band.to(D.device), D.shape[-1]), float("inf"))
     A = accumulate_ref(D, step_pattern)
     B, C = A.shape[:2]
     last = (lengths - 1).to(A.device).view(B, 1, 1).expand(B, C, 1)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..alignment.op import align
 from ..data.dataset import collate_packed
 from ..errors import MissingDependency
+from ..model.centroids import flatten_prototypes
 
 LR_SETTINGS = {"standardize": True, "C": 1.0, "max_iter": 1000}
 # Upper bound on B * references * K per align call in 1-NN (bounds the int32 paths it returns).
@@ -82,7 +83,7 @@ def fit_pooled_lr(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 
 
 def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                         backend: str = "auto", batch_size: int = 128, device="cpu",
-                        progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        progress: bool = False, band=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DTW from every evaluation video to its nearest training video of each class.
 
     Returns (dist [N_eval, C], labels [N_eval]).  DTW runs between the raw
@@ -92,7 +93,10 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
     wants centroids of one length, so the training videos are grouped by length.
     With this cost both step patterns give DTW(x, y) = DTW(y, x).  Distances are
     not normalised by path length (an 'hv' path has K + T - 1 cells), exactly as
-    DejaVid's own distance, so shorter references tend to be nearer.
+    DejaVid's own distance, so shorter references tend to be nearer.  ``band`` (a
+    fraction, None: none) restricts every alignment to the warping band of
+    :func:`dejavid.alignment.backend.band_rows` (the classic Sakoe-Chiba window on equal
+    lengths).
     """
     device = torch.device(device)
     C = train_ds.index.num_classes
@@ -119,7 +123,7 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                 step = max(1, _KNN_BLOCK // (B * mu.shape[1]))
                 for s in range(0, mu.shape[0], step):
                     d, _ = align(batch.x, batch.offsets, mu[s:s + step], zeros[s:s + step],
-                                 step_pattern, backend=backend)             # [B, n]
+                                 step_pattern, backend=backend, band=band)  # [B, n]
                     best.scatter_reduce_(1, labels[s:s + step].expand(B, -1), d, reduce="amin")
             out.append(best.cpu())
             out_labels.append(batch.labels.cpu())
@@ -128,19 +132,30 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
 
 @torch.no_grad()
 def centroid_distances(mu: torch.Tensor, ds, step_pattern: str, backend: str = "auto",
-                       batch_size: int = 128, device="cpu",
-                       progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                       batch_size: int = 128, device="cpu", progress: bool = False,
+                       band=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DejaVid distance of every video of ``ds`` to the centroids ``mu``
     [C, K, F], free path: (dist [N, C], labels [N]) -- DejaVid at its initialisation with
-    w = 1, evaluated as :func:`dejavid.training.engine.evaluate` does."""
+    w = 1, evaluated as :func:`dejavid.training.engine.evaluate` does.  With several
+    prototypes per class (``mu`` [C, M, K, F] from ``centroids_per_class`` M > 1, NaN rows
+    unused) a class's distance is that of its nearest prototype; ``band`` as in
+    :func:`knn_class_distances`."""
     device = torch.device(device)
+    proto_class = None
+    if mu.dim() == 4:
+        mu, proto_class = flatten_prototypes(mu)
+        proto_class = proto_class.to(device)
     mu = mu.to(device=device, dtype=torch.float32)
     zeros = torch.zeros_like(mu)
     out, out_labels = [], []
     for s in tqdm(range(0, len(ds), batch_size), desc="nearest centroid", unit="batch",
                   leave=False, disable=not progress):
         batch = collate_packed([ds[n] for n in range(s, min(len(ds), s + batch_size))]).to(device)
-        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend)  # [B, C]
+        d, _ = align(batch.x, batch.offsets, mu, zeros, step_pattern, backend=backend,
+                     band=band)                                                     # [B, P]
+        if proto_class is not None:
+            d = d.new_full((d.shape[0], int(proto_class.max()) + 1), float("inf")).scatter_reduce_(
+                1, proto_class.expand(d.shape[0], -1), d, reduce="amin")          # [B, C]
         out.append(d.cpu())
         out_labels.append(batch.labels.cpu())
     return torch.cat(out), torch.cat(out_labels)

@@ -19,8 +19,8 @@ import yaml
 
 from . import defaults as D
 from ..data.dataset import SPLITS
-from .settings import (AUTO_INT_KEYS, LOGIT_HEADS, SEED_MAX, STEP_PATTERN_OF_USE_MM, check_range,
-                       step_pattern_of)
+from .settings import (AUTO_INT_KEYS, CENTROID_INITS, LOGIT_HEADS, SEED_MAX,
+                       STEP_PATTERN_OF_USE_MM, band_of, check_range, step_pattern_of)
 
 DEFAULTS: dict[str, Any] = {
     # --- data (docs/DESIGN.md section 1); relative paths are taken from the working directory
@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "num_timesteps": D.MODEL["num_timesteps"],  # K, centroid length; auto: from the
                                      # training lengths (median, clipped to [8, 128])
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
+    "band": "none",                  # none, or a warping band: |i/(K-1) - j/(T-1)| <= fraction
+                                     # (docs/DESIGN.md section 3); none is the paper's
+    "centroids_per_class": 1,        # M prototype series per class, soft minimum over them
+                                     # (docs/DESIGN.md section 5); 1 is the paper's
     "use_fixed_path": D.MODEL["use_fixed_path"],  # paths from a per-epoch parameter snapshot
     "w_one_init": D.MODEL["w_one_init"],  # weights start at 1 (theta = 0), not theta ~ N(0, 1)
     "freeze_centroids": D.MODEL["freeze_centroids"],  # train the weights only (mu stays at
@@ -62,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "sample_size_per_class": D.CENTROIDS["sample_size_per_class"],
     "dba_max_iter": D.CENTROIDS["dba_max_iter"],
     "centroid_seed": D.CENTROIDS["centroid_seed"],
+    "centroid_init": "resample",     # resample: DBA over the series resampled to K steps (the
+                                     # paper's); raw: over the series as they are
     "cache_dir": "cache",
     # --- training (docs/DESIGN.md section 6)
     "num_epochs": D.TRAINING["num_epochs"],  # auto: enough epochs for AUTO_UPDATES AdamW
@@ -123,6 +129,11 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     default = DEFAULTS[key]
     want = type(default)
     where = f"config key '{key}' (from {source})"
+    if key == "band":   # 'none' or a number: the one key of two types
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"{where} must be none or a fraction > 0, got {value!r}")
+        band_of(value)
+        return value if isinstance(value, str) else float(value)
     if key in AUTO_INT_KEYS:
         if value == "auto":
             return value
@@ -186,7 +197,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
         except yaml.YAMLError:
             value = raw
         if (isinstance(DEFAULTS.get(key), str) and key not in AUTO_INT_KEYS
-                and not isinstance(value, str)):
+                and key != "band" and not isinstance(value, str)):
             value = raw  # e.g. a run name that looks like a number
         out.append((key, value))
     return out
@@ -230,9 +241,12 @@ def validate(cfg: dict) -> None:
     if cfg["logit_head"] not in LOGIT_HEADS:
         raise ValueError(f"config key 'logit_head' must be one of {', '.join(LOGIT_HEADS)}, "
                          f"got {cfg['logit_head']!r}")
+    if cfg["centroid_init"] not in CENTROID_INITS:
+        raise ValueError(f"config key 'centroid_init' must be one of {', '.join(CENTROID_INITS)}, "
+                         f"got {cfg['centroid_init']!r}")
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
-    for key in ("batch_size", "sample_size_per_class"):
+    for key in ("batch_size", "sample_size_per_class", "centroids_per_class"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",

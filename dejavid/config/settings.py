@@ -14,11 +14,12 @@ import numbers
 from dataclasses import dataclass, field, replace
 
 from . import defaults as D
-from ..alignment.backend import check_backend_name, check_step_pattern
+from ..alignment.backend import check_backend_name, check_band, check_step_pattern
 from ..data.dataset import DataIndex, load_index
 
 STEP_PATTERN_OF_USE_MM = {0: "hv", 1: "hvd"}
 LOGIT_HEADS = ("temperature", "zscore")   # DejaVid.head: see dejavid/model/layer.py
+CENTROID_INITS = ("resample", "raw")      # what DBA averages: docs/DESIGN.md section 5
 # Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
 AUTO_INT_KEYS = ("num_timesteps", "num_epochs")
 AUTO_K_MIN, AUTO_K_MAX = 8, 128
@@ -74,11 +75,19 @@ class CentroidSpec:
     dba_max_iter: int = D.CENTROIDS["dba_max_iter"]
     seed: int = D.CENTROIDS["centroid_seed"]   # picks the videos sampled per class
     backend: str = D.MODEL["backend"]   # how they are computed (not part of the result)
+    centroids_per_class: int = 1     # M prototypes per class (k-medoids, then DBA per cluster)
+    band: float | None = None        # warping band of the DBA alignments (None: none)
+    init: str = "resample"           # DBA over the series resampled to K steps, or 'raw'
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
         _count_or_auto("num_timesteps", self.num_timesteps)
+        check_band(self.band)
+        if self.init not in CENTROID_INITS:
+            raise ValueError(f"centroid_init must be one of {', '.join(CENTROID_INITS)}, "
+                             f"got {self.init!r}")
+        _at_least("centroids_per_class", self.centroids_per_class, 1)
         _at_least("sample_size_per_class", self.sample_size_per_class, 1)
         _at_least("dba_max_iter", self.dba_max_iter, 0)
         check_range("centroid_seed", self.seed, 0, SEED_MAX)
@@ -99,10 +108,12 @@ class ModelSpec:
     w_one_init: bool = D.MODEL["w_one_init"]   # theta = 0 instead of theta ~ N(0, 1)
     backend: str = D.MODEL["backend"]
     logit_head: str = D.MODEL["logit_head"]   # temperature (learned -d / tau) or zscore (paper)
+    band: float | None = None        # warping band of the alignments (None: none, the paper's)
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
+        check_band(self.band)
         if self.logit_head not in LOGIT_HEADS:
             raise ValueError(f"logit_head must be one of {', '.join(LOGIT_HEADS)}, "
                              f"got {self.logit_head!r}")
@@ -190,6 +201,16 @@ def step_pattern_of(use_mm: int) -> str:
     return STEP_PATTERN_OF_USE_MM[use_mm]
 
 
+def band_of(value) -> float | None:
+    """The config's ``band`` ('none' or a fraction > 0) as the alignment's band (None: none)."""
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str):
+        raise ValueError(f"config key 'band' must be none or a fraction > 0 (e.g. 0.1), "
+                         f"got {value!r}")
+    return check_band(value)
+
+
 def settings_from_config(cfg: dict) -> TrainSettings:
     """The one place a resolved config dict (:func:`dejavid.config.files.load_config`) becomes
     settings: the step pattern and every derived value are resolved here, once."""
@@ -198,12 +219,14 @@ def settings_from_config(cfg: dict) -> TrainSettings:
         raise ValueError(f"{', '.join(unresolved)} still 'auto': resolve the config with the "
                          f"training data first (index_from_config or resolve_auto)")
     pattern = step_pattern_of(cfg["use_mm"])
+    band = band_of(cfg["band"])
     return TrainSettings(
         data=DataSpec(cfg["train_split"], cfg["eval_split"], cfg["in_memory"], cfg["num_workers"]),
         centroids=CentroidSpec(cfg["num_timesteps"], pattern, cfg["sample_size_per_class"],
-                               cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"]),
+                               cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"],
+                               cfg["centroids_per_class"], band, cfg["centroid_init"]),
         model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
-                        cfg["logit_head"]),
+                        cfg["logit_head"], band),
         optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),
                         tuple(cfg["mu_betas"]), cfg["warmup_epochs"], cfg["min_lr_ratio"],
                         cfg["freeze_centroids"], cfg["freeze_weights"]),

@@ -35,34 +35,104 @@ def resample(x: torch.Tensor, K: int) -> torch.Tensor:
                           align_corners=True).squeeze(0).t().contiguous()
 
 
-def _packed(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[S, K, F] -> (x [S*K, F], offsets [S + 1])."""
+def _packed(samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """[S, K, F] (or a list of S series [T_s, F]) -> (x [sum T_s, F], offsets [S + 1])."""
+    if isinstance(samples, (list, tuple)):
+        lengths = torch.tensor([0] + [len(s) for s in samples], dtype=torch.int64)
+        return torch.cat(list(samples)), torch.cumsum(lengths, 0)
     S, K, F = samples.shape
     return samples.reshape(S * K, F), torch.arange(S + 1, dtype=torch.int64) * K
 
 
-def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> torch.Tensor:
+def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto",
+                 band: Optional[float] = None) -> torch.Tensor:
     """Unit-weight DTW distance between every pair of series: [S, K, F] -> [S, S]."""
     x, offsets = _packed(samples)
     zeros = torch.zeros_like(samples)
     with torch.no_grad():
-        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend)
+        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend, band=band)
     return dist  # [S (as sample), S (as centroid)]
 
 
-def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto") -> int:
-    """Index of the series with the smallest summed DTW distance to the others (first on ties).
+def _without_self(d: torch.Tensor) -> torch.Tensor:
+    """[S, S] pairwise distances with each series' distance to itself set to 0.
 
-    The series' distance to itself is left out: under ``hv`` it is the cost of its own
-    staircase of 2K - 1 cells, which differs between series (docs/DESIGN.md section 5)."""
-    d = pairwise_dtw(samples, step_pattern, backend)
-    others = d.masked_fill(torch.eye(len(d), dtype=torch.bool, device=d.device), 0)
-    return int(torch.argmin(others.sum(1)))
+    Under ``hv`` that distance is the cost of its own staircase of 2K - 1 cells, which
+    differs between series (docs/DESIGN.md section 5), so it is left out of every sum."""
+    return d.masked_fill(torch.eye(len(d), dtype=torch.bool, device=d.device), 0)
+
+
+def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto",
+                 band: Optional[float] = None) -> int:
+    """Index of the series with the smallest summed DTW distance to the others (first on
+    ties); the series' distance to itself is left out (:func:`_without_self`)."""
+    d = pairwise_dtw(samples, step_pattern, backend, band)
+    return int(torch.argmin(_without_self(d).sum(1)))
+
+
+def k_medoids(d: torch.Tensor, m: int, max_iter: int = 50) -> list[list[int]]:
+    """Clusters of S series from their pairwise distances ``d`` [S, S]: m lists of indices,
+    each led by its medoid (m <= S), deterministic.
+
+    The first medoid is the overall medoid; each further one is the series that lowers
+    the summed distance to the nearest medoid the most (PAM's BUILD).  Then, until no
+    medoid changes: every series joins its nearest medoid (a medoid its own), and each
+    cluster's medoid becomes the member with the smallest summed distance to the others.
+    Distances are symmetrised ((d + d^T) / 2) and self-distances left out.
+    """
+    d = _without_self((d + d.t()) / 2).double()
+    S = d.shape[0]
+    m = max(1, min(m, S))
+    medoids = [int(torch.argmin(d.sum(1)))]
+    nearest = d[:, medoids[0]].clone()
+    while len(medoids) < m:
+        gain = torch.minimum(nearest.view(-1, 1), d).sum(0)        # [S] total if added
+        gain[medoids] = float("inf")
+        medoids.append(int(torch.argmin(gain)))
+        nearest = torch.minimum(nearest, d[:, medoids[-1]])
+    for _ in range(max_iter):
+        assign = torch.argmin(d[:, medoids], 1)
+        assign[medoids] = torch.arange(m)
+        new = []
+        for k in range(m):
+            members = (assign == k).nonzero().flatten()
+            within = d[members][:, members].sum(1)
+            new.append(int(members[torch.argmin(within)]))
+        if new == medoids:
+            break
+        medoids = new
+    assign = torch.argmin(d[:, medoids], 1)
+    assign[medoids] = torch.arange(m)
+    return [[medoids[k]] + [int(i) for i in (assign == k).nonzero().flatten()
+                            if int(i) != medoids[k]] for k in range(m)]
+
+
+def class_prototypes(samples: torch.Tensor, spec: CentroidSpec, raw=None) -> torch.Tensor:
+    """Prototype series of one class from its sampled series [S, K, F]: [m, K, F] with
+    m = min(spec.centroids_per_class, S).
+
+    One prototype (the paper): DBA from the medoid.  Several: the series are clustered by
+    :func:`k_medoids` under the unit-weight alignment distance, and each cluster gets
+    DBA over its members from its medoid.  ``raw`` (the same series before resampling,
+    ``centroid_init: raw``): DBA averages those instead, from the same resampled
+    start, so a series' own time scale is kept (docs/DESIGN.md section 5)."""
+    step_pattern, backend, band = spec.step_pattern, spec.backend, spec.band
+    over = samples if raw is None else raw
+    if spec.centroids_per_class == 1:
+        start = samples[medoid_index(samples, step_pattern, backend, band)]
+        return dba(over, start, step_pattern, spec.dba_max_iter, backend, band=band)[None]
+    d = pairwise_dtw(samples, step_pattern, backend, band)
+    clusters = k_medoids(d, spec.centroids_per_class)
+    return torch.stack([dba([over[n] for n in members] if raw is not None else over[members],
+                            samples[members[0]], step_pattern, spec.dba_max_iter, backend,
+                            band=band) for members in clusters])
 
 
 def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
-        backend: str = "auto", skip_converged: bool = True) -> torch.Tensor:
-    """DTW barycenter averaging of samples [S, K, F] from ``init`` [K, F], unit weights.
+        backend: str = "auto", skip_converged: bool = True,
+        band: Optional[float] = None) -> torch.Tensor:
+    """DTW barycenter averaging of samples [S, K, F] (or a list of series [T_s, F] of any
+    length) from ``init`` [K, F], unit weights.
 
     Each iteration aligns every sample to the centroid and replaces centroid
     step i by the mean of all sample steps matched to it.  When the paths stop
@@ -76,7 +146,8 @@ def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: 
     prev = None
     with torch.no_grad():
         for _ in range(max_iter):
-            _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend)
+            _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend,
+                             band=band)
             if skip_converged and prev is not None and torch.equal(paths, prev):
                 break
             sums, counts = dba_accumulate(x, offsets, paths, backend=backend)
@@ -109,6 +180,14 @@ def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dic
         "feature_size": index.feature_size,
         "num_classes": index.num_classes,
     }
+    # Options added later, in the meta only when not at the paper's value, so that the
+    # caches of earlier versions stay valid.
+    if spec.centroids_per_class != 1:
+        meta["centroids_per_class"] = spec.centroids_per_class
+    if spec.band is not None:
+        meta["band"] = spec.band
+    if spec.init != "resample":
+        meta["centroid_init"] = spec.init
     if getattr(index, "feature_stats", None) is not None:
         # Centroids of standardised features (their statistics follow from the training
         # data, which the fingerprint covers); absent when off, so older caches stay valid.
@@ -148,12 +227,14 @@ def check_centroid_size(K: int, F: int, C: int, available: Optional[int] = None,
 def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
                       partial: Optional[Path] = None, meta: Optional[dict] = None,
                       log=print) -> tuple[torch.Tensor, float]:
-    """(mu [C, K, F] float32 from the training videos ``train_ds``, compute seconds).
+    """(mu [C, K, F] float32 from the training videos ``train_ds``, compute seconds); with
+    ``spec.centroids_per_class`` M > 1, mu [C, M, K, F] whose class c fills its first
+    min(M, sampled videos) rows, NaN after them (see :func:`flatten_prototypes`).
 
     ``train_ds``: a dataset of (x [T, F], label, row) with ``index`` and ``rows``
     (:class:`dejavid.data.dataset.TSEDataset`, :class:`dejavid.data.arrays.ArrayDataset`).  Per
     class, ``spec.sample_size_per_class`` videos drawn with ``spec.seed`` are resampled
-    to K steps; DBA starts from their medoid.
+    to K steps; DBA starts from their medoid (:func:`class_prototypes`).
 
     With ``partial``, the classes done so far (and the sampling RNG's state) are
     saved there atomically at most every ``PARTIAL_SAVE_SECONDS``, and a matching
@@ -162,14 +243,14 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
     tags the partial file; it is required with ``partial``.
     """
     K = spec.num_timesteps
-    step_pattern, backend = spec.step_pattern, spec.backend
     rng = np.random.default_rng(spec.seed)
     ds, index = train_ds, train_ds.index
     check_centroid_size(K, index.feature_size, index.num_classes)
     rows_of_class = [[] for _ in range(index.num_classes)]
     for n, k in enumerate(ds.rows):
         rows_of_class[index.labels[k]].append(n)
-    mu = torch.empty(index.num_classes, K, index.feature_size)
+    M = spec.centroids_per_class
+    mu = torch.empty(index.num_classes, *((M,) if M > 1 else ()), K, index.feature_size)
     start, seconds = 0, 0.0
     state = _read_partial(partial, meta) if partial is not None else None
     if state is not None:
@@ -183,9 +264,15 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
         members = np.array(rows_of_class[c])
         take = min(spec.sample_size_per_class, len(members))
         chosen = np.sort(rng.choice(members, size=take, replace=False))
-        samples = torch.stack([resample(ds[int(n)][0], K) for n in chosen])  # [S, K, F]
-        start_series = samples[medoid_index(samples, step_pattern, backend)]
-        mu[c] = dba(samples, start_series, step_pattern, spec.dba_max_iter, backend)
+        series = [ds[int(n)][0] for n in chosen]
+        samples = torch.stack([resample(x, K) for x in series])              # [S, K, F]
+        protos = class_prototypes(samples, spec,
+                                  series if spec.init == "raw" else None)    # [m, K, F]
+        if M > 1:
+            mu[c, :len(protos)] = protos
+            mu[c, len(protos):] = float("nan")   # a class with fewer videos than M
+        else:
+            mu[c] = protos[0]
         due = time.time() - last_save >= PARTIAL_SAVE_SECONDS
         if partial is not None and c + 1 < index.num_classes and due:
             atomic_torch_save({"meta": meta, "done": c + 1, "mu": mu[:c + 1].clone(),
@@ -195,11 +282,22 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
     return mu, time.time() - t_start
 
 
+def flatten_prototypes(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu [P, K, F], proto_class [P]) from :func:`compute_centroids`' result: [C, K, F]
+    as it is (one per class), [C, M, K, F] without the unused (NaN) rows, class by class."""
+    if mu.dim() == 3:
+        return mu, torch.arange(mu.shape[0])
+    used = ~torch.isnan(mu).flatten(2).any(2)                                # [C, M]
+    proto_class = torch.arange(mu.shape[0]).repeat_interleave(used.sum(1))
+    return mu[used], proto_class
+
+
 def load_or_compute_centroids(train_ds, spec: CentroidSpec, cache_dir: Optional[str | Path],
                               progress: bool = True,
                               log=print) -> tuple[torch.Tensor, Optional[Path]]:
     """(mu [C, K, F], cache file): the cached centroids for these exact inputs, or
-    computed (:func:`compute_centroids`) and cached under ``cache_dir``.
+    computed (:func:`compute_centroids`) and cached under ``cache_dir``; [C, M, K, F] with
+    ``centroids_per_class`` M > 1 (:func:`flatten_prototypes` flattens them).
 
     An interrupted computation leaves a ``.partial`` file beside the cache path
     and the next call continues from it.  ``cache_dir=None`` computes without any

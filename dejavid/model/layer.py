@@ -25,7 +25,8 @@ class DejaVid(nn.Module):
     def __init__(self, mu_init: torch.Tensor, step_pattern: str = "hv", fixed_path: bool = True,
                  w_one_init: bool = False, backend: str = "auto",
                  generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
-                 std_eps: float = 1e-6):
+                 std_eps: float = 1e-6, band: Optional[float] = None,
+                 proto_class: Optional[torch.Tensor] = None):
         super().__init__()
         C, K, F = mu_init.shape
         self.mu = nn.Parameter(mu_init.detach().clone().float())
@@ -34,13 +35,18 @@ class DejaVid(nn.Module):
         self.step_pattern = step_pattern
         self.fixed_path = fixed_path
         self.backend = backend
+        self.band = band
         self.head = make_head(logit_head, std_eps)
+        # Several prototype series per class (mu, theta are then [P, K, F]): their distances
+        # are pooled per class by a soft minimum.  One per class (the paper) has no pool.
+        self.pool = None if proto_class is None or is_one_per_class(proto_class) \
+            else SoftMinPool(proto_class)
         self.register_buffer("mu_fixed", torch.empty(0), persistent=False)
         self.register_buffer("theta_fixed", torch.empty(0), persistent=False)
 
     @property
     def num_classes(self) -> int:
-        return self.mu.shape[0]
+        return self.mu.shape[0] if self.pool is None else self.pool.num_classes
 
     @torch.no_grad()
     def snapshot(self) -> None:
@@ -49,22 +55,90 @@ class DejaVid(nn.Module):
         self.theta_fixed = self.theta.detach().clone()
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """x [N, F], offsets [B + 1] -> distances [B, C]."""
+        """x [N, F], offsets [B + 1] -> distances [B, C] (per class: the soft minimum
+        over its prototypes when there are several)."""
+        dist = self.prototype_distances(x, offsets)
+        return dist if self.pool is None else self.pool(dist)
+
+    def prototype_distances(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """x [N, F], offsets [B + 1] -> distances [B, P] to every prototype series."""
         if offsets.numel() == 1:
             # An empty share of a batch under DDP: no distances, but a graph that reaches
             # the parameters so this rank joins the gradient all-reduce.
-            reach = self.mu.sum() + self.theta.sum() + sum(p.sum() for p in self.head.parameters())
-            return self.mu.new_zeros(0, self.num_classes) + 0.0 * reach
+            extra = list(self.head.parameters()) + \
+                (list(self.pool.parameters()) if self.pool is not None else [])
+            reach = self.mu.sum() + self.theta.sum() + sum(p.sum() for p in extra)
+            return self.mu.new_zeros(0, self.mu.shape[0]) + 0.0 * reach
         paths = None
         if self.fixed_path:
             if self.mu_fixed.numel() == 0:
                 self.snapshot()
             with torch.no_grad():
                 _, paths = align(x.detach(), offsets, self.mu_fixed, self.theta_fixed,
-                                 self.step_pattern, backend=self.backend)
+                                 self.step_pattern, backend=self.backend, band=self.band)
         dist, _ = align(x, offsets, self.mu, self.theta, self.step_pattern, paths=paths,
-                        backend=self.backend)
+                        backend=self.backend, band=self.band)
         return dist
+
+
+def is_one_per_class(proto_class: torch.Tensor) -> bool:
+    """True when ``proto_class`` [P] is 0, 1, ..., C - 1: one prototype per class, in order."""
+    return torch.equal(proto_class.cpu().long(), torch.arange(proto_class.numel()))
+
+
+class SoftMinPool(nn.Module):
+    """Class distances [B, C] from prototype distances [B, P]: per class c with prototypes
+    p_1 .. p_m, d_c = -t log(mean_k exp(-d_pk / t)), a soft minimum at temperature
+    t = exp(log_temperature) (learned).
+
+    The mean (not the sum) inside keeps a class with one prototype at exactly its
+    distance and does not favour classes that have more prototypes; d_c lies between
+    the class's minimum and mean distance, the minimum as t -> 0.  :meth:`calibrate`
+    sets t from the initial distances so that the pool starts soft.
+    """
+
+    def __init__(self, proto_class: torch.Tensor):
+        super().__init__()
+        proto_class = proto_class.detach().cpu().long()
+        C = int(proto_class.max()) + 1
+        counts = torch.bincount(proto_class, minlength=C)
+        if bool((counts == 0).any()):
+            raise ValueError(f"every class needs a prototype; classes "
+                             f"{(counts == 0).nonzero().flatten().tolist()} have none")
+        members = torch.full((C, int(counts.max())), -1, dtype=torch.long)   # [C, Mmax]
+        for c in range(C):
+            idx = (proto_class == c).nonzero().flatten()
+            members[c, :idx.numel()] = idx
+        self.register_buffer("proto_class", proto_class)
+        self.register_buffer("members", members, persistent=False)
+        self.register_buffer("counts", counts, persistent=False)  # int64: .double() keeps it exact
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    @property
+    def num_classes(self) -> int:
+        return self.members.shape[0]
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        t = torch.exp(self.log_temperature)
+        z = (-dist / t)[:, self.members.clamp(min=0)]                       # [B, C, Mmax]
+        z = z.masked_fill(self.members < 0, float("-inf"))
+        return -t * (torch.logsumexp(z, -1) - self.counts.to(z.dtype).log())
+
+    @torch.no_grad()
+    def calibrate(self, dist: torch.Tensor) -> None:
+        """Set t to the spread of the distances ``dist`` [N, P] among each class's prototypes
+        (root mean square deviation from the class's mean, over classes with several)."""
+        sq, n = 0.0, 0
+        for c in range(self.num_classes):
+            idx = self.members[c][self.members[c] >= 0]
+            if idx.numel() > 1:
+                d = dist[:, idx].double()
+                sq += float((d - d.mean(1, keepdim=True)).pow(2).sum())
+                n += d.numel()
+        spread = math.sqrt(sq / n) if n else 1.0
+        if not math.isfinite(spread) or spread <= 0.0:
+            spread = 1.0
+        self.log_temperature.fill_(math.log(spread))
 
 
 def standardized_logits(dist: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

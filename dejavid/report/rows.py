@@ -105,17 +105,17 @@ def dba_centroid(train_ds, eval_ds, spec: CentroidSpec, cache_dir: Optional[str 
     train_s = cached_seconds(path) if existed else time.time() - t0
     t0 = time.time()
     dist, labels = centroid_distances(mu0, eval_ds, spec.step_pattern, spec.backend, batch_size,
-                                      device, progress)
+                                      device, progress, band=spec.band)
     top1, top5 = topk_counts(dist, labels)
     eval_s = time.time() - t0
-    C, K, F = mu0.shape
+    params = int((~mu0.isnan()).sum())   # C * K * F; the used prototypes' with M > 1
     N = len(labels)
     notes = "DejaVid before training"
     if existed:
         notes += f"; centroids from the cache {path}"
         if train_s is None:
             notes += " (a cache written without its compute time)"
-    return Result("dba_centroid", top1 / N, top5 / N, N, C * K * F, 0, train_s, eval_s, notes)
+    return Result("dba_centroid", top1 / N, top5 / N, N, params, 0, train_s, eval_s, notes)
 
 
 def _centroid_meta(train_ds, spec: CentroidSpec) -> dict:

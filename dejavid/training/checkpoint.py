@@ -44,6 +44,8 @@ def save_checkpoint(path: str | Path, *, model: DejaVid, optimizer, scheduler, c
         "format": FORMAT_VERSION,
         "model": {"mu": model.mu.detach().cpu(), "theta": model.theta.detach().cpu()},
         "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+        **({"pool": {k: v.detach().cpu() for k, v in model.pool.state_dict().items()}}
+           if model.pool is not None else {}),
         "standardize": feature_stats,
         "snapshot": ({"mu": model.mu_fixed.cpu(), "theta": model.theta_fixed.cpu()}
                      if step > 0 and model.fixed_path else None),
@@ -180,6 +182,8 @@ def restore_model(model: DejaVid, ckpt: dict) -> None:
         model.theta.copy_(ckpt["model"]["theta"])
         if ckpt.get("head"):
             model.head.load_state_dict(ckpt["head"])
+        if ckpt.get("pool"):
+            model.pool.load_state_dict(ckpt["pool"])
     if ckpt.get("snapshot") is not None:
         model.mu_fixed = ckpt["snapshot"]["mu"].to(model.mu.device)
         model.theta_fixed = ckpt["snapshot"]["theta"].to(model.mu.device)

@@ -145,9 +145,12 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
 @torch.no_grad()
 def calibrate_head(model: DejaVid, ds: Dataset, loop: LoopSpec, device,
                    max_videos: int = 1024) -> None:
-    """Set the logit head's scale from the initial distances of up to ``max_videos``
-    training videos (a seeded subset, the same on every rank); a no-op for the zscore head."""
-    if not getattr(model.head, "calibrated_from_data", False):
+    """Set the logit head's scale (and, with several prototypes per class, the soft
+    minimum's temperature) from the initial distances of up to ``max_videos`` training
+    videos (a seeded subset, the same on every rank); a no-op for the zscore head with
+    one prototype per class."""
+    head_wants = getattr(model.head, "calibrated_from_data", False)
+    if not head_wants and model.pool is None:
         return
     g = torch.Generator().manual_seed(loop.seed)
     rows = torch.randperm(len(ds), generator=g)[:max_videos].tolist()
@@ -157,6 +160,11 @@ def calibrate_head(model: DejaVid, ds: Dataset, loop: LoopSpec, device,
     for batch in make_loader(ds, [rows[s:s + bs] for s in range(0, len(rows), bs)],
                              loop.num_workers):
         batch = batch.to(device)
-        dists.append(model(batch.x, batch.offsets))
+        dists.append(model.prototype_distances(batch.x, batch.offsets))
     model.fixed_path = fixed
-    model.head.calibrate(torch.cat(dists))
+    dist = torch.cat(dists)
+    if model.pool is not None:
+        model.pool.calibrate(dist)
+        dist = model.pool(dist)
+    if head_wants:
+        model.head.calibrate(dist)

@@ -33,6 +33,9 @@ def build_optimizer(model: DejaVid, spec: OptimSpec) -> torch.optim.AdamW:
     if head:
         groups.append({"params": head, "lr": spec.lr, "betas": tuple(spec.betas),
                        "weight_decay": 0.0, "name": "head"})
+    if model.pool is not None:                # several prototypes per class: the soft-min's log t
+        groups.append({"params": list(model.pool.parameters()), "lr": spec.lr,
+                       "betas": tuple(spec.betas), "weight_decay": 0.0, "name": "pool"})
     return torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
 
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from . import distributed as ddp
-from ..model.centroids import load_or_compute_centroids
+from ..model.centroids import flatten_prototypes, load_or_compute_centroids
 from .checkpoint import extraction_record, load_checkpoint, restore_model, save_checkpoint
 from ..config.files import format_config
 from ..device import resolve_device
@@ -56,7 +56,8 @@ class FitResult:
 def model_from_checkpoint(ckpt: dict, spec: ModelSpec, std_eps: float = 1e-6) -> DejaVid:
     """The trained layer of a checkpoint, set to align freely (as evaluation does)."""
     model = DejaVid(ckpt["model"]["mu"], spec.step_pattern, spec.use_fixed_path,
-                    backend=spec.backend, logit_head=spec.logit_head, std_eps=std_eps)
+                    backend=spec.backend, logit_head=spec.logit_head, std_eps=std_eps,
+                    band=spec.band, proto_class=(ckpt.get("pool") or {}).get("proto_class"))
     model.fixed_path = False
     restore_model(model, ckpt)
     return model
@@ -82,16 +83,18 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
         resume: Optional[dict] = None, config: Optional[dict] = None, progress: bool = True,
         log: Callable[[str], None] = print, info: DistInfo = DistInfo(),
         resume_hint: Optional[str] = None, allow_changed_data: bool = False,
-        timer=None, tensorboard: Optional[str | Path] = None) -> FitResult:
+        timer=None, tensorboard: Optional[str | Path] = None,
+        proto_class: Optional[torch.Tensor] = None) -> FitResult:
     """Train DejaVid on ``train_ds``, evaluating on ``eval_ds`` (if given) after each epoch.
 
     Datasets yield (x [T, F], label index, row) and carry ``index`` and ``rows``
     (:class:`dejavid.data.dataset.TSEDataset` from :func:`dejavid.load_index`, or
     :class:`dejavid.data.arrays.ArrayDataset` built from arrays).
 
-    * Centroids: ``mu_init`` [C, K, F] if given, else DBA centroids computed from
-      ``train_ds`` with ``settings.centroids`` and cached under ``cache_dir`` (no file
-      when it is None).
+    * Centroids: ``mu_init`` [C, K, F] if given (or [P, K, F] prototypes of the classes
+      ``proto_class`` [P]), else DBA centroids computed from ``train_ds`` with
+      ``settings.centroids`` (``centroids_per_class`` prototypes per class) and cached
+      under ``cache_dir`` (no file when it is None).
     * ``run_dir``: checkpoints (``last.pt`` every epoch, ``best.pt``), ``metrics.jsonl``,
       and SIGINT/SIGTERM handling: the step finishes, a checkpoint is written and
       ``FitResult.stopped`` names the signal.  The folder is locked for the run
@@ -301,10 +304,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     timer = timer if timer is not None else timer_from_env(device)
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 
+    if mu_init is None:
+        proto_class = None   # one prototype per class unless the centroids say otherwise
     if mu_init is None and resume is not None:
         # The checkpoint's parameters replace the initial ones: computing or loading
         # centroids here would be wasted work.
         mu_init = resume["model"]["mu"].clone()
+        proto_class = (resume.get("pool") or {}).get("proto_class")
     if mu_init is None:
         # Rank 0 computes the centroids once; the other ranks wait, then read its cache file
         # (or stop quietly when rank 0 could not compute them).
@@ -320,10 +326,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
         if not info.is_main:
             mu_init, _ = load_or_compute_centroids(train_ds, settings.centroids, cache_dir,
                                                    False, log_main)
+        # [C, K, F], or [C, M, K, F] with M prototypes per class: as [P, K, F] and their classes
+        mu_init, proto_class = flatten_prototypes(mu_init)
     spec = settings.model
     gen = torch.Generator().manual_seed(loop.seed)
     model = DejaVid(mu_init, spec.step_pattern, spec.use_fixed_path, spec.w_one_init,
-                    spec.backend, gen, logit_head=spec.logit_head, std_eps=loop.std_eps)
+                    spec.backend, gen, logit_head=spec.logit_head, std_eps=loop.std_eps,
+                    band=spec.band, proto_class=proto_class)
     model.to(device)
     if resume is None:   # (a resume restores the learned head from the checkpoint)
         calibrate_head(model, train_ds, loop, device)
