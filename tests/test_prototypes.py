@@ -297,3 +297,22 @@ def test_emulated_cuda_matches_reference_with_prototypes_and_band(monkeypatch):
     monkeypatch.setattr(op, "get_backend", lambda device, name="auto": align_cuda.BACKEND)
     for a, b in zip(want, _pooled_run(inputs, "hv", 0.2, "cuda")):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_with_given_centroids_and_their_classes(tmp_path):
+    """fit(mu_init=...) trains from the given series: [C, K, F] one per class, or [P, K, F]
+    prototypes of the classes ``proto_class``."""
+    ds = _dataset()
+    settings = TrainSettings(centroids=CentroidSpec(**SPEC), model=ModelSpec(backend="ref"),
+                             optim=OptimSpec(lr=0.05), loop=LoopSpec(num_epochs=1, batch_size=8))
+    F = ds.index.feature_size
+    K = settings.centroids.num_timesteps
+    mu = torch.randn(3, K, F, generator=torch.Generator().manual_seed(0))
+    res = fit(ds, ds, settings, device="cpu", mu_init=mu, progress=False, log=lambda *_: None)
+    assert res.model.pool is None and res.model.mu.shape == (3, K, F)
+    classes = torch.tensor([0, 0, 1, 2, 2])
+    mu5 = torch.randn(5, K, F, generator=torch.Generator().manual_seed(1))
+    res = fit(ds, ds, settings, device="cpu", mu_init=mu5, proto_class=classes, progress=False,
+              log=lambda *_: None)
+    assert res.model.pool is not None and res.model.num_classes == 3
+    assert torch.equal(res.model.pool.proto_class, classes)

@@ -146,7 +146,8 @@ def fit(train_ds, eval_ds=None, settings: TrainSettings = TrainSettings(), *,
     lock = open_run_dir(run_dir, resume, info) if run_dir is not None else None
     try:
         return _fit(train_ds, eval_ds, settings, device, mu_init, cache_dir, run_dir, resume,
-                    config, progress, log, info, resume_hint, data, timer, tensorboard)
+                    config, progress, log, info, resume_hint, data, timer, tensorboard,
+                    proto_class)
     except BaseException as exc:
         if lock is not None and resume is None:
             _remove_if_unused(run_dir)   # (only while holding the lock: it may be another's)
@@ -293,7 +294,7 @@ def _remove_if_unused(run_dir: Path) -> None:
 def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_init, cache_dir,
          run_dir: Optional[Path], resume: Optional[dict], config: Optional[dict], progress: bool,
          log, info: DistInfo, resume_hint: Optional[str], data: dict, timer,
-         tensorboard=None) -> FitResult:
+         tensorboard=None, proto_class: Optional[torch.Tensor] = None) -> FitResult:
     """:func:`fit` after the checks, with the run folder (if any) locked."""
     loop = settings.loop
     index = train_ds.index
@@ -304,8 +305,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     timer = timer if timer is not None else timer_from_env(device)
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 
-    if mu_init is None:
-        proto_class = None   # one prototype per class unless the centroids say otherwise
+    # Given centroids are one per class unless ``proto_class`` says otherwise.
     if mu_init is None and resume is not None:
         # The checkpoint's parameters replace the initial ones: computing or loading
         # centroids here would be wasted work.
