@@ -17,11 +17,10 @@ from pathlib import Path
 
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 import torch
-import yaml
 
 from dejavid.config import cli
 from dejavid.device import resolve_device
-from dejavid.extract.encoders import build_encoder, parse_spec
+from dejavid.extract.encoders import build_encoder, config_overrides, parse_spec
 from dejavid.extract.pipeline import Options, Ranks, extract
 from dejavid.extract.sampling import Sampling
 from dejavid.extract.sources import KINDS, open_source
@@ -77,16 +76,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--hf-config {pair!r}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def distributed(device: torch.device) -> tuple[Ranks, torch.device]:
     """Ranks of a torchrun job (gloo barrier), or the single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -113,7 +102,7 @@ def main(argv=None) -> int:
     listing = open_source(args.source, args.videos, args.annotations, args.val_fraction, args.seed,
                           args.split_file, args.split_number, args.k400_splits.split(","))
     encoder = build_encoder(args.encoder, args.random_init, args.seed, args.trust_remote_code,
-                            overrides(args.hf_config), args.clip_len, args.crop)
+                            config_overrides(args.hf_config), args.clip_len, args.crop)
     clip_stride = args.clip_stride
     if clip_stride is None and args.num_clips is None:
         clip_stride = encoder.pre.clip_len          # back-to-back clips

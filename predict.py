@@ -18,7 +18,7 @@ import argparse
 import dejavid.runtime  # noqa: F401  (before torch: OpenMP wait policy, numba vector width)
 
 from dejavid.config import cli
-from dejavid.extract.encoders import build_encoder
+from dejavid.extract.encoders import build_encoder, config_overrides
 from dejavid.extract.sampling import Sampling
 from dejavid.io import check_writable_file
 from dejavid.predict.inputs import list_inputs, write_predictions_csv
@@ -59,9 +59,8 @@ def explicit_extraction(args) -> Extraction | None:
     """The extraction given by --encoder and the sampling flags (as extract_tse.py builds it)."""
     if not args.encoder:
         return None
-    from extract_tse import overrides
     encoder = build_encoder(args.encoder, args.random_init, args.seed, args.trust_remote_code,
-                            overrides(args.hf_config), args.clip_len, args.crop)
+                            config_overrides(args.hf_config), args.clip_len, args.crop)
     clip_stride = args.clip_stride
     if clip_stride is None and args.num_clips is None:
         clip_stride = encoder.pre.clip_len

@@ -20,10 +20,23 @@ from typing import Optional
 
 import numpy as np
 import torch
+import yaml
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = {"hf": ".hf", "torchvision": ".tv", "torchscript": ".custom", "python": ".custom"}
+
+
+def config_overrides(pairs: list[str]) -> dict:
+    """``--hf-config KEY=VALUE`` pairs as a dict, each value read as YAML (numbers, booleans,
+    lists) so that ``num_hidden_layers=4`` is the int 4."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hf-config {pair!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 @dataclass
