@@ -97,17 +97,14 @@ def main(argv=None) -> int:
                    args.workers, args.overwrite, not args.no_progress, args.name).check()
     # the cheap checks first: nothing is listed or built for a misspelt flag
     parse_spec(args.encoder)
-    Sampling(args.clip_len if args.clip_len is not None else 1, args.frame_stride,
-             1 if args.clip_stride is None and args.num_clips is None else args.clip_stride, args.num_clips, args.fps).check()
+    Sampling.of(args.clip_len if args.clip_len is not None else 1, args.frame_stride,
+                args.clip_stride, args.num_clips, args.fps)
     listing = open_source(args.source, args.videos, args.annotations, args.val_fraction, args.seed,
                           args.split_file, args.split_number, args.k400_splits.split(","))
     encoder = build_encoder(args.encoder, args.random_init, args.seed, args.trust_remote_code,
                             config_overrides(args.hf_config), args.clip_len, args.crop)
-    clip_stride = args.clip_stride
-    if clip_stride is None and args.num_clips is None:
-        clip_stride = encoder.pre.clip_len          # back-to-back clips
-    sampling = Sampling(encoder.pre.clip_len, args.frame_stride, clip_stride, args.num_clips,
-                        args.fps).check()
+    sampling = Sampling.of(encoder.pre.clip_len, args.frame_stride, args.clip_stride,
+                           args.num_clips, args.fps)
     ranks, device = distributed(device)
     encoder.to(device, amp)
     code = extract(listing, encoder, sampling, opts, ranks, log=print if ranks.rank == 0 else _quiet)

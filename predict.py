@@ -61,11 +61,8 @@ def explicit_extraction(args) -> Extraction | None:
         return None
     encoder = build_encoder(args.encoder, args.random_init, args.seed, args.trust_remote_code,
                             config_overrides(args.hf_config), args.clip_len, args.crop)
-    clip_stride = args.clip_stride
-    if clip_stride is None and args.num_clips is None:
-        clip_stride = encoder.pre.clip_len
-    sampling = Sampling(encoder.pre.clip_len, args.frame_stride, clip_stride, args.num_clips,
-                        args.fps).check()
+    sampling = Sampling.of(encoder.pre.clip_len, args.frame_stride, args.clip_stride,
+                           args.num_clips, args.fps)
     _, c = encoder.dims()
     append = (c > 0) if args.append_logits is None else args.append_logits
     return Extraction(encoder, sampling, append, args.dtype)

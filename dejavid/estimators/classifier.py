@@ -344,18 +344,6 @@ class DejaVidClassifier(DistanceClassifier):
 
     def _class_distances(self, tensors) -> np.ndarray:
         """DejaVid distances [N, C] (float32), free path, in batches; reads the model only."""
-        import torch
-
-        from ..data.dataset import packed_to
-        from ..data.packing import RowSource, gather
-        model = self.model_
-        device = model.mu.device
-        out = []
-        with torch.no_grad():
-            bs = max(1, self.batch_size)
-            rows = RowSource.from_tensors(tensors)
-            for s in range(0, len(tensors), bs):
-                x, offsets = gather(rows, range(s, min(len(tensors), s + bs)),
-                                    self.feature_stats_)
-                out.append(model(packed_to(x, device), offsets.to(device)).cpu())  # [B, C]
-        return torch.cat(out).numpy()
+        from ..model.layer import sequence_distances
+        return sequence_distances(self.model_, tensors, self.feature_stats_,
+                                  max(1, self.batch_size)).numpy()

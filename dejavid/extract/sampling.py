@@ -41,6 +41,15 @@ class Sampling:
             raise ValueError(f"--fps {self.fps} must be positive")
         return self
 
+    @classmethod
+    def of(cls, clip_len: int, frame_stride: int = 1, clip_stride: Optional[int] = None,
+           num_clips: Optional[int] = None, fps: Optional[float] = None) -> "Sampling":
+        """The command lines' rule, checked: without ``clip_stride`` and ``num_clips`` the
+        clips follow each other back to back (``clip_stride = clip_len``)."""
+        if clip_stride is None and num_clips is None:
+            clip_stride = clip_len
+        return cls(clip_len, frame_stride, clip_stride, num_clips, fps).check()
+
     @property
     def span(self) -> int:
         """Frames from a clip's first to its last, both included."""

@@ -11,6 +11,8 @@ import torch.nn.functional as Fn
 
 from ..alignment.op import align
 from ..config.settings import LOGIT_HEADS
+from ..data.dataset import packed_to
+from ..data.packing import RowSource, gather
 
 
 class DejaVid(nn.Module):
@@ -139,6 +141,21 @@ class SoftMinPool(nn.Module):
         if not math.isfinite(spread) or spread <= 0.0:
             spread = 1.0
         self.log_temperature.fill_(math.log(spread))
+
+
+@torch.no_grad()
+def sequence_distances(model: DejaVid, tensors: list, stats=None,
+                       batch_size: int = 64) -> torch.Tensor:
+    """DejaVid distances [N, C] of ``[T, F]`` sequences, ``batch_size`` at a time on the
+    model's device, standardised with ``stats`` (the training split's, or None) as the
+    training batches were.  Reads the model only (its ``fixed_path`` is the caller's)."""
+    device = model.mu.device
+    rows = RowSource.from_tensors(tensors)
+    out = []
+    for s in range(0, len(tensors), batch_size):
+        x, offsets = gather(rows, range(s, min(len(tensors), s + batch_size)), stats)
+        out.append(model(packed_to(x, device), offsets.to(device)).cpu())   # [B, C]
+    return torch.cat(out)
 
 
 def standardized_logits(dist: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -25,14 +25,13 @@ import torch
 
 from ..config.files import load_config
 from ..config.settings import settings_from_config
-from ..data.dataset import packed_to
-from ..data.packing import RowSource, gather
 from ..device import resolve_device
 from ..extract.encoders import Encoder
 from ..extract.pipeline import ClipBatcher, DecodeJobs, rebuild_from
 from ..extract.sampling import Sampling
 from ..extract.sources import VideoItem
 from ..extract.writer import DTYPES
+from ..model.layer import sequence_distances
 from ..training.checkpoint import load_checkpoint
 from ..training.run import model_from_checkpoint
 
@@ -126,16 +125,10 @@ class VideoClassifier:
             feats[key] = ex.features(emb, logits)
         return feats, errors
 
-    @torch.no_grad()
     def distances(self, tensors: list[torch.Tensor], batch_size: int = 64) -> torch.Tensor:
         """DejaVid distances ``[N, C]`` of ``[T, F]`` sequences (standardised with the
         training split's statistics when the checkpoint was trained so)."""
-        rows = RowSource.from_tensors(tensors)
-        out = []
-        for s in range(0, len(tensors), batch_size):
-            x, offsets = gather(rows, range(s, min(len(tensors), s + batch_size)), self.stats)
-            out.append(self.model(packed_to(x, self.device), offsets.to(self.device)).cpu())
-        return torch.cat(out)
+        return sequence_distances(self.model, tensors, self.stats, batch_size)
 
     def predict(self, paths: list[str], top: int = 5, labels: Optional[list] = None,
                 batch_clips: int = 32) -> list[Prediction]:
