@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.data.dataset import TSEDataset
 from dejavid.training.engine import evaluate
-from dejavid.io import (RunLock, check_not_managed, check_writable_dir, check_writable_file,
+from dejavid.io import (RunLock, atomic_write_text, check_not_managed, check_writable_dir, check_writable_file,
                         is_read_only_dir)
 from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
@@ -218,6 +219,11 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     store_device = device if cfg["store_on_device"] else None
+    choice = None
+    if not args.eval_only and not args.resume and cfg["tune"] == "cv":
+        # Before the evaluation split is even opened: the choice sees the training split only.
+        cfg, settings, choice = tune_on_training_split(cfg, settings, index, info, device,
+                                                       progress)
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 
     if args.eval_only:
@@ -257,7 +263,35 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()   # the folder claimed above, if the run left nothing in it
         raise
+    if choice is not None and info.is_main:
+        atomic_write_text(json.dumps(choice.as_dict(), indent=2) + "\n", Path(run_dir) / TUNE_FILE)
+        tqdm.write(f"tuning record: {Path(run_dir) / TUNE_FILE}")
     return 130 if result.stopped else 0
+
+
+# The record of tune: cv in the run folder: every candidate's fold scores and the choice.
+TUNE_FILE = "tune.json"
+
+
+def tune_on_training_split(cfg: dict, settings, index, info, device, progress: bool):
+    """(cfg, settings, TuneResult): ``tune: cv`` on the training split (raw series, read
+    once), the chosen candidate's changes written into the config (so the checkpoints
+    record what was trained) and its settings."""
+    from dejavid.training.tune import candidate_settings, choose_by_cv, config_changes
+    if info.enabled:
+        raise ValueError("tune: cv runs in one process; choose the settings without torchrun "
+                         "(tune: cv, then read the chosen values from tune.json), and train "
+                         "them under torchrun with tune: none")
+    train = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress=False)
+    tensors = [train.item(n, standardized=False)[0] for n in range(len(train))]
+    labels = index.labels[train.rows]
+    tqdm.write(f"tune: cv: {cfg['tune_folds']} folds of the {len(tensors)} training videos")
+    result = choose_by_cv(tensors, labels, index.label_values, settings, cfg["standardize"],
+                          folds=cfg["tune_folds"], device=device, progress=progress,
+                          log=tqdm.write if progress else (lambda *a: None))
+    tqdm.write(result.summary())
+    tuned = candidate_settings(settings, result.chosen)
+    return {**cfg, **config_changes(result.chosen, tuned)}, tuned, result
 
 
 if __name__ == "__main__":

@@ -43,5 +43,10 @@ TRAINING = {
     "seed": 0,
 }
 STEP_PATTERN = "hv"                # use_mm: 0
+# Settings chosen by cross-validation inside the training split (dejavid.training.tune).
+TUNING = {
+    "tune": "none",                # none: train as configured; cv: choose first (docs/usage.md)
+    "tune_folds": 3,               # stratified folds of the training split
+}
 
-ALL = {**MODEL, **CENTROIDS, **TRAINING}
+ALL = {**MODEL, **CENTROIDS, **TRAINING, **TUNING}

@@ -19,8 +19,9 @@ import yaml
 
 from . import defaults as D
 from ..data.dataset import SPLITS
-from .settings import (AUTO_INT_KEYS, CENTROID_INITS, LOGIT_HEADS, SEED_MAX,
-                       STEP_PATTERN_OF_USE_MM, band_of, check_range, step_pattern_of)
+from .settings import (ALL_SERIES, AUTO_INT_KEYS, CENTROID_INITS, LOGIT_HEADS, SEED_MAX,
+                       STEP_PATTERN_OF_USE_MM, TUNE_MODES, band_of, check_range,
+                       step_pattern_of)
 
 DEFAULTS: dict[str, Any] = {
     # --- data (docs/DESIGN.md section 1); relative paths are taken from the working directory
@@ -82,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     "warmup_epochs": D.TRAINING["warmup_epochs"],  # linear warmup before the cosine schedule
     "min_lr_ratio": D.TRAINING["min_lr_ratio"],  # cosine floor as a fraction of the base rate
     "seed": D.TRAINING["seed"],
+    # --- settings chosen on the training split (docs/usage.md "Tuning")
+    "tune": D.TUNING["tune"],        # none | cv: pick step pattern, band and prototypes by
+                                     # stratified k-fold cross-validation, then train
+    "tune_folds": D.TUNING["tune_folds"],  # k (fewer when a class has fewer series)
     "output_dir": "runs",
     "run_name": "",                  # default: <name>-<timestamp>
     "tensorboard": "",               # folder for TensorBoard scalars per epoch; '' off
@@ -134,6 +139,8 @@ def _check_value(key: str, value: Any, source: str) -> Any:
             raise ValueError(f"{where} must be none or a fraction > 0, got {value!r}")
         band_of(value)
         return value if isinstance(value, str) else float(value)
+    if key == "centroids_per_class" and value == ALL_SERIES:
+        return value
     if key in AUTO_INT_KEYS:
         if value == "auto":
             return value
@@ -244,9 +251,16 @@ def validate(cfg: dict) -> None:
     if cfg["centroid_init"] not in CENTROID_INITS:
         raise ValueError(f"config key 'centroid_init' must be one of {', '.join(CENTROID_INITS)}, "
                          f"got {cfg['centroid_init']!r}")
+    if cfg["tune"] not in TUNE_MODES:
+        raise ValueError(f"config key 'tune' must be one of {', '.join(TUNE_MODES)}, "
+                         f"got {cfg['tune']!r}")
+    if cfg["tune_folds"] < 2:
+        raise ValueError(f"config key 'tune_folds' must be >= 2, got {cfg['tune_folds']}")
     if cfg["use_mm"] not in STEP_PATTERN_OF_USE_MM:
         raise ValueError(f"use_mm must be 0 or 1, got {cfg['use_mm']}")
     for key in ("batch_size", "sample_size_per_class", "centroids_per_class"):
+        if key == "centroids_per_class" and cfg[key] == ALL_SERIES:
+            continue
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     for key in ("dba_max_iter", "num_workers", "eval_batch_size", "warmup_epochs",

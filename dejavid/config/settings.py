@@ -22,6 +22,10 @@ LOGIT_HEADS = ("temperature", "zscore")   # DejaVid.head: see dejavid/model/laye
 CENTROID_INITS = ("resample", "raw")      # what DBA averages: docs/DESIGN.md section 5
 # Integer keys that also accept 'auto' (resolved from the training data by resolve_auto).
 AUTO_INT_KEYS = ("num_timesteps", "num_epochs")
+# centroids_per_class: ALL_SERIES makes every sampled training series a prototype of its own
+# (no clustering, no DBA across series; docs/DESIGN.md section 5).
+ALL_SERIES = "all"
+TUNE_MODES = ("none", "cv")           # config key 'tune' (dejavid.training.tune)
 AUTO_K_MIN, AUTO_K_MAX = 8, 128
 AUTO_UPDATES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 400, 30, 200
 
@@ -75,7 +79,8 @@ class CentroidSpec:
     dba_max_iter: int = D.CENTROIDS["dba_max_iter"]
     seed: int = D.CENTROIDS["centroid_seed"]   # picks the videos sampled per class
     backend: str = D.MODEL["backend"]   # how they are computed (not part of the result)
-    centroids_per_class: int = 1     # M prototypes per class (k-medoids, then DBA per cluster)
+    centroids_per_class: int | str = 1   # M prototypes per class (k-medoids, then DBA per
+    #                                      cluster), or 'all': every sampled series its own
     band: float | None = None        # warping band of the DBA alignments (None: none)
     init: str = "resample"           # DBA over the series resampled to K steps, or 'raw'
 
@@ -87,7 +92,12 @@ class CentroidSpec:
         if self.init not in CENTROID_INITS:
             raise ValueError(f"centroid_init must be one of {', '.join(CENTROID_INITS)}, "
                              f"got {self.init!r}")
-        _at_least("centroids_per_class", self.centroids_per_class, 1)
+        if self.centroids_per_class != ALL_SERIES:
+            if isinstance(self.centroids_per_class, bool) or \
+                    not isinstance(self.centroids_per_class, numbers.Integral):
+                raise ValueError(f"centroids_per_class must be a whole number >= 1 or "
+                                 f"'{ALL_SERIES}', got {self.centroids_per_class!r}")
+            _at_least("centroids_per_class", self.centroids_per_class, 1)
         _at_least("sample_size_per_class", self.sample_size_per_class, 1)
         _at_least("dba_max_iter", self.dba_max_iter, 0)
         check_range("centroid_seed", self.seed, 0, SEED_MAX)

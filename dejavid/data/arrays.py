@@ -120,6 +120,13 @@ class ArrayDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, n: int):
+        return self.item(n)
+
+    def item(self, n: int, standardized: bool = True):
+        """(x [T, F] float32, label, row) of the ``n``-th series; with ``standardized``
+        False, x as given, even when the index carries standardisation statistics."""
         k = int(self.rows[n])
-        x = standardize_features(self._tensors[k], self.index.feature_stats)
+        x = self._tensors[k]
+        if standardized:
+            x = standardize_features(x, self.index.feature_stats)
         return x, int(self.index.labels[k]), k

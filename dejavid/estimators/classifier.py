@@ -172,6 +172,15 @@ class DejaVidClassifier(DistanceClassifier):
                          AdamW on theta at ``lr`` and mu at ``lr / ms_lr_div``, cosine schedule
     use_fixed_path       align along paths of a per-epoch parameter snapshot
     step_pattern         'hv' or 'hvd' (adds the diagonal step)
+    band                 None, or a warping band: alignments keep |i/(K-1) - j/(T-1)| <= band
+    centroids_per_class  M prototype series per class (k-medoids, then DBA per cluster; a
+                         learned soft minimum over them), or 'all' (every sampled training
+                         series its own prototype, trained leave-one-out); 1 is the paper's
+    centroid_init        'resample' (DBA over the series resampled to K steps) or 'raw'
+    tune                 'none', or 'cv': choose step pattern, band and prototypes among
+                         dejavid.training.tune.TUNE_GRID by stratified ``tune_folds``-fold
+                         cross-validation on X, y, then train the choice on all of X
+                         (``tune_`` holds the fold scores)
     w_one_init           weights start at 1 (theta = 0) instead of theta ~ N(0, 1)
     freeze_centroids     learn the weights only
     freeze_weights       learn the centroids only
@@ -205,6 +214,9 @@ class DejaVidClassifier(DistanceClassifier):
         "batch_size": P.count, "lr": P.positive, "ms_lr_div": P.positive,
         "weight_decay": P.non_negative, "warmup_epochs": P.non_negative_int,
         "min_lr_ratio": P.fraction, "use_fixed_path": P.flag, "step_pattern": P.one_of("hv", "hvd"),
+        "band": P.band, "centroids_per_class": P.count_or_all,
+        "centroid_init": P.one_of("resample", "raw"), "tune": P.one_of("none", "cv"),
+        "tune_folds": P.at_least_two,
         "w_one_init": P.flag, "freeze_centroids": P.flag, "freeze_weights": P.flag,
         "logit_head": P.one_of("temperature", "zscore"), "standardize": P.flag,
         "sample_size_per_class": P.count, "dba_max_iter": P.non_negative_int,
@@ -221,7 +233,10 @@ class DejaVidClassifier(DistanceClassifier):
                  warmup_epochs: int = D.TRAINING["warmup_epochs"],
                  min_lr_ratio: float = D.TRAINING["min_lr_ratio"],
                  use_fixed_path: bool = D.MODEL["use_fixed_path"],
-                 step_pattern: str = D.STEP_PATTERN, w_one_init: bool = D.MODEL["w_one_init"],
+                 step_pattern: str = D.STEP_PATTERN, band: Optional[float] = None,
+                 centroids_per_class=1, centroid_init: str = "resample",
+                 tune: str = D.TUNING["tune"], tune_folds: int = D.TUNING["tune_folds"],
+                 w_one_init: bool = D.MODEL["w_one_init"],
                  freeze_centroids: bool = D.MODEL["freeze_centroids"],
                  freeze_weights: bool = D.MODEL["freeze_weights"],
                  logit_head: str = D.MODEL["logit_head"],
@@ -243,6 +258,11 @@ class DejaVidClassifier(DistanceClassifier):
         self.min_lr_ratio = min_lr_ratio
         self.use_fixed_path = use_fixed_path
         self.step_pattern = step_pattern
+        self.band = band
+        self.centroids_per_class = centroids_per_class
+        self.centroid_init = centroid_init
+        self.tune = tune
+        self.tune_folds = tune_folds
         self.w_one_init = w_one_init
         self.freeze_centroids = freeze_centroids
         self.freeze_weights = freeze_weights
@@ -265,12 +285,14 @@ class DejaVidClassifier(DistanceClassifier):
         """The TrainSettings of these parameters ('auto' values are resolved by fit)."""
         from ..config.settings import (CentroidSpec, LoopSpec, ModelSpec, OptimSpec,
                                        TrainSettings)
+        band = None if self.band is None else float(self.band)
         return TrainSettings(
             centroids=CentroidSpec(self.num_timesteps, self.step_pattern,
                                    self.sample_size_per_class, self.dba_max_iter,
-                                   self.centroid_seed, self.backend),
+                                   self.centroid_seed, self.backend,
+                                   self._centroids_per_class(), band, self.centroid_init),
             model=ModelSpec(self.step_pattern, bool(self.use_fixed_path), bool(self.w_one_init),
-                            self.backend, self.logit_head),
+                            self.backend, self.logit_head, band),
             optim=OptimSpec(lr=float(self.lr), ms_lr_div=float(self.ms_lr_div),
                             weight_decay=float(self.weight_decay),
                             warmup_epochs=self.warmup_epochs,
@@ -279,6 +301,10 @@ class DejaVidClassifier(DistanceClassifier):
                             freeze_weights=bool(self.freeze_weights)),
             loop=LoopSpec(num_epochs=self.num_epochs, batch_size=self.batch_size,
                           seed=self.seed, std_eps=float(self.std_eps)))
+
+    def _centroids_per_class(self):
+        M = self.centroids_per_class
+        return M if isinstance(M, str) else int(M)
 
     def _resume_hint(self) -> str:
         return (f"DejaVidClassifier(**params, run_dir={str(self.run_dir)!r}, resume=True)"
@@ -315,10 +341,13 @@ class DejaVidClassifier(DistanceClassifier):
         if self.standardize:   # (the items are raw until feature_stats is set)
             train_ds.index.feature_stats = statistics(train_ds[n][0] for n in range(len(train_ds)))
         log = print if self.verbose else (lambda *a, **k: None)
+        config = self.get_params() if self.run_dir else None
         with quiet_cpu():
+            self.tune_ = None
+            if self.tune == "cv":
+                settings, config = self._tuned(settings, train_ds, resume, config, log)
             result = fit(train_ds, None, settings, device=self.device, cache_dir=self.cache_dir,
-                         run_dir=self.run_dir, resume=resume,
-                         config=self.get_params() if self.run_dir else None,
+                         run_dir=self.run_dir, resume=resume, config=config,
                          progress=bool(self.verbose), log=log,
                          resume_hint=self._resume_hint() if self.run_dir else None)
         if result.stopped:
@@ -332,6 +361,25 @@ class DejaVidClassifier(DistanceClassifier):
         self.history_ = result.history
         self.feature_stats_ = train_ds.index.feature_stats
         return self
+
+    def _tuned(self, settings, train_ds, resume, config, log):
+        """(settings, config) of the candidate that ``tune='cv'`` chooses on the training
+        series (``self.tune_``: its :class:`dejavid.training.tune.TuneResult`, or, on a
+        resume, the choice the checkpoint recorded, which is kept, not made again)."""
+        from ..training.tune import candidate_settings, choose_by_cv
+        index = train_ds.index
+        settings = settings.resolved(index.lengths[train_ds.rows])
+        if resume is not None:
+            chosen = (resume.get("config") or {}).get("tune_choice") or {}
+            return candidate_settings(settings, chosen), {**config, "tune_choice": chosen}
+        tensors = [train_ds.item(n, standardized=False)[0] for n in range(len(train_ds))]
+        self.tune_ = choose_by_cv(tensors, index.labels[train_ds.rows], index.label_values,
+                                  settings, bool(self.standardize), folds=int(self.tune_folds),
+                                  device=self.device, log=log)
+        log(self.tune_.summary())
+        chosen = self.tune_.chosen
+        return (candidate_settings(settings, chosen),
+                None if config is None else {**config, "tune_choice": chosen})
 
     def predict_proba(self, X) -> np.ndarray:
         """[N, C] softmax of the logits DejaVid was trained with (its ``logit_head`` applied

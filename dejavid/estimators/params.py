@@ -101,3 +101,27 @@ def check_params(estimator, rules: dict[str, Rule]) -> None:
     """Apply ``rules`` (parameter name -> rule) to the estimator's current parameters."""
     for name, rule in rules.items():
         rule(name, getattr(estimator, name))
+
+
+def band(name, value):
+    """None (no band) or a fraction > 0 of the diagonal's span."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value) or not value > 0:
+        raise ValueError(f"{name} must be None or a fraction > 0 (e.g. 0.1), got {value!r}")
+
+
+def count_or_all(name, value):
+    """A whole number >= 1, or 'all'."""
+    if isinstance(value, str) and value == "all":
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 or 'all', got {value!r}")
+
+
+def at_least_two(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < 2:
+        raise ValueError(f"{name} must be a whole number >= 2, got {value!r}")

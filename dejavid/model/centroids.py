@@ -18,7 +18,7 @@ from ..alignment.op import align, dba_accumulate
 from ..data.dataset import DataIndex
 from ..data.store import device_free_bytes
 from ..io import atomic_torch_save, check_writable_dir
-from ..config.settings import CentroidSpec
+from ..config.settings import ALL_SERIES, CentroidSpec
 
 # 2: the medoid leaves out each series' distance to itself (caches of version 1 started
 # DBA from a medoid that counted it, so they are recomputed, not reused)
@@ -118,6 +118,13 @@ def class_prototypes(samples: torch.Tensor, spec: CentroidSpec, raw=None) -> tor
     start, so a series' own time scale is kept (docs/DESIGN.md section 5)."""
     step_pattern, backend, band = spec.step_pattern, spec.backend, spec.band
     over = samples if raw is None else raw
+    if spec.centroids_per_class == ALL_SERIES:
+        # Every series its own prototype: as resampled, or (raw) the DBA of that one
+        # series from its resampled start, which averages the steps matched to each of K.
+        if raw is None:
+            return samples.clone()
+        return torch.stack([dba([x], samples[n], step_pattern, spec.dba_max_iter, backend,
+                                band=band) for n, x in enumerate(raw)])
     if spec.centroids_per_class == 1:
         start = samples[medoid_index(samples, step_pattern, backend, band)]
         return dba(over, start, step_pattern, spec.dba_max_iter, backend, band=band)[None]
@@ -246,10 +253,10 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
     rng = np.random.default_rng(spec.seed)
     ds, index = train_ds, train_ds.index
     check_centroid_size(K, index.feature_size, index.num_classes)
-    rows_of_class = [[] for _ in range(index.num_classes)]
-    for n, k in enumerate(ds.rows):
-        rows_of_class[index.labels[k]].append(n)
+    rows_of_class = positions_of_class(ds)
     M = spec.centroids_per_class
+    if M == ALL_SERIES:
+        M = max(min(spec.sample_size_per_class, len(r)) for r in rows_of_class)
     mu = torch.empty(index.num_classes, *((M,) if M > 1 else ()), K, index.feature_size)
     start, seconds = 0, 0.0
     state = _read_partial(partial, meta) if partial is not None else None
@@ -261,9 +268,7 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
     t_start, last_save = time.time() - seconds, time.time()
     for c in tqdm(range(start, index.num_classes), desc="centroids", unit="class",
                   initial=start, total=index.num_classes, disable=not progress):
-        members = np.array(rows_of_class[c])
-        take = min(spec.sample_size_per_class, len(members))
-        chosen = np.sort(rng.choice(members, size=take, replace=False))
+        chosen = _draw(rng, rows_of_class[c], spec.sample_size_per_class)
         series = [ds[int(n)][0] for n in chosen]
         samples = torch.stack([resample(x, K) for x in series])              # [S, K, F]
         protos = class_prototypes(samples, spec,
@@ -280,6 +285,32 @@ def compute_centroids(train_ds, spec: CentroidSpec, progress: bool = True,
                               partial)
             last_save = time.time()
     return mu, time.time() - t_start
+
+
+def positions_of_class(ds) -> list[list[int]]:
+    """Per class, the dataset positions of its videos in ``ds``, ascending."""
+    index = ds.index
+    out = [[] for _ in range(index.num_classes)]
+    for n, k in enumerate(ds.rows):
+        out[index.labels[k]].append(n)
+    return out
+
+
+def _draw(rng: np.random.Generator, members: list[int], size: int) -> np.ndarray:
+    """The sorted positions of up to ``size`` videos of one class, drawn without
+    replacement (all of them when the class has no more)."""
+    members = np.array(members)
+    return np.sort(rng.choice(members, size=min(size, len(members)), replace=False))
+
+
+def sampled_rows(train_ds, spec: CentroidSpec) -> torch.Tensor:
+    """The index rows [P] of the videos :func:`compute_centroids` samples, class by class,
+    in its order: with ``centroids_per_class: all`` the video behind each prototype of
+    :func:`flatten_prototypes` (so training can leave a video's own prototype out)."""
+    rng = np.random.default_rng(spec.seed)
+    rows = [np.asarray(train_ds.rows)[_draw(rng, members, spec.sample_size_per_class)]
+            for members in positions_of_class(train_ds)]
+    return torch.from_numpy(np.concatenate(rows).astype(np.int64))
 
 
 def flatten_prototypes(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

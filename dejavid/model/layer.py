@@ -28,7 +28,8 @@ class DejaVid(nn.Module):
                  w_one_init: bool = False, backend: str = "auto",
                  generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
                  std_eps: float = 1e-6, band: Optional[float] = None,
-                 proto_class: Optional[torch.Tensor] = None):
+                 proto_class: Optional[torch.Tensor] = None,
+                 proto_rows: Optional[torch.Tensor] = None):
         super().__init__()
         C, K, F = mu_init.shape
         self.mu = nn.Parameter(mu_init.detach().clone().float())
@@ -42,7 +43,7 @@ class DejaVid(nn.Module):
         # Several prototype series per class (mu, theta are then [P, K, F]): their distances
         # are pooled per class by a soft minimum.  One per class (the paper) has no pool.
         self.pool = None if proto_class is None or is_one_per_class(proto_class) \
-            else SoftMinPool(proto_class)
+            else SoftMinPool(proto_class, proto_rows)
         self.register_buffer("mu_fixed", torch.empty(0), persistent=False)
         self.register_buffer("theta_fixed", torch.empty(0), persistent=False)
 
@@ -56,11 +57,16 @@ class DejaVid(nn.Module):
         self.mu_fixed = self.mu.detach().clone()
         self.theta_fixed = self.theta.detach().clone()
 
-    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor,
+                rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x [N, F], offsets [B + 1] -> distances [B, C] (per class: the soft minimum
-        over its prototypes when there are several)."""
+        over its prototypes when there are several).  ``rows`` [B] (the samples' index
+        rows, given in training): a sample's own prototype (``centroids_per_class: all``)
+        is left out of its class's soft minimum."""
         dist = self.prototype_distances(x, offsets)
-        return dist if self.pool is None else self.pool(dist)
+        if self.pool is None:
+            return dist
+        return self.pool(dist, rows if self.training else None)
 
     def prototype_distances(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """x [N, F], offsets [B + 1] -> distances [B, P] to every prototype series."""
@@ -97,9 +103,15 @@ class SoftMinPool(nn.Module):
     distance and does not favour classes that have more prototypes; d_c lies between
     the class's minimum and mean distance, the minimum as t -> 0.  :meth:`calibrate`
     sets t from the initial distances so that the pool starts soft.
+
+    ``proto_rows`` [P] (``centroids_per_class: all``): the index row of the one training
+    video each prototype is (-1: none).  Given the rows of a batch, :meth:`forward`
+    leaves each video's own prototype out of its class's mean (unless it is the class's
+    only one): otherwise a training video would sit at distance ~0 from its class and
+    teach nothing (leave-one-out, as 1-NN's error is estimated).
     """
 
-    def __init__(self, proto_class: torch.Tensor):
+    def __init__(self, proto_class: torch.Tensor, proto_rows: Optional[torch.Tensor] = None):
         super().__init__()
         proto_class = proto_class.detach().cpu().long()
         C = int(proto_class.max()) + 1
@@ -115,16 +127,32 @@ class SoftMinPool(nn.Module):
         self.register_buffer("members", members, persistent=False)
         self.register_buffer("counts", counts, persistent=False)  # int64: .double() keeps it exact
         self.log_temperature = nn.Parameter(torch.zeros(()))
+        if proto_rows is not None:
+            proto_rows = proto_rows.detach().cpu().long()
+            if proto_rows.shape != proto_class.shape:
+                raise ValueError(f"proto_rows {tuple(proto_rows.shape)} must have one row per "
+                                 f"prototype {tuple(proto_class.shape)}")
+            self.register_buffer("proto_rows", proto_rows)
+        else:
+            self.proto_rows = None
 
     @property
     def num_classes(self) -> int:
         return self.members.shape[0]
 
-    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+    def forward(self, dist: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """dist [B, P] -> [B, C]; ``rows`` [B]: leave each sample's own prototype out."""
         t = torch.exp(self.log_temperature)
         z = (-dist / t)[:, self.members.clamp(min=0)]                       # [B, C, Mmax]
-        z = z.masked_fill(self.members < 0, float("-inf"))
-        return -t * (torch.logsumexp(z, -1) - self.counts.to(z.dtype).log())
+        absent = (self.members < 0).expand_as(z)
+        if rows is not None and self.proto_rows is not None and rows.numel():
+            src = self.proto_rows[self.members.clamp(min=0)].masked_fill(self.members < 0, -1)
+            own = src.unsqueeze(0) == rows.to(src.device).view(-1, 1, 1)    # [B, C, Mmax]
+            own &= (self.counts > 1).view(1, -1, 1)   # a class's only prototype stays
+            absent = absent | own
+        z = z.masked_fill(absent, float("-inf"))
+        n = (~absent).sum(-1).to(z.dtype)                                   # [B, C]
+        return -t * (torch.logsumexp(z, -1) - n.log())
 
     @torch.no_grad()
     def calibrate(self, dist: torch.Tensor) -> None:

@@ -78,7 +78,7 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
         with timer.stage("data"):
             batch = batch.to(device)
         with timer.stage("forward"):
-            dist = model(batch.x, batch.offsets)                  # [B_local, C]
+            dist = model(batch.x, batch.offsets, batch.rows)      # [B_local, C]
             loss_sum = loss_fn(dist, batch.labels, loop.std_eps, reduction="sum",
                                head=getattr(model, "module", model).head)
         with timer.stage("backward"):
@@ -156,15 +156,17 @@ def calibrate_head(model: DejaVid, ds: Dataset, loop: LoopSpec, device,
     rows = torch.randperm(len(ds), generator=g)[:max_videos].tolist()
     bs = loop.eval_batch_size
     fixed, model.fixed_path = model.fixed_path, False
-    dists = []
+    dists, index_rows = [], []
     for batch in make_loader(ds, [rows[s:s + bs] for s in range(0, len(rows), bs)],
                              loop.num_workers):
+        index_rows.append(batch.rows)
         batch = batch.to(device)
         dists.append(model.prototype_distances(batch.x, batch.offsets))
     model.fixed_path = fixed
     dist = torch.cat(dists)
     if model.pool is not None:
         model.pool.calibrate(dist)
-        dist = model.pool(dist)
+        # as training will see them: a video's own prototype left out
+        dist = model.pool(dist, torch.cat(index_rows))
     if head_wants:
         model.head.calibrate(dist)

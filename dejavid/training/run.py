@@ -22,7 +22,8 @@ from typing import Callable, Optional
 import torch
 
 from . import distributed as ddp
-from ..model.centroids import flatten_prototypes, load_or_compute_centroids
+from ..config.settings import ALL_SERIES
+from ..model.centroids import flatten_prototypes, load_or_compute_centroids, sampled_rows
 from .checkpoint import extraction_record, load_checkpoint, restore_model, save_checkpoint
 from ..config.files import format_config
 from ..device import resolve_device
@@ -57,7 +58,8 @@ def model_from_checkpoint(ckpt: dict, spec: ModelSpec, std_eps: float = 1e-6) ->
     """The trained layer of a checkpoint, set to align freely (as evaluation does)."""
     model = DejaVid(ckpt["model"]["mu"], spec.step_pattern, spec.use_fixed_path,
                     backend=spec.backend, logit_head=spec.logit_head, std_eps=std_eps,
-                    band=spec.band, proto_class=(ckpt.get("pool") or {}).get("proto_class"))
+                    band=spec.band, proto_class=(ckpt.get("pool") or {}).get("proto_class"),
+                    proto_rows=(ckpt.get("pool") or {}).get("proto_rows"))
     model.fixed_path = False
     restore_model(model, ckpt)
     return model
@@ -306,11 +308,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     hint = resume_hint or (f"python train_dejavid.py --resume {run_dir}" if run_dir else "")
 
     # Given centroids are one per class unless ``proto_class`` says otherwise.
+    proto_rows = None
     if mu_init is None and resume is not None:
         # The checkpoint's parameters replace the initial ones: computing or loading
         # centroids here would be wasted work.
         mu_init = resume["model"]["mu"].clone()
         proto_class = (resume.get("pool") or {}).get("proto_class")
+        proto_rows = (resume.get("pool") or {}).get("proto_rows")
     if mu_init is None:
         # Rank 0 computes the centroids once; the other ranks wait, then read its cache file
         # (or stop quietly when rank 0 could not compute them).
@@ -328,11 +332,13 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
                                                    False, log_main)
         # [C, K, F], or [C, M, K, F] with M prototypes per class: as [P, K, F] and their classes
         mu_init, proto_class = flatten_prototypes(mu_init)
+        if settings.centroids.centroids_per_class == ALL_SERIES:
+            proto_rows = sampled_rows(train_ds, settings.centroids)
     spec = settings.model
     gen = torch.Generator().manual_seed(loop.seed)
     model = DejaVid(mu_init, spec.step_pattern, spec.use_fixed_path, spec.w_one_init,
                     spec.backend, gen, logit_head=spec.logit_head, std_eps=loop.std_eps,
-                    band=spec.band, proto_class=proto_class)
+                    band=spec.band, proto_class=proto_class, proto_rows=proto_rows)
     model.to(device)
     if resume is None:   # (a resume restores the learned head from the checkpoint)
         calibrate_head(model, train_ds, loop, device)

@@ -1,0 +1,210 @@
+"""Settings chosen by cross-validation inside the training split (``tune: cv``,
+``DejaVidClassifier(tune='cv')``; docs/DESIGN.md section 9, measured in docs/results.md).
+
+The training series are dealt into k stratified folds; every candidate of a small grid
+is trained on k - 1 folds and scored (top-1) on the one held out, for each fold; the
+candidate with the best mean score wins (the earlier, simpler one on ties) and the caller
+then trains it on the whole training split.  Only the training series are ever passed in,
+so the evaluation split cannot take part in the choice.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..config.settings import ALL_SERIES, TUNE_MODES, TrainSettings
+from ..data.arrays import ArrayDataset, index_from_arrays
+from ..data.standardize import statistics
+
+# The candidates, as changes to the configured settings (the first: none).  Kept small,
+# because each costs k fits: the paper's settings as configured; the diagonal step inside
+# a 10 % warping band; the same with every sampled training series as a prototype of its
+# own (a learned, leave-one-out trained nearest-neighbour form of DejaVid), which reaches
+# a near-zero training loss within 20-30 epochs (docs/results.md), so it trains for at
+# most 30 (fewer when fewer are configured).
+TUNE_GRID: tuple[dict, ...] = (
+    {},
+    {"step_pattern": "hvd", "band": 0.1},
+    {"step_pattern": "hvd", "band": 0.1, "centroids_per_class": ALL_SERIES,
+     "epochs_at_most": 30},
+)
+TUNE_FOLDS = 3
+# The keys a candidate may change, and the config key each one is written as.
+CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most")
+
+
+def check_tune(value) -> str:
+    """'none' or 'cv' (None reads as 'none'), else ValueError."""
+    value = "none" if value is None else value
+    if value not in TUNE_MODES:
+        raise ValueError(f"tune must be one of {', '.join(TUNE_MODES)} (or None), got {value!r}")
+    return value
+
+
+def describe(candidate: dict) -> str:
+    """'as configured', or the candidate's changes as key=value."""
+    return " ".join(f"{k}={v}" for k, v in candidate.items()) or "as configured"
+
+
+def candidate_settings(settings: TrainSettings, candidate: dict) -> TrainSettings:
+    """``settings`` with the changes of one grid ``candidate`` applied."""
+    unknown = sorted(set(candidate) - set(CANDIDATE_KEYS))
+    if unknown:
+        raise ValueError(f"a tuning candidate may set {', '.join(CANDIDATE_KEYS)}; "
+                         f"got {', '.join(unknown)}")
+    cen, model, loop = settings.centroids, settings.model, settings.loop
+    if "step_pattern" in candidate:
+        cen = replace(cen, step_pattern=candidate["step_pattern"])
+        model = replace(model, step_pattern=candidate["step_pattern"])
+    if "band" in candidate:
+        cen, model = replace(cen, band=candidate["band"]), replace(model, band=candidate["band"])
+    if "centroids_per_class" in candidate:
+        cen = replace(cen, centroids_per_class=candidate["centroids_per_class"])
+    if "epochs_at_most" in candidate:
+        if loop.num_epochs == "auto":
+            raise ValueError("resolve num_epochs before applying a candidate that caps it")
+        loop = replace(loop, num_epochs=min(int(loop.num_epochs), candidate["epochs_at_most"]))
+    return replace(settings, centroids=cen, model=model, loop=loop)
+
+
+def config_changes(candidate: dict, settings: TrainSettings) -> dict:
+    """The config keys (``configs/*.yaml``) that a candidate's changes are written as, with
+    their values in ``settings`` (resolved, as :func:`candidate_settings` made them)."""
+    out = {}
+    if "step_pattern" in candidate:
+        out["use_mm"] = 1 if candidate["step_pattern"] == "hvd" else 0
+    if "band" in candidate:
+        out["band"] = candidate["band"]
+    if "centroids_per_class" in candidate:
+        out["centroids_per_class"] = candidate["centroids_per_class"]
+    if "epochs_at_most" in candidate:
+        out["num_epochs"] = int(settings.loop.num_epochs)
+    return out
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint, sorted position arrays that cover ``labels``: each class's members,
+    shuffled with ``seed``, are dealt to the folds in turn (one class after the other, the
+    turn carried over), so every fold gets each class's share to within one."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    turn = 0
+    for c in np.unique(labels):
+        for n in rng.permutation(np.flatnonzero(labels == c)):
+            folds[turn % k].append(int(n))
+            turn += 1
+    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+def fold_count(labels: np.ndarray, k: int) -> int:
+    """The folds used: ``k``, or fewer when the smallest class has fewer series (every fold's
+    training part must hold each class).  ValueError when a class has a single series."""
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        lone = values[counts < 2].tolist()
+        raise ValueError(f"tune: cv needs at least 2 training series per class (each fold "
+                         f"trains on the others); class(es) {lone} have 1. Add series, or "
+                         f"set tune: none")
+    if k < 2:
+        raise ValueError(f"tune_folds must be >= 2, got {k}")
+    return int(min(k, counts.min()))
+
+
+@dataclass
+class TuneResult:
+    """What :func:`choose_by_cv` found: the winning candidate and every fold's score."""
+    grid: tuple
+    folds: int
+    scores: list            # [candidate][fold] top-1 on the held-out fold
+    chosen_index: int
+    seconds: float
+    fold_sizes: list = field(default_factory=list)
+
+    @property
+    def chosen(self) -> dict:
+        return dict(self.grid[self.chosen_index])
+
+    @property
+    def means(self) -> list[float]:
+        return [float(np.mean(s)) for s in self.scores]
+
+    def as_dict(self) -> dict:
+        """JSON-ready record (saved as ``tune.json`` in the run folder)."""
+        return {"chosen": describe(self.chosen), "chosen_changes": self.chosen,
+                "folds": self.folds, "fold_sizes": self.fold_sizes,
+                "seconds": round(self.seconds, 3),
+                "candidates": [{"changes": describe(c), "fold_top1": [round(float(v), 6)
+                                                                      for v in s],
+                                "mean_top1": round(float(np.mean(s)), 6)}
+                               for c, s in zip(self.grid, self.scores)]}
+
+    def summary(self) -> str:
+        """One line per candidate with its fold scores, the chosen one marked."""
+        lines = [f"tune: cv over {self.folds} folds of the training split "
+                 f"({self.seconds:.1f} s):"]
+        for g, (c, s) in enumerate(zip(self.grid, self.scores)):
+            mark = "  <- chosen" if g == self.chosen_index else ""
+            lines.append(f"  {describe(c)}: mean top-1 {np.mean(s):.4f} (folds "
+                         + ", ".join(f"{v:.4f}" for v in s) + f"){mark}")
+        return "\n".join(lines)
+
+
+def fold_datasets(tensors: list, labels: np.ndarray, label_values: list, held: np.ndarray,
+                  standardize: bool) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train part, held-out part) of one fold over the raw series ``tensors`` with class
+    codes ``labels``; with ``standardize`` both use the statistics of the train part only."""
+    is_held = np.zeros(len(tensors), dtype=bool)
+    is_held[held] = True
+    index, tensors = index_from_arrays(tensors, [label_values[c] for c in labels],
+                                       label_values=label_values,
+                                       split=["held" if h else "fit" for h in is_held])
+    if standardize:
+        index.feature_stats = statistics(t for t, h in zip(tensors, is_held) if not h)
+    return ArrayDataset(index, tensors, "fit"), ArrayDataset(index, tensors, "held")
+
+
+def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSettings,
+                 standardize: bool, *, folds: int = TUNE_FOLDS, grid: tuple = TUNE_GRID,
+                 seed: Optional[int] = None, device="cpu", progress: bool = False,
+                 log: Callable[[str], None] = print) -> TuneResult:
+    """Pick the candidate of ``grid`` with the best mean held-out top-1 over stratified
+    folds of the training series.
+
+    ``tensors``: the training split's raw (not standardised) series [T, F]; ``labels``:
+    their class codes (0 .. C - 1, positions in ``label_values``); ``settings``: as
+    configured ('auto' values are resolved per fold, from that fold's training part).
+    Folds come from ``seed`` (default: ``settings.loop.seed``).  Costs
+    ``folds * len(grid)`` fits on (folds - 1) / folds of the series, plus one evaluation
+    each; nothing is written.  Nothing here sees any series but these.
+    """
+    from .engine import evaluate
+    from .run import fit
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(tensors) != len(labels):
+        raise ValueError(f"{len(tensors)} series but {len(labels)} labels")
+    k = fold_count(labels, folds)
+    seed = settings.loop.seed if seed is None else seed
+    t0 = time.time()
+    parts = stratified_folds(labels, k, seed)
+    scores: list[list[float]] = [[] for _ in grid]
+    quiet = lambda *a, **kw: None  # noqa: E731
+    for f, held in enumerate(parts):
+        train_part, held_part = fold_datasets(tensors, labels, label_values, held, standardize)
+        for g, cand in enumerate(grid):
+            run = fit(train_part, None, candidate_settings(settings, cand), device=device,
+                      progress=False, log=quiet)
+            res = evaluate(run.model, held_part, settings.loop, run.model.mu.device,
+                           progress=False)
+            scores[g].append(float(res["top1"]))
+            log(f"tune: fold {f + 1}/{k}, {describe(cand)}: held-out top-1 {res['top1']:.4f}")
+    means = [float(np.mean(s)) for s in scores]
+    best = int(np.argmax(means))      # the first of the best: the simpler on ties
+    return TuneResult(grid=tuple(grid), folds=k, scores=scores, chosen_index=best,
+                      seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts])
