@@ -316,3 +316,125 @@ def test_fit_with_given_centroids_and_their_classes(tmp_path):
               log=lambda *_: None)
     assert res.model.pool is not None and res.model.num_classes == 3
     assert torch.equal(res.model.pool.proto_class, classes)
+
+
+# --- centroids_per_class: all (every sampled series its own prototype, leave-one-out) ---
+
+def test_all_series_are_the_prototypes_in_sampled_order(tmp_path):
+    ds = _dataset()
+    spec = CentroidSpec(**{**SPEC, "sample_size_per_class": 4}, centroids_per_class="all")
+    blocks, path = cen.load_or_compute_centroids(ds, spec, tmp_path)
+    mu, proto_class = cen.flatten_prototypes(blocks)
+    rows = cen.sampled_rows(ds, spec)
+    # 4 of the 12 videos of classes 0 and 1, both videos of class 2; rows in class order
+    assert proto_class.tolist() == [0] * 4 + [1] * 4 + [2] * 2
+    assert rows.shape == proto_class.shape
+    assert [int(ds.index.labels[r]) for r in rows] == proto_class.tolist()
+    for p, r in enumerate(rows.tolist()):
+        n = list(ds.rows).index(r)
+        assert torch.equal(mu[p], cen.resample(ds[n][0], 6))      # the series itself
+    again, path2 = cen.load_or_compute_centroids(ds, spec, tmp_path)
+    assert path2 == path and "centroids_per_class" in torch.load(path)["meta"]
+    # raw: the DBA of the one series from its resampled start (it keeps its own values)
+    raw = cen.flatten_prototypes(cen.load_or_compute_centroids(
+        ds, CentroidSpec(**{**SPEC, "sample_size_per_class": 4}, centroids_per_class="all",
+                         init="raw"), None)[0])[0]
+    assert raw.shape == mu.shape and bool(torch.isfinite(raw).all())
+    assert not torch.equal(raw, mu)
+
+
+def test_leave_one_out_pool_leaves_out_only_the_own_prototype():
+    proto_class = torch.tensor([0, 0, 0, 1, 2, 2])
+    proto_rows = torch.tensor([10, 11, 12, 13, 14, 15])
+    pool = SoftMinPool(proto_class, proto_rows).double()
+    d = torch.tensor([[1.0, 4.0, 2.0, 7.0, 3.0, 5.0], [5.0, 5.0, 9.0, 0.5, 8.0, 2.0],
+                      [6.0, 1.0, 2.0, 3.0, 0.0, 4.0]], dtype=torch.float64)
+    rows = torch.tensor([10, 13, 14])   # own prototypes: 0 (class 0), 3 (class 1 alone), 4
+    out = pool(d, rows)
+    t = pool.log_temperature.exp()
+
+    def softmin(v):
+        v = torch.tensor(v, dtype=torch.float64)
+        return -t * (torch.logsumexp(-v / t, 0) - np.log(len(v)))
+    assert torch.allclose(out[0, 0], softmin([4.0, 2.0]))          # own (1.0) left out
+    assert torch.allclose(out[1, 1], d[1, 3])                       # a class's only one stays
+    assert torch.allclose(out[2, 2], softmin([4.0]))                # own (0.0) left out
+    untouched = pool(d)
+    assert torch.equal(out[0, 1:], untouched[0, 1:]) and torch.equal(out[1], untouched[1])
+    assert torch.equal(out[2, :2], untouched[2, :2])
+    # without proto_rows (M clusters), rows change nothing
+    plain = SoftMinPool(proto_class).double()
+    assert torch.equal(plain(d, rows), plain(d))
+    with pytest.raises(ValueError, match="one row per"):
+        SoftMinPool(proto_class, proto_rows[:3])
+
+
+def test_gradcheck_of_the_leave_one_out_pool():
+    from torch.func import functional_call
+    pool = SoftMinPool(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([3, 4, 5, 6, 7])).double()
+    d = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    log_t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([4, 6, 0])
+    assert torch.autograd.gradcheck(
+        lambda d, lt: functional_call(pool, {"log_temperature": lt}, (d, rows)), (d, log_t))
+
+
+def test_model_leaves_own_prototype_out_in_training_only():
+    ds = _dataset()
+    spec = CentroidSpec(**SPEC, centroids_per_class="all")
+    mu, pc = cen.flatten_prototypes(cen.load_or_compute_centroids(ds, spec, None)[0])
+    rows = cen.sampled_rows(ds, spec)
+    model = DejaVid(mu, "hvd", fixed_path=False, w_one_init=True, backend="ref",
+                    proto_class=pc, proto_rows=rows)
+    batch = ds.batch(list(range(len(ds))))
+    with torch.no_grad():
+        model.train()
+        loo = model(batch.x, batch.offsets, batch.rows)
+        model.eval()
+        free = model(batch.x, batch.offsets, batch.rows)
+        protos = model.prototype_distances(batch.x, batch.offsets)
+    assert torch.equal(free, model.pool(protos))
+    lab = torch.as_tensor(ds.index.labels[batch.rows])
+    t = model.pool.log_temperature.exp()
+    for n in range(len(ds)):
+        keep = (pc == lab[n]) & (rows != batch.rows[n])     # its class, without itself
+        assert int(keep.sum()) == int((pc == lab[n]).sum()) - 1   # each video is one prototype
+        v = protos[n, keep]
+        want = -t * (torch.logsumexp(-v / t, 0) - torch.log(torch.tensor(float(len(v)))))
+        assert torch.allclose(loo[n, lab[n]], want, rtol=1e-5)
+    other = ~torch.nn.functional.one_hot(lab, 3).bool()
+    assert torch.equal(loo[other], free[other])           # other classes unchanged
+
+
+def test_fit_with_all_series_round_trips_proto_rows(tmp_path):
+    ds = _dataset()
+    settings = TrainSettings(centroids=CentroidSpec(**SPEC, centroids_per_class="all",
+                                                    step_pattern="hvd"),
+                             model=ModelSpec(step_pattern="hvd", backend="ref", band=0.3),
+                             optim=OptimSpec(lr=0.05), loop=LoopSpec(num_epochs=3, batch_size=8))
+    res = fit(ds, ds, settings, device="cpu", run_dir=tmp_path / "run", progress=False,
+              log=lambda *_: None)
+    model = res.model
+    assert model.mu.shape[0] == len(ds) and torch.equal(
+        model.pool.proto_rows, cen.sampled_rows(ds, settings.centroids))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert torch.equal(ckpt["pool"]["proto_rows"], model.pool.proto_rows)
+    rebuilt = model_from_checkpoint(ckpt, settings.model)
+    assert torch.equal(rebuilt.pool.proto_rows, model.pool.proto_rows)
+    batch = ds.batch(list(range(len(ds))))
+    model.fixed_path = False
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(batch.x, batch.offsets), model(batch.x, batch.offsets))
+    assert res.best_top1 > 0.5
+
+
+def test_centroids_per_class_all_is_checked_in_config_and_spec():
+    from dejavid.config.files import load_config
+    assert load_config(None, ["--centroids_per_class", "all"])["centroids_per_class"] == "all"
+    for bad in ("many", "0"):
+        with pytest.raises(ValueError, match="centroids_per_class"):
+            load_config(None, ["--centroids_per_class", bad])
+    for bad in ("some", 0, 2.5, True):
+        with pytest.raises(ValueError, match="centroids_per_class"):
+            CentroidSpec(centroids_per_class=bad)

@@ -1,0 +1,232 @@
+"""Settings chosen by cross-validation inside the training split (``tune: cv``,
+``DejaVidClassifier(tune='cv')``, :mod:`dejavid.training.tune`).
+
+- stratified folds: disjoint, covering, every class's share to within one, seeded;
+- fewer folds than asked when a class is small; a class of one series is an error;
+- a candidate changes exactly its keys (the epoch cap only lowers);
+- choose_by_cv's fold scores are those of fitting each candidate on the other folds and
+  evaluating on the held one; the best mean wins, the first on ties;
+- the evaluation split never takes part: train_dejavid's choice (tune.json) is the same
+  when every evaluation video and label is replaced, and the chosen values reach the
+  checkpoint's config;
+- the estimator: the new parameters are checked, survive clone, work in GridSearchCV, and
+  tune='cv' records its choice in ``tune_``.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from dejavid.config.settings import (ALL_SERIES, CentroidSpec, LoopSpec, ModelSpec,
+                                     TrainSettings)
+from dejavid.training import tune
+from dejavid.training.engine import evaluate
+from dejavid.training.run import fit
+
+
+def _series(seed=0, per_class=8, C=3, F=2):
+    """C classes of noisy ramps at class-specific levels, lengths 6-12."""
+    g = np.random.default_rng(seed)
+    X, y = [], []
+    for c in range(C):
+        for _ in range(per_class):
+            T = int(g.integers(6, 13))
+            ramp = np.linspace(-1, 1, T)[:, None] * (1 + c) * np.ones((1, F))
+            X.append((ramp + 0.8 * c + 0.4 * g.standard_normal((T, F))).astype(np.float32))
+            y.append(c)
+    return X, np.array(y)
+
+
+SMALL = TrainSettings(centroids=CentroidSpec(num_timesteps=5, dba_max_iter=3, backend="ref"),
+                      model=ModelSpec(backend="ref"), loop=LoopSpec(num_epochs=2, batch_size=8))
+
+
+def test_stratified_folds_cover_disjointly_with_each_class_shared():
+    y = np.array([0] * 7 + [1] * 5 + [2] * 3 + [0] * 2)
+    for k in (2, 3):
+        folds = tune.stratified_folds(y, k, seed=4)
+        assert len(folds) == k
+        joined = np.sort(np.concatenate(folds))
+        assert joined.tolist() == list(range(len(y)))
+        for c in np.unique(y):
+            shares = [int((y[f] == c).sum()) for f in folds]
+            assert max(shares) - min(shares) <= 1, (c, shares)
+    a = tune.stratified_folds(y, 3, seed=1)
+    b = tune.stratified_folds(y, 3, seed=1)
+    c = tune.stratified_folds(y, 3, seed=2)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+def test_fold_count_follows_the_smallest_class_and_refuses_a_lone_series():
+    assert tune.fold_count(np.array([0, 0, 0, 1, 1, 1]), 3) == 3
+    assert tune.fold_count(np.array([0, 0, 0, 1, 1]), 3) == 2
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have 1"):
+        tune.fold_count(np.array([0, 0, 1]), 3)
+    with pytest.raises(ValueError, match="tune_folds"):
+        tune.fold_count(np.array([0, 0, 1, 1]), 1)
+
+
+def test_candidate_settings_change_only_their_keys():
+    base = SMALL.resolved([8] * 24)
+    assert tune.candidate_settings(base, {}) == base
+    c = tune.candidate_settings(base, tune.TUNE_GRID[2])
+    assert c.centroids.step_pattern == c.model.step_pattern == "hvd"
+    assert c.centroids.band == c.model.band == 0.1
+    assert c.centroids.centroids_per_class == ALL_SERIES
+    assert c.loop.num_epochs == 2                       # the cap (30) only lowers
+    assert (c.optim, c.loop.batch_size, c.centroids.num_timesteps) == \
+        (base.optim, base.loop.batch_size, base.centroids.num_timesteps)
+    long = tune.candidate_settings(TrainSettings(loop=LoopSpec(num_epochs=80)).resolved([8] * 9),
+                                   {"epochs_at_most": 30})
+    assert long.loop.num_epochs == 30
+    assert tune.config_changes(tune.TUNE_GRID[2], c) == {
+        "use_mm": 1, "band": 0.1, "centroids_per_class": "all", "num_epochs": 2}
+    with pytest.raises(ValueError, match="may set"):
+        tune.candidate_settings(base, {"lr": 1.0})
+    with pytest.raises(ValueError, match="resolve num_epochs"):
+        tune.candidate_settings(TrainSettings(), {"epochs_at_most": 30})
+
+
+def test_choose_by_cv_scores_are_fits_on_the_other_folds():
+    X, y = _series()
+    tensors = [torch.from_numpy(x) for x in X]
+    settings = SMALL.resolved([len(x) for x in X])
+    grid = ({}, {"step_pattern": "hvd", "band": 0.2})
+    res = tune.choose_by_cv(tensors, y, [0, 1, 2], settings, True, folds=3, grid=grid,
+                            seed=5, log=lambda *_: None)
+    assert res.folds == 3 and len(res.scores) == 2 and all(len(s) == 3 for s in res.scores)
+    assert res.fold_sizes == [8, 8, 8]
+    # recompute candidate 1 on fold 2 independently
+    held = tune.stratified_folds(y, 3, seed=5)[2]
+    train_part, held_part = tune.fold_datasets(tensors, y, [0, 1, 2], held, True)
+    assert set(train_part.rows.tolist()).isdisjoint(held_part.rows.tolist())
+    run = fit(train_part, None, tune.candidate_settings(settings, grid[1]), device="cpu",
+              progress=False, log=lambda *_: None)
+    again = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False)
+    assert res.scores[1][2] == again["top1"]
+    assert res.chosen_index == int(np.argmax(res.means))
+    record = res.as_dict()
+    assert [c["fold_top1"] for c in record["candidates"]] == \
+        [[round(v, 6) for v in s] for s in res.scores]
+    assert "<- chosen" in res.summary().splitlines()[1 + res.chosen_index]
+
+
+def test_ties_go_to_the_earlier_candidate():
+    X, y = _series()
+    tensors = [torch.from_numpy(x) for x in X]
+    settings = SMALL.resolved([len(x) for x in X])
+    # the same candidate twice: equal scores, the first wins
+    res = tune.choose_by_cv(tensors, y, [0, 1, 2], settings, False, folds=2,
+                            grid=({}, {}), log=lambda *_: None)
+    assert res.scores[0] == res.scores[1] and res.chosen_index == 0
+
+
+def _write(root, X, y, split_of):
+    (root / "f").mkdir(parents=True, exist_ok=True)
+    splits, labels, fnames = {}, {}, {}
+    for n, (x, lab, s) in enumerate(zip(X, y, split_of)):
+        vid = f"v{n:03d}"
+        torch.save(torch.from_numpy(x), root / "f" / f"{vid}.pt")
+        splits[vid], labels[vid], fnames[vid] = s, int(lab), f"f/{vid}.pt"
+    for name, m in (("id2splits", splits), ("id2labels", labels), ("id2fname", fnames)):
+        with open(root / f"{name}.pkl", "wb") as fh:
+            pickle.dump(m, fh)
+    return [f"--id2feats", str(root), "--id2splits", str(root / "id2splits.pkl"),
+            "--id2labels", str(root / "id2labels.pkl"), "--id2fname", str(root / "id2fname.pkl")]
+
+
+def test_train_dejavid_chooses_without_reading_the_evaluation_split(tmp_path):
+    """The choice (tune.json: every fold score) is the same when every evaluation video
+    and label is replaced; the chosen values are what the run trained and recorded."""
+    import train_dejavid
+    X, y = _series(per_class=6)
+    Xe, ye = _series(seed=1, per_class=4)
+    other = [np.random.default_rng(n).normal(50, 9, size=(int(3 + n % 20), 2)).astype(np.float32)
+             for n in range(len(Xe))]
+    records = []
+    for name, (ev, yv) in (("a", (Xe, ye)), ("b", (other, (ye + 1) % 3))):
+        data = _write(tmp_path / name, X + list(ev), list(y) + list(yv),
+                      ["train"] * len(X) + ["val"] * len(ev))
+        rc = train_dejavid.main([*data, "--num_timesteps", "5", "--dba_max_iter", "3",
+                                 "--num_epochs", "2", "--batch_size", "8", "--tune", "cv",
+                                 "--tune_folds", "2", "--device", "cpu",
+                                 "--cache_dir", str(tmp_path / name / "cache"),
+                                 "--output_dir", str(tmp_path / name / "runs"),
+                                 "--run_name", "t", "--no-progress"])
+        assert rc == 0
+        run = tmp_path / name / "runs" / "t"
+        record = json.loads((run / train_dejavid.TUNE_FILE).read_text())
+        ckpt = torch.load(run / "last.pt", weights_only=False)
+        records.append((record, ckpt))
+    (ra, ca), (rb, cb) = records
+    assert ra == {**rb, "seconds": ra["seconds"]}
+    assert len(ra["candidates"]) == len(tune.TUNE_GRID) and ra["folds"] == 2
+    for key, value in ra["chosen_changes"].items():
+        written = {"step_pattern": ("use_mm", 1 if value == "hvd" else 0),
+                   "epochs_at_most": ("num_epochs", min(2, value))}.get(key, (key, value))
+        assert ca["config"][written[0]] == written[1]
+    assert ca["config"]["tune"] == "cv"
+    # the same training (the choice and the training split are the same): the same model
+    assert torch.equal(ca["model"]["theta"], cb["model"]["theta"])
+
+
+def test_estimator_parameters_are_checked_and_survive_clone():
+    from sklearn.base import clone
+    from dejavid import DejaVidClassifier
+    X, y = _series(per_class=4)
+    for bad in ({"band": -0.1}, {"band": "wide"}, {"centroids_per_class": 0},
+                {"centroids_per_class": "most"}, {"centroid_init": "mean"},
+                {"tune": "grid"}, {"tune_folds": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DejaVidClassifier(**bad, num_epochs=1).fit(X, y)
+    clf = DejaVidClassifier(band=0.2, centroids_per_class="all", centroid_init="raw",
+                            tune="cv", tune_folds=2)
+    params = clone(clf).get_params()
+    assert {k: params[k] for k in ("band", "centroids_per_class", "centroid_init", "tune",
+                                   "tune_folds")} == \
+        {"band": 0.2, "centroids_per_class": "all", "centroid_init": "raw", "tune": "cv",
+         "tune_folds": 2}
+    s = DejaVidClassifier(band=0.2, centroids_per_class=3, step_pattern="hvd")._settings()
+    assert (s.model.band, s.centroids.band, s.centroids.centroids_per_class) == (0.2, 0.2, 3)
+
+
+def test_estimator_grid_search_over_the_new_parameters():
+    from sklearn.model_selection import GridSearchCV
+    from dejavid import DejaVidClassifier
+    X, y = _series(per_class=6)
+    base = DejaVidClassifier(num_timesteps=5, num_epochs=2, dba_max_iter=3, backend="ref",
+                             device="cpu")
+    search = GridSearchCV(base, {"band": [None, 0.2], "centroids_per_class": [1, "all"]},
+                          cv=2).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_params_["band"] in (None, 0.2)
+    assert 0.0 <= search.best_score_ <= 1.0
+    fitted = search.best_estimator_
+    M = fitted.centroids_per_class
+    P = fitted.model_.mu.shape[0]
+    assert P == (3 if M == 1 else len(X))
+
+
+def test_estimator_tune_cv_records_and_trains_the_choice(tmp_path):
+    from dejavid import DejaVidClassifier
+    X, y = _series(per_class=6)
+    clf = DejaVidClassifier(num_timesteps=5, num_epochs=2, dba_max_iter=3, backend="ref",
+                            device="cpu", tune="cv", tune_folds=2,
+                            run_dir=str(tmp_path / "run")).fit(X, y)
+    res = clf.tune_
+    assert res.folds == 2 and len(res.scores) == len(tune.TUNE_GRID)
+    chosen = res.chosen
+    model = clf.model_
+    assert model.step_pattern == chosen.get("step_pattern", "hv")
+    assert model.band == chosen.get("band")
+    assert (model.mu.shape[0] == len(X)) == (chosen.get("centroids_per_class") == ALL_SERIES)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["config"]["tune_choice"] == chosen
+    # the user's parameters are not changed by the choice (scikit-learn's rule)
+    assert clf.get_params()["band"] is None and clf.get_params()["step_pattern"] == "hv"
