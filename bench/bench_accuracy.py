@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shlex
 import sys
 import tempfile
@@ -183,70 +184,21 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str],
             "computed_centroids": computed}
 
 
-# --- DejaVid (tuned): settings chosen by cross-validation inside the training split ---
+# --- DejaVid (tuned): tune: cv, settings chosen by cross-validation inside the training split ---
 
-# The candidates, as overrides of CONFIG (the first is CONFIG itself: hv, one centroid
-# series per class, no band).  Ties go to the earlier, simpler candidate.  Chosen from the
-# single-variant measurements of bench/RESULTS.md (2026-12-06): the diagonal step with a
-# 10 % band, and the same with 4 prototypes per class, each led on some sets.
-TUNE_GRID = ((),
-             ("--use_mm", "1", "--band", "0.1"),
-             ("--use_mm", "1", "--band", "0.1", "--centroids_per_class", "4"))
-TUNE_FOLDS = 3
-
-
-def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """k disjoint, sorted index arrays that cover y: each class's members, shuffled with
-    ``seed``, are dealt to the folds in turn (so every fold gets each class's share)."""
-    rng = np.random.default_rng(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    turn = 0
-    for c in np.unique(y):
-        for n in rng.permutation(np.flatnonzero(y == c)):
-            folds[turn % k].append(int(n))
-            turn += 1
-    return [np.array(sorted(f), dtype=np.int64) for f in folds]
-
-
-def choose_by_cv(Xtr: list, ytr: np.ndarray, work: Path, seed: int, extra: list[str],
-                 grid=TUNE_GRID, k: int = TUNE_FOLDS, log=lambda *_: None) -> dict:
-    """Pick the candidate of ``grid`` with the best mean top-1 over ``k`` stratified folds
-    of the training series (each fold held out once, DejaVid trained on the others).
-
-    Takes the training split only, so the evaluation split cannot take part in the
-    choice.  Returns {"chosen": the winning overrides, "scores": one list of fold top-1s
-    per candidate, "seconds"}; costs k * len(grid) fits on (k - 1) / k of the data."""
-    t0 = time.time()
-    scores = [[] for _ in grid]
-    for f, held in enumerate(stratified_folds(ytr, k, seed)):
-        rest = np.setdiff1d(np.arange(len(ytr)), held)
-        fold = work / f"fold{f}"
-        (fold / "data").mkdir(parents=True, exist_ok=True)
-        data_args = write_on_disk(fold / "data", [Xtr[n] for n in rest], ytr[rest],
-                                  [Xtr[n] for n in held], ytr[held])
-        for g, over in enumerate(grid):
-            r = run_dejavid(data_args, fold, seed, [*extra, *over], run_name=f"seed{seed}-c{g}")
-            scores[g].append(r["top1"])
-    means = [float(np.mean(v)) for v in scores]
-    best = int(np.argmax(means))   # first of the best: the simpler candidate on ties
-    log("tune: cv fold top-1 per candidate: " + "; ".join(
-        f"{' '.join(over) or 'config'} {100 * m:.2f}" for over, m in zip(grid, means))
-        + f" -> {' '.join(grid[best]) or 'config'}")
-    return {"chosen": list(grid[best]), "scores": scores, "seconds": time.time() - t0}
-
-
-def run_dejavid_tuned(data_args: list[str], Xtr: list, ytr: np.ndarray, work: Path, seed: int,
-                      extra: list[str], log, quick: bool = False) -> dict:
-    """:func:`choose_by_cv` on the training series, then one fit with the chosen settings on
-    the whole training split, evaluated on the evaluation split: run_dejavid's result plus
-    "chosen", "cv_scores" and "seconds" (choice and refit together).  ``quick``: the
-    first two candidates, two folds (every code path, a fraction of the cost)."""
-    grid, k = (TUNE_GRID[:2], 2) if quick else (TUNE_GRID, TUNE_FOLDS)
-    choice = choose_by_cv(Xtr, ytr, work / "tune", seed, extra, grid, k, log=log)
-    r = run_dejavid(data_args, work, seed, [*extra, *choice["chosen"]],
-                    run_name=f"seed{seed}-tuned")
-    return {**r, "chosen": choice["chosen"], "cv_scores": choice["scores"],
-            "seconds": r["seconds"] + choice["seconds"]}
+def run_dejavid_tuned(data_args: list[str], work: Path, seed: int, extra: list[str],
+                      quick: bool = False) -> dict:
+    """train_dejavid with ``--tune cv`` (dejavid.training.tune: the grid TUNE_GRID, stratified
+    3-fold cross-validation inside the training split, then one fit of the choice on the
+    whole split, evaluated on the evaluation split): run_dejavid's result plus "chosen"
+    and "cv" (the run's tune.json).  ``seconds`` covers the choice and the fit.
+    ``quick``: two folds (every code path, a fraction of the cost)."""
+    run = f"seed{seed}-tuned"
+    r = run_dejavid(data_args, work, seed, [*extra, "--tune", "cv",
+                                            *(["--tune_folds", "2"] if quick else [])],
+                    run_name=run)
+    record = json.loads((work / "runs" / run / train_dejavid.TUNE_FILE).read_text())
+    return {**r, "chosen": record["chosen"], "cv": record}
 
 
 # --- baselines (adapters over dejavid.report.rows and dejavid.baselines.classic) ---
@@ -327,12 +279,14 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
             f"({r['seconds']:.1f} s, centroids {how}; train loss per epoch {r['train_loss']})")
     chosen = []
     for seed in seeds if "dejavid_tuned" in methods else []:
-        r = run_dejavid_tuned(data_args, Xtr, ytr, work, seed, extra, log, quick)
+        r = run_dejavid_tuned(data_args, work, seed, extra, quick)
         res["dejavid_tuned"].append(r["top1"])
         secs["dejavid_tuned"] += r["seconds"]
-        chosen.append(" ".join(r["chosen"]) or "config")
+        chosen.append(r["chosen"])
         log(f"{name}: DejaVid (tuned) seed {seed}: top-1 {r['top1']:.4f} with "
-            f"{chosen[-1]} ({r['seconds']:.1f} s with the choice)")
+            f"{chosen[-1]} ({r['seconds']:.1f} s with the choice); cv mean top-1 per "
+            "candidate: " + "; ".join(f"{c['changes']} {c['mean_top1']:.4f}"
+                                      for c in r["cv"]["candidates"]))
     index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
     if "dba_centroid" in methods:
         t0 = time.time()

@@ -13,6 +13,7 @@ pytest.importorskip("aeon")
 pytest.importorskip("sklearn")
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_accuracy  # noqa: E402
+from dejavid.training.checkpoint import load_checkpoint  # noqa: E402
 
 
 def _table_rows(report: str, names) -> tuple[dict, dict]:
@@ -121,52 +122,25 @@ def _written_series(data_args):
     return out
 
 
-def test_tuning_never_reads_the_evaluation_split(tmp_path, monkeypatch):
-    """tune: cv chooses on folds of the training series only; the evaluation series are
-    read once, by the refit with the chosen settings."""
+def test_tuned_column_is_train_dejavid_with_tune_cv(tmp_path):
+    """The column runs the package's tune: cv (its no-peeking test: tests/test_tune.py) and
+    reports the run's tune.json."""
     import numpy as np
     g = np.random.default_rng(0)
-    Xtr = [g.standard_normal((int(g.integers(3, 9)), 1)).astype(np.float32) for _ in range(12)]
+    Xtr = [(g.standard_normal((int(g.integers(4, 9)), 1)) + n % 3).astype(np.float32)
+           for n in range(12)]
     ytr = np.array([0, 1, 2] * 4)
-    Xte = [np.full((5, 1), 100.0 + n, np.float32) for n in range(6)]   # unlike any train series
-    yte = np.array([0, 1, 2] * 2)
+    Xte, yte = Xtr[:6], ytr[:6]
     (tmp_path / "data").mkdir()
     data_args = bench_accuracy.write_on_disk(tmp_path / "data", Xtr, ytr, Xte, yte)
-    train_bytes = {x.tobytes() for x in Xtr}
-    test_bytes = {x.tobytes() for x in Xte}
-    calls = []
-
-    def fake_run(args, work, seed, extra, run_name=""):
-        seen = _written_series(args)
-        calls.append((extra, seen, run_name))
-        # candidate 1 ('--use_mm 1 --band 0.1') wins every fold
-        return {"top1": 0.9 if "--band" in extra else 0.5, "seconds": 0.0, "K": 4,
-                "train_loss": []}
-
-    monkeypatch.setattr(bench_accuracy, "run_dejavid", fake_run)
-    r = bench_accuracy.run_dejavid_tuned(data_args, Xtr, ytr, tmp_path / "w", 0, [], print)
-    grid, k = bench_accuracy.TUNE_GRID, bench_accuracy.TUNE_FOLDS
-    assert len(calls) == k * len(grid) + 1
-    for extra, seen, _ in calls[:-1]:   # the choice: training series only, folds disjoint
-        assert set(seen["train"]) | set(seen["test"]) <= train_bytes
-        assert not set(seen["train"]) & set(seen["test"])
-        assert len(seen["train"]) + len(seen["test"]) == len(Xtr)
-    held_out = [frozenset(seen["test"]) for extra, seen, _ in calls[:-1] if not extra]
-    assert len(held_out) == k and frozenset().union(*held_out) == train_bytes
-    extra, seen, name = calls[-1]        # the refit: the whole training split, then the test
-    assert set(seen["test"]) == test_bytes and name == "seed0-tuned"
-    assert r["chosen"] == list(grid[1]) and extra == list(grid[1])
-    assert r["cv_scores"][1] == [0.9] * k and r["cv_scores"][0] == [0.5] * k
-
-
-def test_stratified_folds_cover_each_class_evenly():
-    import numpy as np
-    y = np.array([0] * 7 + [1] * 3 + [2] * 5)
-    folds = bench_accuracy.stratified_folds(y, 3, seed=1)
-    assert sorted(np.concatenate(folds).tolist()) == list(range(len(y)))
-    for c, n in ((0, 7), (1, 3), (2, 5)):
-        per_fold = [int((y[f] == c).sum()) for f in folds]
-        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == n
+    r = bench_accuracy.run_dejavid_tuned(data_args, tmp_path / "w", 0,
+                                         bench_accuracy.QUICK_DEJAVID, quick=True)
+    from dejavid.training.tune import TUNE_GRID, describe
+    assert r["cv"]["folds"] == 2 and len(r["cv"]["candidates"]) == len(TUNE_GRID)
+    assert r["chosen"] in [describe(c) for c in TUNE_GRID]
+    assert 0.0 <= r["top1"] <= 1.0
+    ckpt = load_checkpoint(tmp_path / "w" / "runs" / "seed0-tuned")
+    assert ckpt["config"]["tune"] == "cv" and ckpt["config"]["tune_folds"] == 2
 
 
 def test_variable_length_rules_are_seeded_and_keep_the_signal():

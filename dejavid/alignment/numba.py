@@ -285,6 +285,26 @@ def _accumulate_pair(A, T, hvd):
 
 
 @njit(nogil=True, cache=_CACHE)
+def _accumulate_band(A, T, hvd, rows):
+    """:func:`_accumulate_pair` on a band-masked A (:func:`_mask_band`) that visits only the
+    band's cells: every cell outside holds +inf, and so would its accumulated cost (inf
+    plus any neighbour), so skipping them leaves A exactly as the full pass would."""
+    K = A.shape[0]
+    for j in range(1, rows[0, 1] + 1):
+        A[0, j] += A[0, j - 1]
+    for i in range(1, K):
+        lo = rows[i, 0]
+        if lo == 0:
+            A[i, 0] += A[i - 1, 0]
+            lo = 1
+        for j in range(lo, rows[i, 1] + 1):
+            best = min(A[i - 1, j], A[i, j - 1])
+            if hvd:
+                best = min(best, A[i - 1, j - 1])
+            A[i, j] += best
+
+
+@njit(nogil=True, cache=_CACHE)
 def _mask_band(A, T, rows):
     """In place: local cost A [K, >=T] <- +inf outside the band rows [K, 2] (inclusive
     lo, hi per row), so the accumulation and backtracking never cross those cells."""
@@ -424,7 +444,9 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
                         Ak = A[k * K:(k + 1) * K]
                         if band.shape[0] > 0:
                             _mask_band(Ak, T, band[b])
-                        _accumulate_pair(Ak, T, hvd)
+                            _accumulate_band(Ak, T, hvd, band[b])
+                        else:
+                            _accumulate_pair(Ak, T, hvd)
                         dist[b, c0 + k] = Ak[K - 1, T - 1]
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
 
