@@ -220,7 +220,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     store_device = device if cfg["store_on_device"] else None
     choice = None
-    if not args.eval_only and not args.resume and cfg["tune"] == "cv":
+    if not args.eval_only and not args.resume and cfg["tune"] == "cv" and \
+            not _tune_refused(cfg, index, info):
         # Before the evaluation split is even opened: the choice sees the training split only.
         cfg, settings, choice = tune_on_training_split(cfg, settings, index, info, device,
                                                        progress)
@@ -271,6 +272,15 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
 
 # The record of tune: cv in the run folder: every candidate's fold scores and the choice.
 TUNE_FILE = "tune.json"
+
+
+def _tune_refused(cfg: dict, index, info) -> bool:
+    """True (after saying why) when tune: cv cannot run on these training labels."""
+    from dejavid.training.tune import cannot_tune
+    why = cannot_tune(index.labels[index.rows(cfg["train_split"])], cfg["tune_folds"])
+    if why and info.is_main:
+        tqdm.write(f"warning: tune: cv skipped ({why}); training as configured")
+    return why is not None
 
 
 def tune_on_training_split(cfg: dict, settings, index, info, device, progress: bool):

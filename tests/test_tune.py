@@ -230,3 +230,22 @@ def test_estimator_tune_cv_records_and_trains_the_choice(tmp_path):
     assert ckpt["config"]["tune_choice"] == chosen
     # the user's parameters are not changed by the choice (scikit-learn's rule)
     assert clf.get_params()["band"] is None and clf.get_params()["step_pattern"] == "hv"
+
+
+def test_a_class_of_one_series_skips_the_choice_with_a_warning(tmp_path, capsys):
+    from dejavid import DejaVidClassifier
+    import train_dejavid
+    X, y = _series(per_class=4)
+    X, y = X[:9], y[:9]                  # class 2 keeps one series
+    assert tune.cannot_tune(y, 3) is not None and tune.cannot_tune(y[:8], 3) is None
+    with pytest.warns(UserWarning, match=r"tune='cv' skipped .*\[2\] have 1"):
+        clf = DejaVidClassifier(num_timesteps=5, num_epochs=1, dba_max_iter=2, backend="ref",
+                                device="cpu", tune="cv").fit(X, y)
+    assert clf.tune_ is None and clf.model_.step_pattern == "hv"
+    data = _write(tmp_path, X + X[:3], list(y) + list(y[:3]), ["train"] * 9 + ["val"] * 3)
+    assert train_dejavid.main([*data, "--num_timesteps", "5", "--dba_max_iter", "2",
+                               "--num_epochs", "1", "--tune", "cv", "--device", "cpu",
+                               "--cache_dir", str(tmp_path / "cache"), "--output_dir",
+                               str(tmp_path / "runs"), "--run_name", "t", "--no-progress"]) == 0
+    assert "tune: cv skipped" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "t" / train_dejavid.TUNE_FILE).exists()

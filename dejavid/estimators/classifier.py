@@ -366,9 +366,14 @@ class DejaVidClassifier(DistanceClassifier):
         """(settings, config) of the candidate that ``tune='cv'`` chooses on the training
         series (``self.tune_``: its :class:`dejavid.training.tune.TuneResult`, or, on a
         resume, the choice the checkpoint recorded, which is kept, not made again)."""
-        from ..training.tune import candidate_settings, choose_by_cv
+        from ..training.tune import candidate_settings, cannot_tune, choose_by_cv
         index = train_ds.index
         settings = settings.resolved(index.lengths[train_ds.rows])
+        why = cannot_tune(index.labels[train_ds.rows], int(self.tune_folds))
+        if why:
+            warnings.warn(f"tune='cv' skipped ({why}); trained as configured", UserWarning,
+                          stacklevel=3)
+            return settings, config
         if resume is not None:
             chosen = (resume.get("config") or {}).get("tune_choice") or {}
             return candidate_settings(settings, chosen), {**config, "tune_choice": chosen}

@@ -109,8 +109,7 @@ def fold_count(labels: np.ndarray, k: int) -> int:
     if counts.min() < 2:
         lone = values[counts < 2].tolist()
         raise ValueError(f"tune: cv needs at least 2 training series per class (each fold "
-                         f"trains on the others); class(es) {lone} have 1. Add series, or "
-                         f"set tune: none")
+                         f"trains on the others); class(es) {lone} have 1")
     if k < 2:
         raise ValueError(f"tune_folds must be >= 2, got {k}")
     return int(min(k, counts.min()))
@@ -153,6 +152,17 @@ class TuneResult:
             lines.append(f"  {describe(c)}: mean top-1 {np.mean(s):.4f} (folds "
                          + ", ".join(f"{v:.4f}" for v in s) + f"){mark}")
         return "\n".join(lines)
+
+
+def cannot_tune(labels, folds: int) -> Optional[str]:
+    """Why ``tune: cv`` cannot run on training labels ``labels`` (None: it can).  The
+    callers then train as configured and say so, rather than fail a run that would
+    train without the choice."""
+    try:
+        fold_count(np.asarray(labels), folds)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def fold_datasets(tensors: list, labels: np.ndarray, label_values: list, held: np.ndarray,
