@@ -167,7 +167,7 @@ def run_dejavid(data_args: list[str], work: Path, seed: int, extra: list[str],
     run = run_name or f"seed{seed}"
     argv = ["--config", str(CONFIG), *data_args, "--seed", str(seed),
             "--cache_dir", str(work / "cache"), "--output_dir", str(work / "runs"),
-            "--run_name", run, "--no-progress", *extra]
+            "--run_name", run, "--no-progress", "--tune", "none", *extra]
     cached = set((work / "cache").glob("centroids_*.pt"))
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # its log, not the report

@@ -61,7 +61,7 @@ def _assert_learned(trained, start, Xtr, ytr, Xte, yte, model=lambda e: e):
 def test_fit_predict_on_real_data(vowels, head):
     Xtr, ytr, Xte, yte = vowels
     assert len({x.shape[0] for x in Xtr}) > 1            # really variable-length
-    clf = DejaVidClassifier(**FAST, logit_head=head).fit(Xtr, ytr)
+    clf = DejaVidClassifier(tune="none", **FAST, logit_head=head).fit(Xtr, ytr)
     _assert_learned(clf, _untrained(clf, Xtr, ytr), Xtr, ytr, Xte, yte)
     assert list(clf.classes_) == sorted(set(ytr)) and clf.n_features_in_ == 12
     assert len(clf.history_) == FAST["num_epochs"]
@@ -75,14 +75,14 @@ def test_fit_predict_on_real_data(vowels, head):
 
 def test_same_seed_same_model(vowels):
     Xtr, ytr, Xte, _ = vowels
-    a = DejaVidClassifier(**FAST).fit(Xtr, ytr).decision_function(Xte)
-    b = DejaVidClassifier(**FAST).fit(Xtr, ytr).decision_function(Xte)
+    a = DejaVidClassifier(tune="none", **FAST).fit(Xtr, ytr).decision_function(Xte)
+    b = DejaVidClassifier(tune="none", **FAST).fit(Xtr, ytr).decision_function(Xte)
     np.testing.assert_array_equal(a, b)
 
 
 def test_clone_is_unfitted_with_the_same_parameters(vowels):
     Xtr, ytr, _, _ = vowels
-    clf = DejaVidClassifier(**FAST, lr=0.02).fit(Xtr[:30], ytr[:30])
+    clf = DejaVidClassifier(tune="none", **FAST, lr=0.02).fit(Xtr[:30], ytr[:30])
     twin = clone(clf)
     assert twin.get_params() == clf.get_params() and twin is not clf
     assert not hasattr(twin, "model_") and not hasattr(twin, "classes_")
@@ -93,7 +93,7 @@ def test_clone_is_unfitted_with_the_same_parameters(vowels):
 
 def test_cross_val_score(vowels):
     Xtr, ytr, _, _ = vowels
-    scores = cross_val_score(DejaVidClassifier(**FAST), Xtr, ytr, cv=3)
+    scores = cross_val_score(DejaVidClassifier(tune="none", **FAST), Xtr, ytr, cv=3)
     print(scores)
     assert scores.shape == (3,)
     # Each fold against its own start.  The held-out folds (30 series each) do not allow
@@ -101,8 +101,8 @@ def test_cross_val_score(vowels):
     # (0.944 vs 0.956); their log-loss falls.
     runs = [cross_validate(est, Xtr, ytr, cv=3, scoring=("accuracy", "neg_log_loss"),
                            return_train_score=True, return_estimator=True)
-            for est in (DejaVidClassifier(**FAST),
-                        DejaVidClassifier(**FAST).set_params(lr=1e-12, num_epochs=1))]
+            for est in (DejaVidClassifier(tune="none", **FAST),
+                        DejaVidClassifier(tune="none", **FAST).set_params(lr=1e-12, num_epochs=1))]
     trained, start = runs
     np.testing.assert_array_equal(trained["test_accuracy"], scores)
     for name in ("train_accuracy", "test_neg_log_loss"):
@@ -116,7 +116,7 @@ def test_cross_val_score(vowels):
 
 def test_grid_search_over_one_parameter(vowels):
     Xtr, ytr, Xte, yte = vowels
-    search = GridSearchCV(DejaVidClassifier(**FAST), {"w_one_init": [True, False]}, cv=2)
+    search = GridSearchCV(DejaVidClassifier(tune="none", **FAST), {"w_one_init": [True, False]}, cv=2)
     search.fit(Xtr, ytr)
     print(search.cv_results_["mean_test_score"], search.best_params_)
     assert len(search.cv_results_["mean_test_score"]) == 2
@@ -131,7 +131,7 @@ def test_pipeline_with_a_transformer_before_it(vowels):
     def standardise(X):
         return [(x - x.mean(0)) / (x.std(0) + 1e-6) for x in X]
     pipe = Pipeline([("z", FunctionTransformer(standardise)),
-                     ("dejavid", DejaVidClassifier(**FAST))])
+                     ("dejavid", DejaVidClassifier(tune="none", **FAST))])
     pipe.fit(Xtr, ytr)
     _assert_learned(pipe, _untrained(pipe, Xtr, ytr, "dejavid__"), Xtr, ytr, Xte, yte,
                     model=lambda e: e[-1])
@@ -146,11 +146,11 @@ def test_label_values_of_any_kind_and_array_input():
     X = torch.stack([(up if n % 2 else -up).repeat(1, 2) + 0.1 * torch.randn(6, 2, generator=g)
                      for n in range(16)])                  # [16, 6, 2]
     y = np.array([7 if n % 2 else -3 for n in range(16)])
-    clf = DejaVidClassifier(**{**FAST, "num_timesteps": 4}).fit(X.numpy(), y)
+    clf = DejaVidClassifier(tune="none", **{**FAST, "num_timesteps": 4}).fit(X.numpy(), y)
     assert list(clf.classes_) == [-3, 7]
     assert set(clf.predict(list(X))) <= {-3, 7} and clf.score(X.numpy(), y) == 1.0
     names = np.where(y == 7, "rising", "falling")
-    clf = DejaVidClassifier(**{**FAST, "num_timesteps": 4}).fit(list(X), names)
+    clf = DejaVidClassifier(tune="none", **{**FAST, "num_timesteps": 4}).fit(list(X), names)
     assert list(clf.classes_) == ["falling", "rising"]
     assert list(clf.predict(list(X[:2]))) == ["falling", "rising"]
 
@@ -167,14 +167,14 @@ def test_label_values_of_any_kind_and_array_input():
 ])
 def test_bad_inputs_are_clear_value_errors(X, y, message):
     with pytest.raises(ValueError, match=message):
-        DejaVidClassifier(**FAST).fit(X, y)
+        DejaVidClassifier(tune="none", **FAST).fit(X, y)
 
 
 def test_bad_hyper_parameters_and_feature_count(vowels):
     Xtr, ytr, _, _ = vowels
     with pytest.raises(ValueError, match="step_pattern must be one of"):
-        DejaVidClassifier(step_pattern="diag").fit(Xtr, ytr)
-    clf = DejaVidClassifier(**FAST).fit(Xtr[:20], ytr[:20])
+        DejaVidClassifier(tune="none", step_pattern="diag").fit(Xtr, ytr)
+    clf = DejaVidClassifier(tune="none", **FAST).fit(Xtr[:20], ytr[:20])
     with pytest.raises(ValueError, match="fitted on 12"):
         clf.predict([np.zeros((5, 3), dtype=np.float32)])
 
@@ -182,7 +182,7 @@ def test_bad_hyper_parameters_and_feature_count(vowels):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_auto_device_trains_on_the_gpu(vowels):
     Xtr, ytr, Xte, yte = vowels
-    clf = DejaVidClassifier(**{**FAST, "device": "auto"}).fit(Xtr, ytr)
+    clf = DejaVidClassifier(tune="none", **{**FAST, "device": "auto"}).fit(Xtr, ytr)
     assert clf.model_.mu.device.type == "cuda"
     _assert_learned(clf, _untrained(clf, Xtr, ytr), Xtr, ytr, Xte, yte)
 
@@ -200,7 +200,7 @@ for m in ("sklearn", "sklearn.base", "sklearn.exceptions"):
     sys.modules[m] = None          # as if not installed
 import numpy as np
 from dejavid import DejaVidClassifier
-clf = DejaVidClassifier(num_epochs=2, num_timesteps=4, sample_size_per_class=5, dba_max_iter=2,
+clf = DejaVidClassifier(tune="none", num_epochs=2, num_timesteps=4, sample_size_per_class=5, dba_max_iter=2,
                         device="cpu")
 twin = type(clf)(**clf.get_params())
 assert twin.get_params() == clf.get_params() and twin.set_params(lr=0.2).lr == 0.2

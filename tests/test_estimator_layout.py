@@ -27,8 +27,8 @@ def basic_motions():
 def test_aeon_layout_gives_the_same_classifier_as_the_transposed_input(basic_motions):
     Xtr, ytr, Xte, yte = basic_motions
     assert Xtr.shape == (40, 6, 100)
-    aeon = DejaVidClassifier(**FAST, layout="nct").fit(Xtr, ytr)
-    ntf = DejaVidClassifier(**FAST, layout="ntf").fit(Xtr.transpose(0, 2, 1), ytr)
+    aeon = DejaVidClassifier(tune="none", **FAST, layout="nct").fit(Xtr, ytr)
+    ntf = DejaVidClassifier(tune="none", **FAST, layout="ntf").fit(Xtr.transpose(0, 2, 1), ytr)
     assert aeon.n_features_in_ == ntf.n_features_in_ == 6
     np.testing.assert_array_equal(aeon.decision_function(Xte),
                                   ntf.decision_function(Xte.transpose(0, 2, 1)))
@@ -43,11 +43,11 @@ def test_aeon_layout_gives_the_same_classifier_as_the_transposed_input(basic_mot
 def test_aeon_arrays_without_layout_warn_naming_the_parameter(basic_motions):
     Xtr, ytr, _, _ = basic_motions
     with pytest.warns(UserWarning, match=r"pass layout='nct'") as record:
-        clf = DejaVidClassifier(**FAST).fit(Xtr, ytr)
+        clf = DejaVidClassifier(tune="none", **FAST).fit(Xtr, ytr)
     assert clf.n_features_in_ == 100 and len(record) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")      # an explicit layout says the data are meant so
-        DejaVidClassifier(**FAST, layout="ntf").fit(Xtr[::4], ytr[::4])
+        DejaVidClassifier(tune="none", **FAST, layout="ntf").fit(Xtr[::4], ytr[::4])
 
 
 def test_ragged_aeon_lists_fail_naming_the_parameter(basic_motions):
@@ -55,11 +55,11 @@ def test_ragged_aeon_lists_fail_naming_the_parameter(basic_motions):
     ragged = [x[:, :60 + n] for n, x in enumerate(Xtr)]        # (6, T_n), T_n differ
     with pytest.raises(ValueError, match=r"X\[1\] has 61 features but X\[0\] has 60.*"
                                          r"pass layout='nct'"):
-        DejaVidClassifier(**FAST).fit(ragged, ytr)
-    clf = DejaVidClassifier(**FAST, layout="nct").fit(ragged, ytr)
+        DejaVidClassifier(tune="none", **FAST).fit(ragged, ytr)
+    clf = DejaVidClassifier(tune="none", **FAST, layout="nct").fit(ragged, ytr)
     assert clf.n_features_in_ == 6
     with pytest.raises(ValueError, match="pass layout='ntf'"):
-        DejaVidClassifier(**FAST, layout="nct").fit([r.T for r in ragged], ytr)
+        DejaVidClassifier(tune="none", **FAST, layout="nct").fit([r.T for r in ragged], ytr)
 
 
 def test_a_2d_array_is_n_univariate_series():
@@ -68,6 +68,6 @@ def test_a_2d_array_is_n_univariate_series():
                   for n in range(16)]).astype(np.float32)        # [N, T]
     y = np.arange(16) % 2
     for layout in (None, "ntf", "nct"):
-        clf = DejaVidClassifier(**{**FAST, "num_timesteps": 4}, layout=layout).fit(X, y)
+        clf = DejaVidClassifier(tune="none", **{**FAST, "num_timesteps": 4}, layout=layout).fit(X, y)
         assert clf.n_features_in_ == 1
         assert clf.predict(X[:, :15]).shape == (16,)               # other lengths are fine

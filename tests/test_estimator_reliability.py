@@ -29,7 +29,7 @@ def two_classes():
 
 def test_decision_function_from_four_threads_matches_one_and_leaves_the_model_alone(two_classes):
     X, y = two_classes
-    clf = DejaVidClassifier(**FAST).fit(X, y)
+    clf = DejaVidClassifier(tune="none", **FAST).fit(X, y)
     flag = clf.model_.fixed_path
     expected = clf.decision_function(X)
     results, errors = {}, []
@@ -59,7 +59,7 @@ def test_fit_in_a_worker_thread_with_a_run_folder(two_classes, tmp_path):
 
     def work():
         try:
-            out["clf"] = DejaVidClassifier(**FAST, run_dir=str(tmp_path / "run")).fit(X, y)
+            out["clf"] = DejaVidClassifier(tune="none", **FAST, run_dir=str(tmp_path / "run")).fit(X, y)
         except Exception as exc:   # noqa: BLE001  (asserted below)
             out["error"] = exc
     t = threading.Thread(target=work)
@@ -75,9 +75,9 @@ def test_the_printed_resume_advice_continues_the_run(two_classes, tmp_path, monk
     """A fit stopped mid-run (DEJAVID_STOP_AFTER_STEPS, as a Ctrl-C would) says how to
     continue; doing what it says ends with the weights of an uninterrupted fit."""
     X, y = two_classes
-    whole = DejaVidClassifier(**FAST, run_dir=str(tmp_path / "whole")).fit(X, y)
+    whole = DejaVidClassifier(tune="none", **FAST, run_dir=str(tmp_path / "whole")).fit(X, y)
     monkeypatch.setenv("DEJAVID_STOP_AFTER_STEPS", "7")
-    stopped = DejaVidClassifier(**FAST, run_dir=str(tmp_path / "cut"), verbose=True)
+    stopped = DejaVidClassifier(tune="none", **FAST, run_dir=str(tmp_path / "cut"), verbose=True)
     with pytest.raises(KeyboardInterrupt, match="resume=True"):
         stopped.fit(X, y)
     assert "resume=True" in capsys.readouterr().out
@@ -88,9 +88,9 @@ def test_the_printed_resume_advice_continues_the_run(two_classes, tmp_path, monk
         np.testing.assert_array_equal(getattr(resumed.model_, name).detach().numpy(),
                                       getattr(whole.model_, name).detach().numpy())
     with pytest.raises(ValueError, match=r"other parameters \(lr=0.05, now 0.1\)"):
-        DejaVidClassifier(**FAST, lr=0.1, run_dir=str(tmp_path / "cut"), resume=True).fit(X, y)
+        DejaVidClassifier(tune="none", **FAST, lr=0.1, run_dir=str(tmp_path / "cut"), resume=True).fit(X, y)
     with pytest.raises(ValueError, match="resume=True needs run_dir"):
-        DejaVidClassifier(**FAST, resume=True).fit(X, y)
+        DejaVidClassifier(tune="none", **FAST, resume=True).fit(X, y)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -109,16 +109,16 @@ def test_the_printed_resume_advice_continues_the_run(two_classes, tmp_path, monk
 def test_bad_parameters_are_value_errors_naming_them(two_classes, params, message):
     X, y = two_classes
     with pytest.raises(ValueError, match=message):
-        DejaVidClassifier(**{**FAST, **params}).fit(X, y)
+        DejaVidClassifier(tune="none", **{**FAST, **params}).fit(X, y)
 
 
 def test_object_arrays_are_value_errors_naming_the_series():
     X = np.empty(2, dtype=object)
     X[0], X[1] = np.zeros((4, 2)), np.array([["a", "b"], ["c", "d"]])
     with pytest.raises(ValueError, match=r"X\[1\] holds values that are not numbers"):
-        DejaVidClassifier(**FAST).fit(X, [0, 1])
+        DejaVidClassifier(tune="none", **FAST).fit(X, [0, 1])
     with pytest.raises(ValueError, match="not numbers"):
-        DejaVidClassifier(**FAST).fit(np.array([[1, "x"], [2, "y"]], dtype=object), [0, 1])
+        DejaVidClassifier(tune="none", **FAST).fit(np.array([[1, "x"], [2, "y"]], dtype=object), [0, 1])
 
 
 LIBRARY_PROGRAM = """
@@ -130,7 +130,7 @@ from dejavid import DejaVidClassifier
 g = np.random.default_rng(0)
 X = [g.normal(size=(int(g.integers(5, 15)), 3)).astype(np.float32) + n % 2 for n in range(40)]
 y = [n % 2 for n in range(40)]
-clf = DejaVidClassifier(num_timesteps=4, num_epochs=2, dba_max_iter=2, device="cpu").fit(X, y)
+clf = DejaVidClassifier(tune="none", num_timesteps=4, num_epochs=2, dba_max_iter=2, device="cpu").fit(X, y)
 ref = clf.decision_function(X)
 out = []
 threads = [threading.Thread(target=lambda: out.append(clf.decision_function(X))) for _ in range(4)]
@@ -168,6 +168,6 @@ def test_a_plain_program_gets_threads_that_do_not_spin(env, layer, tmp_path):
 def test_numpy_scalars_are_valid_parameters(two_classes):
     """Grids built with numpy (np.arange, np.linspace) hand numpy scalars to set_params."""
     X, y = two_classes
-    clf = DejaVidClassifier(**{**FAST, "num_timesteps": np.int64(4), "num_epochs": np.int64(2),
+    clf = DejaVidClassifier(tune="none", **{**FAST, "num_timesteps": np.int64(4), "num_epochs": np.int64(2),
                                "lr": np.float32(0.05), "standardize": np.bool_(True)}).fit(X, y)
     assert len(clf.history_) == 2 and clf.model_.mu.shape[1] == 4

@@ -18,7 +18,7 @@ from dejavid.estimators import (DejaVidClassifier, KNeighborsDTW,  # noqa: E402
 
 FAST_DBA = dict(num_timesteps=2, sample_size_per_class=5, dba_max_iter=2)
 ESTIMATORS = [
-    DejaVidClassifier(**FAST_DBA, num_epochs=2, batch_size=16, device="cpu"),
+    DejaVidClassifier(tune="none", **FAST_DBA, num_epochs=2, batch_size=16, device="cpu"),
     KNeighborsDTW(),
     NearestDBACentroid(**FAST_DBA),
     MeanPoolLogisticRegression(),
