@@ -147,6 +147,7 @@ def test_two_class_training_loss_falls_and_beats_the_dba_start(italy_power, tmp_
     from conftest import ROOT, demo_overrides
     argv = ["--config", str(ROOT / "configs" / "default.yaml"),
             *demo_overrides(italy_power, tmp_path), "--run_name", "two", "--num_epochs", "30",
+            "--tune", "none",
             "--no-progress"]
     assert train_dejavid.main(argv) == 0
     out = capsys.readouterr().out
