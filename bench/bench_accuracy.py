@@ -1,13 +1,15 @@
 """DejaVid with one shared config on six public data sets, beside simple and learned baselines.
 
-    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (> 35 min on 2 shared cores with the tuned column, bench/RESULTS.md)
+    python bench/bench_accuracy.py --out bench/accuracy.md            # full run (29 min on 2 shared cores, bench/RESULTS.md)
     python bench/bench_accuracy.py --quick --out /tmp/quick.md         # 2 small sets, 1 seed, CI
 
 The six data sets ship inside aeon's wheel (nothing is downloaded): JapaneseVowels,
 ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1, UnitTest, with their official
 train/test splits; the test split is the evaluation split, nothing is subsampled.
 DejaVid runs with ``configs/default.yaml`` on all six (only the data paths,
-C and F differ; C and F come from the data).  Beside it, on the same splits:
+C and F differ; C and F come from the data), twice: "DejaVid" with ``--tune none`` (the
+same settings everywhere), "DejaVid (tuned)" as the file says (``tune: cv``).  Beside
+them, on the same splits:
 
     1-NN DTW            nearest training series, unit-weight L1 DTW (DejaVid's alignment with
                         the config's step pattern, raw series, no window), as
@@ -22,9 +24,9 @@ C and F differ; C and F come from the data).  Beside it, on the same splits:
     1-NN Euclidean      only where every series has the same length (L2 on the raw series)
     BiGRU, attention    dejavid.baselines.temporal_heads, the same settings everywhere
 
-DejaVid (tuned) picks among TUNE_GRID (CONFIG itself; the diagonal step with a band; the
-same with 4 centroid series per class) by stratified 3-fold cross-validation inside the
-training split, then trains once on the whole split (``choose_by_cv``; 4-10x one fit).
+DejaVid (tuned) is train_dejavid's ``tune: cv`` (dejavid.training.tune): the candidates
+of TUNE_GRID scored by stratified 3-fold cross-validation inside the training split, the
+best trained on the whole split; its time includes the choice.
 The full run adds VARLEN_DATASETS: variable-length sets derived by rule from public ones.
 
 DejaVid, BiGRU and the attentive probe depend on the seed: they run once per seed
