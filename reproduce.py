@@ -34,6 +34,7 @@ from dejavid.report import plots
 from dejavid.model.centroids import load_or_compute_centroids
 from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
+from dejavid.training.tune import TUNE_FILE, choose_for_config
 from dejavid.data.dataset import TSEDataset
 from dejavid.device import resolve_device
 from dejavid.io import atomic_write_text
@@ -179,9 +180,15 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], train_ds, eval
     else:
         atomic_write_text(json.dumps(want, indent=1) + "\n", meta_path)
         log(f"training {TITLES[method]} in {run_dir}")
-    result = fit(train_ds, eval_ds, settings_from_config(run_cfg), device=device,
+    settings, choice = settings_from_config(run_cfg), None
+    if ckpt is None and run_cfg["tune"] == "cv":   # (a resumed run keeps its recorded choice)
+        run_cfg, settings, choice = choose_for_config(run_cfg, settings, index, device, progress,
+                                                      log=tqdm.write)
+    result = fit(train_ds, eval_ds, settings, device=device,
                  cache_dir=run_cfg["cache_dir"], run_dir=run_dir, resume=ckpt, config=run_cfg,
                  progress=progress, log=tqdm.write)
+    if choice is not None:
+        atomic_write_text(json.dumps(choice.as_dict(), indent=2) + "\n", run_dir / TUNE_FILE)
     return 130 if result.stopped else 0
 
 

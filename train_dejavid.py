@@ -27,6 +27,7 @@ from dejavid.training.predictions import write_predictions
 from dejavid.config.settings import index_from_config, settings_from_config
 from dejavid.training.batching import WORKER_BYTES, worker_limit
 from dejavid.training.run import RUN_FILES, fit, model_from_checkpoint
+from dejavid.training.tune import TUNE_FILE, choose_for_config
 
 
 def main(argv=None) -> int:
@@ -220,11 +221,14 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     store_device = device if cfg["store_on_device"] else None
     choice = None
-    if not args.eval_only and not args.resume and cfg["tune"] == "cv" and \
-            not _tune_refused(cfg, index, info):
+    if not args.eval_only and not args.resume and cfg["tune"] == "cv":
         # Before the evaluation split is even opened: the choice sees the training split only.
-        cfg, settings, choice = tune_on_training_split(cfg, settings, index, info, device,
-                                                       progress)
+        if info.enabled:
+            raise ValueError("tune: cv runs in one process; choose the settings without "
+                             "torchrun (tune: cv, then read the chosen values from tune.json), "
+                             "and train them under torchrun with tune: none")
+        cfg, settings, choice = choose_for_config(cfg, settings, index, device, progress,
+                                                  log=tqdm.write)
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 
     if args.eval_only:
@@ -268,40 +272,6 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         atomic_write_text(json.dumps(choice.as_dict(), indent=2) + "\n", Path(run_dir) / TUNE_FILE)
         tqdm.write(f"tuning record: {Path(run_dir) / TUNE_FILE}")
     return 130 if result.stopped else 0
-
-
-# The record of tune: cv in the run folder: every candidate's fold scores and the choice.
-TUNE_FILE = "tune.json"
-
-
-def _tune_refused(cfg: dict, index, info) -> bool:
-    """True (after saying why) when tune: cv cannot run on these training labels."""
-    from dejavid.training.tune import cannot_tune
-    why = cannot_tune(index.labels[index.rows(cfg["train_split"])], cfg["tune_folds"])
-    if why and info.is_main:
-        tqdm.write(f"warning: tune: cv skipped ({why}); training as configured")
-    return why is not None
-
-
-def tune_on_training_split(cfg: dict, settings, index, info, device, progress: bool):
-    """(cfg, settings, TuneResult): ``tune: cv`` on the training split (raw series, read
-    once), the chosen candidate's changes written into the config (so the checkpoints
-    record what was trained) and its settings."""
-    from dejavid.training.tune import candidate_settings, choose_by_cv, config_changes
-    if info.enabled:
-        raise ValueError("tune: cv runs in one process; choose the settings without torchrun "
-                         "(tune: cv, then read the chosen values from tune.json), and train "
-                         "them under torchrun with tune: none")
-    train = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress=False)
-    tensors = [train.item(n, standardized=False)[0] for n in range(len(train))]
-    labels = index.labels[train.rows]
-    tqdm.write(f"tune: cv: {cfg['tune_folds']} folds of the {len(tensors)} training videos")
-    result = choose_by_cv(tensors, labels, index.label_values, settings, cfg["standardize"],
-                          folds=cfg["tune_folds"], device=device, progress=progress,
-                          log=tqdm.write if progress else (lambda *a: None))
-    tqdm.write(result.summary())
-    tuned = candidate_settings(settings, result.chosen)
-    return {**cfg, **config_changes(result.chosen, tuned)}, tuned, result
 
 
 if __name__ == "__main__":

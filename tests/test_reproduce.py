@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import reproduce
 from conftest import ROOT
@@ -200,3 +201,22 @@ def test_fit_fills_a_given_timer_per_epoch_without_a_run_folder():
                                                  ["epoch", "epoch_seconds"]]
     assert all(set(r) >= {"data", "forward", "backward", "optimizer", "eval"}
                for r in timer.laps[1:])
+
+
+def test_tune_cv_chooses_before_the_dejavid_row_and_a_rerun_keeps_it(tiny, tmp_path, capsys):
+    """reproduce.py honours tune: cv as train_dejavid.py does: the choice is made, recorded
+    (tune.json) and trained; a second call reuses the finished run without choosing."""
+    from dejavid.training.tune import TUNE_FILE
+    out = tmp_path / "tuned"
+    argv = ["--config", str(tiny), "--no-progress", "--no-plots", "--methods", "dejavid",
+            "--out", str(out), "--tune", "cv", "--tune_folds", "2"]
+    assert reproduce.main(argv) == 0
+    record = json.loads((out / "dejavid" / TUNE_FILE).read_text())
+    assert record["folds"] == 2 and record["candidates"]
+    ckpt = torch.load(out / "dejavid" / "last.pt", weights_only=False)
+    changes = record["chosen_changes"]
+    if "step_pattern" in changes:
+        assert ckpt["config"]["use_mm"] == (1 if changes["step_pattern"] == "hvd" else 0)
+    assert "tune: cv over" in capsys.readouterr().out
+    assert reproduce.main(argv) == 0
+    assert "tune: cv over" not in capsys.readouterr().out

@@ -249,3 +249,37 @@ def test_a_class_of_one_series_skips_the_choice_with_a_warning(tmp_path, capsys)
                                str(tmp_path / "runs"), "--run_name", "t", "--no-progress"]) == 0
     assert "tune: cv skipped" in capsys.readouterr().out
     assert not (tmp_path / "runs" / "t" / train_dejavid.TUNE_FILE).exists()
+
+
+def test_large_training_splits_choose_on_a_stratified_subset(monkeypatch):
+    y = np.array([0] * 50 + [1] * 30 + [2] * 3 + [3] * 1)
+    sub = tune.choice_subset(y, seed=0, limit=20)
+    assert len(sub) < len(y) and np.array_equal(sub, np.sort(sub))
+    counts = {c: int((y[sub] == c).sum()) for c in range(4)}
+    assert counts[0] == 12 and counts[1] == 7            # their share of 20 / 84
+    assert counts[2] == 2 and counts[3] == 1             # at least 2, or all a class has
+    assert np.array_equal(sub, tune.choice_subset(y, seed=0, limit=20))
+    assert np.array_equal(tune.choice_subset(y, seed=0, limit=100), np.arange(len(y)))
+    # through choose_by_cv: the folds cover the subset only
+    X, labels = _series(per_class=8)
+    monkeypatch.setattr(tune, "TUNE_MAX_VIDEOS", 12)
+    res = tune.choose_by_cv([torch.from_numpy(x) for x in X], labels, [0, 1, 2],
+                            SMALL.resolved([len(x) for x in X]), True, folds=2,
+                            grid=({},), log=lambda *_: None)
+    assert res.videos == 12 and sum(res.fold_sizes) == 12
+
+
+def test_every_series_candidate_is_left_out_above_the_prototype_bound(monkeypatch):
+    labels = np.array([0] * 70 + [1] * 20)
+    settings = SMALL.resolved([8] * 90)                  # sample_size_per_class 50
+    assert tune.prototype_count(labels, 50) == 70
+    grid, skipped = tune.affordable(tune.TUNE_GRID, labels, settings, limit=69)
+    assert grid == tune.TUNE_GRID[:2] and len(skipped) == 1 and "70 prototypes > 69" in skipped[0]
+    assert tune.affordable(tune.TUNE_GRID, labels, settings, limit=70) == (tune.TUNE_GRID, [])
+    X, y = _series(per_class=4)
+    monkeypatch.setattr(tune, "TUNE_MAX_PROTOTYPES", 5)
+    res = tune.choose_by_cv([torch.from_numpy(x) for x in X], y, [0, 1, 2],
+                            SMALL.resolved([len(x) for x in X]), True, folds=2,
+                            log=lambda *_: None)
+    assert len(res.grid) == 2 and res.skipped and "left out" in res.summary()
+    assert res.as_dict()["skipped"] == res.skipped

@@ -33,6 +33,14 @@ TUNE_GRID: tuple[dict, ...] = (
      "epochs_at_most": 30},
 )
 TUNE_FOLDS = 3
+# The record of a script's choice in its run folder: every candidate's fold scores.
+TUNE_FILE = "tune.json"
+# Bounds that keep the choice affordable on large data sets: it runs on a stratified,
+# seeded subset of at most TUNE_MAX_VIDEOS training videos, and a candidate with
+# 'centroids_per_class: all' is left out when the final model would have more than
+# TUNE_MAX_PROTOTYPES prototypes (its epoch aligns every video with each of them).
+TUNE_MAX_VIDEOS = 2000
+TUNE_MAX_PROTOTYPES = 1000
 # The keys a candidate may change, and the config key each one is written as.
 CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most")
 
@@ -101,6 +109,43 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     return [np.array(sorted(f), dtype=np.int64) for f in folds]
 
 
+def choice_subset(labels: np.ndarray, seed: int, limit: int = TUNE_MAX_VIDEOS) -> np.ndarray:
+    """Sorted positions of the videos the choice runs on: all of them up to ``limit``,
+    else each class's share of ``limit`` (at least 2 videos, or all it has), drawn with
+    ``seed``."""
+    labels = np.asarray(labels)
+    if len(labels) <= limit:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    frac = limit / len(labels)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(len(members), max(2, int(round(len(members) * frac))))
+        keep.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def prototype_count(labels: np.ndarray, sample_size_per_class: int) -> int:
+    """Prototypes of ``centroids_per_class: all`` on these training labels."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return int(np.minimum(counts, sample_size_per_class).sum())
+
+
+def affordable(grid: tuple, labels: np.ndarray, settings: TrainSettings,
+               limit: int = TUNE_MAX_PROTOTYPES) -> tuple[tuple, list[str]]:
+    """(the candidates of ``grid`` to score, a reason per candidate left out): a
+    ``centroids_per_class: all`` candidate is left out above ``limit`` prototypes."""
+    P = prototype_count(labels, settings.centroids.sample_size_per_class)
+    keep, skipped = [], []
+    for cand in grid:
+        if cand.get("centroids_per_class") == ALL_SERIES and P > limit:
+            skipped.append(f"{describe(cand)}: {P} prototypes > {limit}")
+        else:
+            keep.append(cand)
+    return tuple(keep), skipped
+
+
 def fold_count(labels: np.ndarray, k: int) -> int:
     """The folds used: ``k``, or fewer when the smallest class has fewer series (every fold's
     training part must hold each class).  ValueError when a class has a single series."""
@@ -124,6 +169,8 @@ class TuneResult:
     chosen_index: int
     seconds: float
     fold_sizes: list = field(default_factory=list)
+    videos: int = 0         # training videos the choice ran on (TUNE_MAX_VIDEOS at most)
+    skipped: list = field(default_factory=list)   # candidates left out, with the reason
 
     @property
     def chosen(self) -> dict:
@@ -136,7 +183,8 @@ class TuneResult:
     def as_dict(self) -> dict:
         """JSON-ready record (saved as ``tune.json`` in the run folder)."""
         return {"chosen": describe(self.chosen), "chosen_changes": self.chosen,
-                "folds": self.folds, "fold_sizes": self.fold_sizes,
+                "folds": self.folds, "fold_sizes": self.fold_sizes, "videos": self.videos,
+                "skipped": list(self.skipped),
                 "seconds": round(self.seconds, 3),
                 "candidates": [{"changes": describe(c), "fold_top1": [round(float(v), 6)
                                                                       for v in s],
@@ -145,8 +193,9 @@ class TuneResult:
 
     def summary(self) -> str:
         """One line per candidate with its fold scores, the chosen one marked."""
-        lines = [f"tune: cv over {self.folds} folds of the training split "
+        lines = [f"tune: cv over {self.folds} folds of {self.videos} training videos "
                  f"({self.seconds:.1f} s):"]
+        lines += [f"  left out: {why}" for why in self.skipped]
         for g, (c, s) in enumerate(zip(self.grid, self.scores)):
             mark = "  <- chosen" if g == self.chosen_index else ""
             lines.append(f"  {describe(c)}: mean top-1 {np.mean(s):.4f} (folds "
@@ -199,8 +248,14 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     labels = np.asarray(labels, dtype=np.int64)
     if len(tensors) != len(labels):
         raise ValueError(f"{len(tensors)} series but {len(labels)} labels")
-    k = fold_count(labels, folds)
     seed = settings.loop.seed if seed is None else seed
+    grid, skipped = affordable(tuple(grid), labels, settings, TUNE_MAX_PROTOTYPES)
+    subset = choice_subset(labels, seed, TUNE_MAX_VIDEOS)
+    if len(subset) < len(labels):
+        log(f"tune: choosing on {len(subset)} of the {len(labels)} training videos "
+            f"(a stratified subset, TUNE_MAX_VIDEOS)")
+        tensors, labels = [tensors[n] for n in subset], labels[subset]
+    k = fold_count(labels, folds)
     t0 = time.time()
     parts = stratified_folds(labels, k, seed)
     scores: list[list[float]] = [[] for _ in grid]
@@ -217,4 +272,31 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     means = [float(np.mean(s)) for s in scores]
     best = int(np.argmax(means))      # the first of the best: the simpler on ties
     return TuneResult(grid=tuple(grid), folds=k, scores=scores, chosen_index=best,
-                      seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts])
+                      seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts],
+                      videos=len(labels), skipped=skipped)
+
+
+def choose_for_config(cfg: dict, settings: TrainSettings, index, device="cpu",
+                      progress: bool = False, log: Callable[[str], None] = print):
+    """``tune: cv`` for a script's config: (cfg, settings, TuneResult or None).
+
+    The training split's videos (``cfg['train_split']`` of ``index``), read as stored,
+    are the only input.  The chosen candidate's changes are written into the returned
+    config (so checkpoints record what was trained) and settings.  When the labels do
+    not allow the choice (:func:`cannot_tune`) it says why and returns the inputs and
+    None: training then runs as configured."""
+    from ..data.dataset import TSEDataset
+    labels = index.labels[index.rows(cfg["train_split"])]
+    why = cannot_tune(labels, cfg["tune_folds"])
+    if why:
+        log(f"warning: tune: cv skipped ({why}); training as configured")
+        return cfg, settings, None
+    train = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress=False)
+    tensors = [train.item(n, standardized=False)[0] for n in range(len(train))]
+    log(f"tune: cv: {cfg['tune_folds']} folds of the {len(tensors)} training videos")
+    result = choose_by_cv(tensors, index.labels[train.rows], index.label_values, settings,
+                          cfg["standardize"], folds=cfg["tune_folds"], device=device,
+                          progress=progress, log=log if progress else (lambda *a: None))
+    log(result.summary())
+    tuned = candidate_settings(settings, result.chosen)
+    return {**cfg, **config_changes(result.chosen, tuned)}, tuned, result
