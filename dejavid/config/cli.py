@@ -51,6 +51,10 @@ def main_guard(main: Callable[[], int]) -> None:
     quiet = os.environ.get("RANK", "0") != "0"
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        # Python raises KeyboardInterrupt on SIGINT only when it started with SIGINT at its
+        # default; a process started from a background job of a non-interactive shell
+        # inherits it ignored, and would then run on through a Ctrl-C or `kill -INT`.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main()
     except PeerError:
