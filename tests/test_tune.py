@@ -4,8 +4,9 @@
 - stratified folds: disjoint, covering, every class's share to within one, seeded;
 - fewer folds than asked when a class is small; a class of one series is an error;
 - a candidate changes exactly its keys (the epoch cap only lowers);
-- choose_by_cv's fold scores are those of fitting each candidate on the other folds and
-  evaluating on the held one; the best mean wins, the first on ties;
+- choose_by_cv's fold scores (log-loss, top-1) are those of fitting each candidate on the
+  other folds and evaluating on the held one; the lowest mean log-loss wins, the first
+  on ties;
 - the evaluation split never takes part: train_dejavid's choice (tune.json) is the same
   when every evaluation video and label is replaced, and the chosen values reach the
   checkpoint's config;
@@ -110,10 +111,14 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
               progress=False, log=lambda *_: None)
     again = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False)
     assert res.scores[1][2] == again["top1"]
-    assert res.chosen_index == int(np.argmax(res.means))
+    assert res.losses[1][2] == pytest.approx(again["loss"], abs=0) and \
+        len(res.losses[0]) == 3
+    assert res.chosen_index == int(np.argmin(res.mean_losses))
     record = res.as_dict()
     assert [c["fold_top1"] for c in record["candidates"]] == \
         [[round(v, 6) for v in s] for s in res.scores]
+    assert [c["fold_log_loss"] for c in record["candidates"]] == \
+        [[round(v, 6) for v in lo] for lo in res.losses]
     assert "<- chosen" in res.summary().splitlines()[1 + res.chosen_index]
 
 
@@ -124,7 +129,8 @@ def test_ties_go_to_the_earlier_candidate():
     # the same candidate twice: equal scores, the first wins
     res = tune.choose_by_cv(tensors, y, [0, 1, 2], settings, False, folds=2,
                             grid=({}, {}), log=lambda *_: None)
-    assert res.scores[0] == res.scores[1] and res.chosen_index == 0
+    assert res.scores[0] == res.scores[1] and res.losses[0] == res.losses[1]
+    assert res.chosen_index == 0
 
 
 def _write(root, X, y, split_of):
@@ -168,9 +174,11 @@ def test_train_dejavid_chooses_without_reading_the_evaluation_split(tmp_path):
     assert ra == {**rb, "seconds": ra["seconds"]}
     assert len(ra["candidates"]) == len(tune.TUNE_GRID) and ra["folds"] == 2
     for key, value in ra["chosen_changes"].items():
-        written = {"step_pattern": ("use_mm", 1 if value == "hvd" else 0),
-                   "epochs_at_most": ("num_epochs", min(2, value))}.get(key, (key, value))
-        assert ca["config"][written[0]] == written[1]
+        if key == "step_pattern":
+            key, value = "use_mm", 1 if value == "hvd" else 0
+        elif key == "epochs_at_most":
+            key, value = "num_epochs", min(2, value)
+        assert ca["config"][key] == value
     assert ca["config"]["tune"] == "cv"
     # the same training (the choice and the training split are the same): the same model
     assert torch.equal(ca["model"]["theta"], cb["model"]["theta"])
@@ -201,7 +209,7 @@ def test_estimator_grid_search_over_the_new_parameters():
     from dejavid import DejaVidClassifier
     X, y = _series(per_class=6)
     base = DejaVidClassifier(num_timesteps=5, num_epochs=2, dba_max_iter=3, backend="ref",
-                             device="cpu")
+                             device="cpu", tune="none")
     search = GridSearchCV(base, {"band": [None, 0.2], "centroids_per_class": [1, "all"]},
                           cv=2).fit(X, y)
     assert len(search.cv_results_["params"]) == 4
