@@ -286,9 +286,10 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
         secs["dejavid_tuned"] += r["seconds"]
         chosen.append(r["chosen"])
         log(f"{name}: DejaVid (tuned) seed {seed}: top-1 {r['top1']:.4f} with "
-            f"{chosen[-1]} ({r['seconds']:.1f} s with the choice); cv mean top-1 per "
-            "candidate: " + "; ".join(f"{c['changes']} {c['mean_top1']:.4f}"
-                                      for c in r["cv"]["candidates"]))
+            f"{chosen[-1]} ({r['seconds']:.1f} s with the choice); cv mean log-loss / top-1 "
+            "per candidate: " + "; ".join(f"{c['changes']} {c['mean_log_loss']:.4f} / "
+                                          f"{c['mean_top1']:.4f}"
+                                          for c in r["cv"]["candidates"]))
     index, cfg = baseline_index(data_args, work, extra)   # resolves K as DejaVid's runs did
     if "dba_centroid" in methods:
         t0 = time.time()
