@@ -1,0 +1,72 @@
+"""How tune: cv's criterion chooses on data sets that bench_accuracy.py never reads.
+
+    python bench/bench_tune_criterion.py [--datasets GunPoint,BasicMotions,PickupGestureWiimoteZ] [--seeds 0,1,2]
+
+Per data set (aeon's wheel, official splits) and seed: one cross-validation of
+dejavid.training.tune.choose_by_cv on the training split, then a fit on the whole
+training split of the candidate that the lowest held-out log-loss picks (the criterion
+in use), of the one the best held-out top-1 would pick, and of the configured settings
+(candidate 0), each scored on the test split.  Prints one line per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry scripts)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import prepare_demo  # noqa: E402
+from dejavid.config.settings import TrainSettings  # noqa: E402
+from dejavid.data.arrays import ArrayDataset, index_from_arrays  # noqa: E402
+from dejavid.data.standardize import statistics  # noqa: E402
+from dejavid.training import tune  # noqa: E402
+from dejavid.training.engine import evaluate  # noqa: E402
+from dejavid.training.run import fit  # noqa: E402
+
+UNSEEN = ("GunPoint", "BasicMotions", "PickupGestureWiimoteZ")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default=",".join(UNSEEN))
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args(argv)
+    quiet = lambda *a, **k: None  # noqa: E731
+    for name in args.datasets.split(","):
+        Xtr, ytr = prepare_demo.load_split(name, "train")
+        Xte, yte = prepare_demo.load_split(name, "test")
+        values = sorted(set(ytr))
+        codes = np.array([values.index(v) for v in ytr])
+        train = [torch.from_numpy(np.ascontiguousarray(x)) for x in Xtr]
+        test = [torch.from_numpy(np.ascontiguousarray(x)) for x in Xte]
+        index, tensors = index_from_arrays(train + test, list(ytr) + list(yte),
+                                           label_values=values,
+                                           split=["train"] * len(train) + ["test"] * len(test))
+        index.feature_stats = statistics(train)
+        tr, te = ArrayDataset(index, tensors, "train"), ArrayDataset(index, tensors, "test")
+        for seed in map(int, args.seeds.split(",")):
+            s = TrainSettings().resolved([len(x) for x in train])
+            s = replace(s, loop=replace(s.loop, seed=seed))
+            res = tune.choose_by_cv(train, codes, values, s, True, log=quiet)
+            by_loss, by_top1 = res.chosen_index, int(np.argmax(res.means))
+            acc = {}
+            for g in sorted({by_loss, by_top1, 0}):
+                run = fit(tr, None, tune.candidate_settings(s, res.grid[g]), device="cpu",
+                          progress=False, log=quiet)
+                acc[g] = evaluate(run.model, te, s.loop, torch.device("cpu"),
+                                  progress=False)["top1"]
+            print(f"{name} seed {seed}: by log-loss candidate {by_loss} {100 * acc[by_loss]:.2f} | "
+                  f"by top-1 candidate {by_top1} {100 * acc[by_top1]:.2f} | "
+                  f"as configured {100 * acc[0]:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
