@@ -182,8 +182,8 @@ def train_or_reuse(method: str, out: Path, args, rest: list[str], train_ds, eval
         log(f"training {TITLES[method]} in {run_dir}")
     settings, choice = settings_from_config(run_cfg), None
     if ckpt is None and run_cfg["tune"] == "cv":   # (a resumed run keeps its recorded choice)
-        run_cfg, settings, choice = choose_for_config(run_cfg, settings, index, device, progress,
-                                                      log=tqdm.write)
+        run_cfg, settings, choice = choose_for_config(run_cfg, settings, train_ds, device,
+                                                      progress, log=tqdm.write)
     result = fit(train_ds, eval_ds, settings, device=device,
                  cache_dir=run_cfg["cache_dir"], run_dir=run_dir, resume=ckpt, config=run_cfg,
                  progress=progress, log=tqdm.write)

@@ -227,7 +227,8 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             raise ValueError("tune: cv runs in one process; choose the settings without "
                              "torchrun (tune: cv, then read the chosen values from tune.json), "
                              "and train them under torchrun with tune: none")
-        cfg, settings, choice = choose_for_config(cfg, settings, index, device, progress,
+        train_split = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress=False)
+        cfg, settings, choice = choose_for_config(cfg, settings, train_split, device, progress,
                                                   log=tqdm.write)
     eval_ds = TSEDataset(index, cfg["eval_split"], cfg["in_memory"], progress, store_device)
 

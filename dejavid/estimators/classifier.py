@@ -366,7 +366,7 @@ class DejaVidClassifier(DistanceClassifier):
         """(settings, config) of the candidate that ``tune='cv'`` chooses on the training
         series (``self.tune_``: its :class:`dejavid.training.tune.TuneResult`, or, on a
         resume, the choice the checkpoint recorded, which is kept, not made again)."""
-        from ..training.tune import candidate_settings, cannot_tune, choose_by_cv
+        from ..training.tune import candidate_settings, cannot_tune, choose_on_dataset
         index = train_ds.index
         settings = settings.resolved(index.lengths[train_ds.rows])
         why = cannot_tune(index.labels[train_ds.rows], int(self.tune_folds))
@@ -377,11 +377,9 @@ class DejaVidClassifier(DistanceClassifier):
         if resume is not None:
             chosen = (resume.get("config") or {}).get("tune_choice") or {}
             return candidate_settings(settings, chosen), {**config, "tune_choice": chosen}
-        tensors = [train_ds.item(n, standardized=False)[0] for n in range(len(train_ds))]
-        self.tune_ = choose_by_cv(tensors, index.labels[train_ds.rows], index.label_values,
-                                  settings, bool(self.standardize), folds=int(self.tune_folds),
-                                  device=self.device, log=log)
-        log(self.tune_.summary())
+        self.tune_ = choose_on_dataset(train_ds, settings, bool(self.standardize),
+                                       int(self.tune_folds), self.device, bool(self.verbose),
+                                       log)
         chosen = self.tune_.chosen
         return (candidate_settings(settings, chosen),
                 None if config is None else {**config, "tune_choice": chosen})

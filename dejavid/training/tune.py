@@ -1,5 +1,5 @@
 """Settings chosen by cross-validation inside the training split (``tune: cv``,
-``DejaVidClassifier(tune='cv')``; docs/DESIGN.md section 9, measured in docs/results.md).
+``DejaVidClassifier(tune='cv')``; docs/DESIGN.md section 6.8, measured in docs/results.md).
 
 The training series are dealt into k stratified folds; every candidate of a small grid
 is trained on k - 1 folds and scored on the one held out (log-loss, the criterion, and
@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..config.settings import ALL_SERIES, TUNE_MODES, TrainSettings
+from ..config.settings import ALL_SERIES, TrainSettings
 from ..data.arrays import ArrayDataset, index_from_arrays
 from ..data.standardize import statistics
 
@@ -44,14 +44,6 @@ TUNE_MAX_VIDEOS = 2000
 TUNE_MAX_PROTOTYPES = 1000
 # The keys a candidate may change, and the config key each one is written as.
 CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most")
-
-
-def check_tune(value) -> str:
-    """'none' or 'cv' (None reads as 'none'), else ValueError."""
-    value = "none" if value is None else value
-    if value not in TUNE_MODES:
-        raise ValueError(f"tune must be one of {', '.join(TUNE_MODES)} (or None), got {value!r}")
-    return value
 
 
 def describe(candidate: dict) -> str:
@@ -293,27 +285,35 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
                       videos=len(labels), skipped=skipped, losses=losses)
 
 
-def choose_for_config(cfg: dict, settings: TrainSettings, index, device="cpu",
+def choose_on_dataset(train_ds, settings: TrainSettings, standardize: bool, folds: int,
+                      device="cpu", progress: bool = False,
+                      log: Callable[[str], None] = print) -> TuneResult:
+    """:func:`choose_by_cv` on every video of ``train_ds`` (a dataset of one split with
+    ``index``, ``rows`` and ``item(n, standardized=False)``: TSEDataset, ArrayDataset),
+    read as stored; logs each fold's scores when ``progress`` and the summary."""
+    index = train_ds.index
+    tensors = [train_ds.item(n, standardized=False)[0] for n in range(len(train_ds))]
+    result = choose_by_cv(tensors, index.labels[train_ds.rows], index.label_values, settings,
+                          standardize, folds=folds, device=device, progress=progress,
+                          log=log if progress else (lambda *a: None))
+    log(result.summary())
+    return result
+
+
+def choose_for_config(cfg: dict, settings: TrainSettings, train_ds, device="cpu",
                       progress: bool = False, log: Callable[[str], None] = print):
     """``tune: cv`` for a script's config: (cfg, settings, TuneResult or None).
 
-    The training split's videos (``cfg['train_split']`` of ``index``), read as stored,
-    are the only input.  The chosen candidate's changes are written into the returned
-    config (so checkpoints record what was trained) and settings.  When the labels do
-    not allow the choice (:func:`cannot_tune`) it says why and returns the inputs and
-    None: training then runs as configured."""
-    from ..data.dataset import TSEDataset
-    labels = index.labels[index.rows(cfg["train_split"])]
-    why = cannot_tune(labels, cfg["tune_folds"])
+    ``train_ds`` (the config's training split) is the only input.  The chosen candidate's
+    changes are written into the returned config (so checkpoints record what was
+    trained) and settings.  When the labels do not allow the choice (:func:`cannot_tune`)
+    it says why and returns the inputs and None: training then runs as configured."""
+    why = cannot_tune(train_ds.index.labels[train_ds.rows], cfg["tune_folds"])
     if why:
         log(f"warning: tune: cv skipped ({why}); training as configured")
         return cfg, settings, None
-    train = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress=False)
-    tensors = [train.item(n, standardized=False)[0] for n in range(len(train))]
-    log(f"tune: cv: {cfg['tune_folds']} folds of the {len(tensors)} training videos")
-    result = choose_by_cv(tensors, index.labels[train.rows], index.label_values, settings,
-                          cfg["standardize"], folds=cfg["tune_folds"], device=device,
-                          progress=progress, log=log if progress else (lambda *a: None))
-    log(result.summary())
+    log(f"tune: cv: {cfg['tune_folds']} folds of the {len(train_ds)} training videos")
+    result = choose_on_dataset(train_ds, settings, cfg["standardize"], cfg["tune_folds"],
+                               device, progress, log)
     tuned = candidate_settings(settings, result.chosen)
     return {**cfg, **config_changes(result.chosen, tuned)}, tuned, result
