@@ -430,6 +430,17 @@ def test_invalid_yaml_is_one_message(tmp_path):
     _assert_user_error(rc, err, "is not valid YAML", "line")
 
 
+def test_a_key_named_twice_in_a_config_is_refused(tmp_path):
+    """PyYAML keeps the last of a repeated key; the config loader names both lines."""
+    from dejavid.config.files import load_config
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("lr: 0.1\nbatch_size: 4\nlr: 0.2\n")
+    with pytest.raises(ValueError, match=r"'lr' appears twice \(lines 1 and 3\)"):
+        load_config(twice)
+    for path in sorted((ROOT / "configs").glob("*.yaml")):   # every shipped config loads
+        load_config(path)
+
+
 def test_full_disk_is_one_message_and_leaves_no_run_folder(tiny):
     cfg, _, tmp = tiny
     patch = ("import errno, torch\n"

@@ -282,7 +282,9 @@ def test_every_series_candidate_is_left_out_above_the_prototype_bound(monkeypatc
     settings = SMALL.resolved([8] * 90)                  # sample_size_per_class 50
     assert tune.prototype_count(labels, 50) == 70
     grid, skipped = tune.affordable(tune.TUNE_GRID, labels, settings, limit=69)
-    assert grid == tune.TUNE_GRID[:2] and len(skipped) == 1 and "70 prototypes > 69" in skipped[0]
+    every = [g for g in tune.TUNE_GRID if g.get("centroids_per_class") == ALL_SERIES]
+    assert grid == tune.TUNE_GRID[:2] and len(skipped) == len(every) == 2
+    assert all("70 prototypes > 69" in s for s in skipped)
     assert tune.affordable(tune.TUNE_GRID, labels, settings, limit=70) == (tune.TUNE_GRID, [])
     X, y = _series(per_class=4)
     monkeypatch.setattr(tune, "TUNE_MAX_PROTOTYPES", 5)

@@ -286,9 +286,10 @@ def _accumulate_pair(A, T, hvd):
 
 @njit(nogil=True, cache=_CACHE)
 def _accumulate_band(A, T, hvd, rows):
-    """:func:`_accumulate_pair` on a band-masked A (:func:`_mask_band`) that visits only the
-    band's cells: every cell outside holds +inf, and so would its accumulated cost (inf
-    plus any neighbour), so skipping them leaves A exactly as the full pass would."""
+    """:func:`_accumulate_pair` restricted to the band's cells, on an A whose cells beside
+    the band that it reads hold +inf (:func:`_band_cost_pair`).  A full pass over a grid
+    with +inf outside the band gives the same accumulated costs on the band (a cell
+    outside accumulates inf plus any neighbour, inf), so this is the same result."""
     K = A.shape[0]
     for j in range(1, rows[0, 1] + 1):
         A[0, j] += A[0, j - 1]
@@ -305,16 +306,28 @@ def _accumulate_band(A, T, hvd, rows):
 
 
 @njit(nogil=True, cache=_CACHE)
-def _mask_band(A, T, rows):
-    """In place: local cost A [K, >=T] <- +inf outside the band rows [K, 2] (inclusive
-    lo, hi per row), so the accumulation and backtracking never cross those cells."""
+def _band_cost_pair(xb, m, v, A, T, rows):
+    """Local costs of the band's cells only, then +inf on the cells beside it that the
+    accumulation and backtracking read (:func:`_accumulate_band`): per row i, column
+    lo_i - 1 and the columns (hi_i, hi_{i+1}].  Every other cell outside the band is left
+    as it was and never read, so every cell that is read holds what a full
+    :func:`_local_cost_pair` followed by +inf outside the band would give it.  Rows go in
+    blocks of four through :func:`_local_cost_pair` on the block's columns (lo and hi do
+    not decrease with the row), so a 10 % band computes about a fifth of the grid."""
     K = A.shape[0]
     inf = A.dtype.type(np.inf)
+    for i0 in range(0, K, 4):
+        i1 = min(i0 + 4, K)
+        lo = rows[i0, 0]
+        hi = rows[i1 - 1, 1]
+        _local_cost_pair(xb[lo:hi + 1], m[i0:i1], v[i0:i1], A[i0:i1, lo:])
     for i in range(K):
-        for j in range(0, rows[i, 0]):
-            A[i, j] = inf
-        for j in range(rows[i, 1] + 1, T):
-            A[i, j] = inf
+        lo = rows[i, 0]
+        if lo > 0:
+            A[i, lo - 1] = inf
+        if i + 1 < K:
+            for j in range(rows[i, 1] + 1, min(rows[i + 1, 1], T - 1) + 1):
+                A[i, j] = inf
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -439,11 +452,13 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
                     m, v, current = _group_of(mu2, w2, K, c0, gs, own, current, copy, mu, w)
                     t0 = offsets[b]
                     T = offsets[b + 1] - t0
-                    _local_cost_pair(x[t0:t0 + T], m, v, A)
+                    if band.shape[0] == 0:
+                        _local_cost_pair(x[t0:t0 + T], m, v, A)
                     for k in range(gs):
                         Ak = A[k * K:(k + 1) * K]
                         if band.shape[0] > 0:
-                            _mask_band(Ak, T, band[b])
+                            _band_cost_pair(x[t0:t0 + T], m[k * K:(k + 1) * K],
+                                            v[k * K:(k + 1) * K], Ak, T, band[b])
                             _accumulate_band(Ak, T, hvd, band[b])
                         else:
                             _accumulate_pair(Ak, T, hvd)

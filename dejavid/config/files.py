@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "band": "none",                  # none, or a warping band: |i/(K-1) - j/(T-1)| <= fraction
                                      # (docs/DESIGN.md section 3); none is the paper's
+    "resample_inputs": False,        # resample every sample to K steps before it is aligned
+                                     # (docs/DESIGN.md section 4.2.2); false is the paper's
     "centroids_per_class": 1,        # M prototype series per class, soft minimum over them
                                      # (docs/DESIGN.md section 5); 1 is the paper's
     "use_fixed_path": D.MODEL["use_fixed_path"],  # paths from a per-epoch parameter snapshot
@@ -114,6 +116,23 @@ _Loader.add_implicit_resolver(
                     |[-+]?\.(?:inf|Inf|INF)
                     |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
+
+
+def _construct_mapping_once(loader, node, deep=False):
+    """A mapping whose keys are unique: PyYAML keeps the last of a repeated key silently,
+    so a config naming a key twice would train with a value its reader may not see."""
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and "
+                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_once)
 
 
 def _yaml_load(text):

@@ -119,11 +119,14 @@ class ModelSpec:
     backend: str = D.MODEL["backend"]
     logit_head: str = D.MODEL["logit_head"]   # temperature (learned -d / tau) or zscore (paper)
     band: float | None = None        # warping band of the alignments (None: none, the paper's)
+    resample_inputs: bool = False    # each sample resampled to K steps first (off: the paper's)
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
         check_band(self.band)
+        if not isinstance(self.resample_inputs, bool):
+            raise ValueError(f"resample_inputs must be true or false, got {self.resample_inputs!r}")
         if self.logit_head not in LOGIT_HEADS:
             raise ValueError(f"logit_head must be one of {', '.join(LOGIT_HEADS)}, "
                              f"got {self.logit_head!r}")
@@ -196,6 +199,12 @@ class TrainSettings:
     optim: OptimSpec = field(default_factory=OptimSpec)
     loop: LoopSpec = field(default_factory=LoopSpec)
 
+    def __post_init__(self):
+        if self.model.resample_inputs and self.centroids.init == "raw":
+            raise ValueError("resample_inputs resamples every series to K steps, while "
+                             "centroid_init: raw averages them at their own time scale; "
+                             "use one of the two")
+
     def resolved(self, train_lengths) -> "TrainSettings":
         """These settings with every 'auto' value derived from the lengths of the training
         series (one per series): what :func:`dejavid.fit` trains with."""
@@ -236,7 +245,7 @@ def settings_from_config(cfg: dict) -> TrainSettings:
                                cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"],
                                cfg["centroids_per_class"], band, cfg["centroid_init"]),
         model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
-                        cfg["logit_head"], band),
+                        cfg["logit_head"], band, cfg["resample_inputs"]),
         optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),
                         tuple(cfg["mu_betas"]), cfg["warmup_epochs"], cfg["min_lr_ratio"],
                         cfg["freeze_centroids"], cfg["freeze_weights"]),

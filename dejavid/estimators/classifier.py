@@ -177,6 +177,8 @@ class DejaVidClassifier(DistanceClassifier):
                          learned soft minimum over them), or 'all' (every sampled training
                          series its own prototype, trained leave-one-out); 1 is the paper's
     centroid_init        'resample' (DBA over the series resampled to K steps) or 'raw'
+    resample_inputs      resample every series to K steps before it is aligned (False, the
+                         paper's: each is aligned at its own length)
     tune                 'none', or 'cv': choose step pattern, band and prototypes among
                          dejavid.training.tune.TUNE_GRID by stratified ``tune_folds``-fold
                          cross-validation on X, y, then train the choice on all of X
@@ -215,7 +217,7 @@ class DejaVidClassifier(DistanceClassifier):
         "weight_decay": P.non_negative, "warmup_epochs": P.non_negative_int,
         "min_lr_ratio": P.fraction, "use_fixed_path": P.flag, "step_pattern": P.one_of("hv", "hvd"),
         "band": P.band, "centroids_per_class": P.count_or_all,
-        "centroid_init": P.one_of("resample", "raw"), "tune": P.one_of("none", "cv"),
+        "centroid_init": P.one_of("resample", "raw"), "resample_inputs": P.flag, "tune": P.one_of("none", "cv"),
         "tune_folds": P.at_least_two,
         "w_one_init": P.flag, "freeze_centroids": P.flag, "freeze_weights": P.flag,
         "logit_head": P.one_of("temperature", "zscore"), "standardize": P.flag,
@@ -235,6 +237,7 @@ class DejaVidClassifier(DistanceClassifier):
                  use_fixed_path: bool = D.MODEL["use_fixed_path"],
                  step_pattern: str = D.STEP_PATTERN, band: Optional[float] = None,
                  centroids_per_class=1, centroid_init: str = "resample",
+                 resample_inputs: bool = False,
                  tune: str = D.TUNING["tune"], tune_folds: int = D.TUNING["tune_folds"],
                  w_one_init: bool = D.MODEL["w_one_init"],
                  freeze_centroids: bool = D.MODEL["freeze_centroids"],
@@ -261,6 +264,7 @@ class DejaVidClassifier(DistanceClassifier):
         self.band = band
         self.centroids_per_class = centroids_per_class
         self.centroid_init = centroid_init
+        self.resample_inputs = resample_inputs
         self.tune = tune
         self.tune_folds = tune_folds
         self.w_one_init = w_one_init
@@ -292,7 +296,7 @@ class DejaVidClassifier(DistanceClassifier):
                                    self.centroid_seed, self.backend,
                                    self._centroids_per_class(), band, self.centroid_init),
             model=ModelSpec(self.step_pattern, bool(self.use_fixed_path), bool(self.w_one_init),
-                            self.backend, self.logit_head, band),
+                            self.backend, self.logit_head, band, bool(self.resample_inputs)),
             optim=OptimSpec(lr=float(self.lr), ms_lr_div=float(self.ms_lr_div),
                             weight_decay=float(self.weight_decay),
                             warmup_epochs=self.warmup_epochs,

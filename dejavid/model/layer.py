@@ -29,7 +29,7 @@ class DejaVid(nn.Module):
                  generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
                  std_eps: float = 1e-6, band: Optional[float] = None,
                  proto_class: Optional[torch.Tensor] = None,
-                 proto_rows: Optional[torch.Tensor] = None):
+                 proto_rows: Optional[torch.Tensor] = None, resample_inputs: bool = False):
         super().__init__()
         C, K, F = mu_init.shape
         self.mu = nn.Parameter(mu_init.detach().clone().float())
@@ -39,6 +39,9 @@ class DejaVid(nn.Module):
         self.fixed_path = fixed_path
         self.backend = backend
         self.band = band
+        # Every sample resampled to K steps before it is aligned (config key
+        # resample_inputs; docs/DESIGN.md section 4.2.2): off is the paper's.
+        self.resample_inputs = bool(resample_inputs)
         self.head = make_head(logit_head, std_eps)
         # Several prototype series per class (mu, theta are then [P, K, F]): their distances
         # are pooled per class by a soft minimum.  One per class (the paper) has no pool.
@@ -77,6 +80,8 @@ class DejaVid(nn.Module):
                 (list(self.pool.parameters()) if self.pool is not None else [])
             reach = self.mu.sum() + self.theta.sum() + sum(p.sum() for p in extra)
             return self.mu.new_zeros(0, self.mu.shape[0]) + 0.0 * reach
+        if self.resample_inputs:
+            x, offsets = resample_packed(x, offsets, self.mu.shape[1])
         paths = None
         if self.fixed_path:
             if self.mu_fixed.numel() == 0:
@@ -87,6 +92,32 @@ class DejaVid(nn.Module):
         dist, _ = align(x, offsets, self.mu, self.theta, self.step_pattern, paths=paths,
                         backend=self.backend, band=self.band)
         return dist
+
+
+def resample_packed(x: torch.Tensor, offsets: torch.Tensor,
+                    K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample of x [N, F] (offsets [B + 1]) resampled to K steps by linear
+    interpolation with aligned corners, as the centroid initialisation resamples the
+    training series (dejavid.model.centroids.resample): (x [B * K, F], offsets [B + 1]).
+    Step k of a T-step sample sits at k (T - 1) / (K - 1); a one-step sample is repeated.
+    Differentiable with respect to x; samples of K steps come back unchanged, bitwise."""
+    lengths = (offsets[1:] - offsets[:-1]).to(torch.float64)                 # [B]
+    B = lengths.numel()
+    if B and bool((lengths == K).all()):
+        return x, offsets
+    k = torch.arange(K, dtype=torch.float64, device=x.device)
+    pos = k.view(1, -1) * ((lengths.view(-1, 1) - 1) / max(K - 1, 1))         # [B, K]
+    if K == 1:
+        pos = torch.zeros_like(pos)
+    lo = pos.floor().clamp(min=0)
+    lo = torch.minimum(lo, (lengths.view(-1, 1) - 2).clamp(min=0))
+    frac = (pos - lo).to(x.dtype).unsqueeze(-1)                               # [B, K, 1]
+    hi = torch.minimum(lo + 1, lengths.view(-1, 1) - 1)
+    start = offsets[:-1].view(-1, 1).to(x.device)
+    a = x[(start + lo.long()).flatten()].view(B, K, -1)
+    b = x[(start + hi.long()).flatten()].view(B, K, -1)
+    out = (a * (1 - frac) + b * frac).reshape(B * K, -1)
+    return out, torch.arange(B + 1, dtype=offsets.dtype, device=offsets.device) * K
 
 
 def is_one_per_class(proto_class: torch.Tensor) -> bool:

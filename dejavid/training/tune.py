@@ -26,12 +26,16 @@ from ..data.standardize import statistics
 # a 10 % warping band; the same with every sampled training series as a prototype of its
 # own (a learned, leave-one-out trained nearest-neighbour form of DejaVid), which reaches
 # a near-zero training loss within 20-30 epochs (docs/results.md), so it trains for at
-# most 30 (fewer when fewer are configured).
+# most 30 (fewer when fewer are configured); the same again with every series resampled
+# to K steps before it is aligned (resample_inputs), for long series whose detail a
+# K-step prototype cannot match step for step (docs/results.md: ACSF1, 1460 steps).
 TUNE_GRID: tuple[dict, ...] = (
     {},
     {"step_pattern": "hvd", "band": 0.1},
     {"step_pattern": "hvd", "band": 0.1, "centroids_per_class": ALL_SERIES,
      "epochs_at_most": 30},
+    {"step_pattern": "hvd", "band": 0.1, "centroids_per_class": ALL_SERIES,
+     "epochs_at_most": 30, "resample_inputs": True},
 )
 TUNE_FOLDS = 3
 # The record of a script's choice in its run folder: every candidate's fold scores.
@@ -43,7 +47,8 @@ TUNE_FILE = "tune.json"
 TUNE_MAX_VIDEOS = 2000
 TUNE_MAX_PROTOTYPES = 1000
 # The keys a candidate may change, and the config key each one is written as.
-CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most")
+CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most",
+                  "resample_inputs")
 
 
 def describe(candidate: dict) -> str:
@@ -65,6 +70,8 @@ def candidate_settings(settings: TrainSettings, candidate: dict) -> TrainSetting
         cen, model = replace(cen, band=candidate["band"]), replace(model, band=candidate["band"])
     if "centroids_per_class" in candidate:
         cen = replace(cen, centroids_per_class=candidate["centroids_per_class"])
+    if "resample_inputs" in candidate:
+        model = replace(model, resample_inputs=candidate["resample_inputs"])
     if "epochs_at_most" in candidate:
         if loop.num_epochs == "auto":
             raise ValueError("resolve num_epochs before applying a candidate that caps it")
@@ -82,6 +89,8 @@ def config_changes(candidate: dict, settings: TrainSettings) -> dict:
         out["band"] = candidate["band"]
     if "centroids_per_class" in candidate:
         out["centroids_per_class"] = candidate["centroids_per_class"]
+    if "resample_inputs" in candidate:
+        out["resample_inputs"] = candidate["resample_inputs"]
     if "epochs_at_most" in candidate:
         out["num_epochs"] = int(settings.loop.num_epochs)
     return out
@@ -128,12 +137,16 @@ def prototype_count(labels: np.ndarray, sample_size_per_class: int) -> int:
 def affordable(grid: tuple, labels: np.ndarray, settings: TrainSettings,
                limit: int = TUNE_MAX_PROTOTYPES) -> tuple[tuple, list[str]]:
     """(the candidates of ``grid`` to score, a reason per candidate left out): a
-    ``centroids_per_class: all`` candidate is left out above ``limit`` prototypes."""
+    ``centroids_per_class: all`` candidate is left out above ``limit`` prototypes, and a
+    ``resample_inputs`` one under ``centroid_init: raw`` (which keeps each series' own
+    time scale, the opposite choice)."""
     P = prototype_count(labels, settings.centroids.sample_size_per_class)
     keep, skipped = [], []
     for cand in grid:
         if cand.get("centroids_per_class") == ALL_SERIES and P > limit:
             skipped.append(f"{describe(cand)}: {P} prototypes > {limit}")
+        elif cand.get("resample_inputs") and settings.centroids.init == "raw":
+            skipped.append(f"{describe(cand)}: not with centroid_init: raw")
         else:
             keep.append(cand)
     return tuple(keep), skipped
