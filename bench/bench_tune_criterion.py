@@ -4,9 +4,10 @@
 
 Per data set (aeon's wheel, official splits) and seed: one cross-validation of
 dejavid.training.tune.choose_by_cv on the training split, then a fit on the whole
-training split of the candidate that the lowest held-out log-loss picks (the criterion
-in use), of the one the best held-out top-1 would pick, and of the configured settings
-(candidate 0), each scored on the test split.  Prints one line per seed.
+training split of the candidate each criterion picks (the lowest held-out log-loss at the
+best scale of the logits; the lowest log-loss as trained, the criterion in use; the best
+held-out top-1) and of the configured settings (candidate 0), each scored on the test
+split.  Prints one line per seed.
 """
 from __future__ import annotations
 
@@ -55,16 +56,16 @@ def main(argv=None) -> int:
             s = TrainSettings().resolved([len(x) for x in train])
             s = replace(s, loop=replace(s.loop, seed=seed))
             res = tune.choose_by_cv(train, codes, values, s, True, log=quiet)
-            by_loss, by_top1 = res.chosen_index, int(np.argmax(res.means))
+            picks = {c: res.chosen_by(c) for c in ("scaled_log_loss", "log_loss", "top1")}
             acc = {}
-            for g in sorted({by_loss, by_top1, 0}):
+            for g in sorted({*picks.values(), 0}):
                 run = fit(tr, None, tune.candidate_settings(s, res.grid[g]), device="cpu",
                           progress=False, log=quiet)
                 acc[g] = evaluate(run.model, te, s.loop, torch.device("cpu"),
                                   progress=False)["top1"]
-            print(f"{name} seed {seed}: by log-loss candidate {by_loss} {100 * acc[by_loss]:.2f} | "
-                  f"by top-1 candidate {by_top1} {100 * acc[by_top1]:.2f} | "
-                  f"as configured {100 * acc[0]:.2f}", flush=True)
+            print(f"{name} seed {seed}: " + " | ".join(
+                f"by {c} candidate {g} {100 * acc[g]:.2f}" for c, g in picks.items())
+                + f" | as configured {100 * acc[0]:.2f}", flush=True)
     return 0
 
 

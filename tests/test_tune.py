@@ -113,13 +113,43 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
     assert res.scores[1][2] == again["top1"]
     assert res.losses[1][2] == pytest.approx(again["loss"], abs=0) and \
         len(res.losses[0]) == 3
-    assert res.chosen_index == int(np.argmin(res.mean_losses))
+    kept = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False,
+                    keep_logits=True)
+    assert res.scaled_losses[1][2] == tune.scaled_log_loss(kept["logits"], kept["labels"])
+    assert res.scaled_losses[1][2] <= res.losses[1][2] + 1e-12
+    assert tune.TUNE_CRITERION == "log_loss"
+    assert res.chosen_index == res.chosen_by("log_loss") == int(np.argmin(res.mean_losses))
+    assert res.chosen_by("scaled_log_loss") == \
+        int(np.argmin([np.mean(v) for v in res.scaled_losses]))
+    assert res.chosen_by("top1") == int(np.argmax(res.means))
+    with pytest.raises(ValueError, match="criterion"):
+        res.chosen_by("f1")
     record = res.as_dict()
+    assert [c["fold_scaled_log_loss"] for c in record["candidates"]] == \
+        [[round(v, 6) for v in lo] for lo in res.scaled_losses]
     assert [c["fold_top1"] for c in record["candidates"]] == \
         [[round(v, 6) for v in s] for s in res.scores]
     assert [c["fold_log_loss"] for c in record["candidates"]] == \
         [[round(v, 6) for v in lo] for lo in res.losses]
     assert "<- chosen" in res.summary().splitlines()[1 + res.chosen_index]
+
+
+def test_scaled_log_loss_is_the_minimum_over_the_logits_scale():
+    """Against a dense grid of scales (an independent search), on three kinds of logits:
+    random, separating (the loss falls to ~0 at the largest scale), and reversed."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (50,), generator=g)
+    rand = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    sep = torch.nn.functional.one_hot(y, 4).double() + 0.1 * rand
+    rev = -sep
+    ce = torch.nn.functional.cross_entropy
+    for z in (rand, sep, rev):
+        grid = min(float(ce(z * np.exp(u), y)) for u in np.linspace(-10, 10, 20001))
+        got = tune.scaled_log_loss(z, y)
+        assert got <= grid + 1e-9 and got >= grid - 1e-3, (got, grid)
+        assert got <= float(ce(z, y)) + 1e-12
+    assert tune.scaled_log_loss(sep, y) < 1e-3                 # separable: ~0
+    assert abs(tune.scaled_log_loss(rev, y) - np.log(4)) < 1e-3  # no better than uniform
 
 
 def test_ties_go_to_the_earlier_candidate():

@@ -104,8 +104,10 @@ def train_one_epoch(model, ds: Dataset, optimizer, loop: LoopSpec, device, epoch
 
 @torch.no_grad()
 def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool = True,
-             keep_predictions: bool = False, info: DistInfo = DistInfo()) -> dict:
-    """Loss, top-1 and top-5 over every video of ``ds`` exactly once.
+             keep_predictions: bool = False, info: DistInfo = DistInfo(),
+             keep_logits: bool = False) -> dict:
+    """Loss, top-1 and top-5 over every video of ``ds`` exactly once (``keep_logits``:
+    also "logits" [N, C] and "labels" [N], on the CPU, in one process).
 
     Under torchrun each rank evaluates a disjoint contiguous share (no padding)
     and the sums are added.  Videos are aligned with the current parameters
@@ -117,11 +119,14 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
     mine = shard(list(range(len(ds))), info)
     batches = [mine[s:s + bs] for s in range(0, len(mine), bs)]
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
-    preds = []
+    preds, logits, labels = [], [], []
     for batch in tqdm(make_loader(ds, batches, loop.num_workers), total=len(batches),
                       desc="eval", unit="batch", leave=False, disable=not progress):
         batch = batch.to(device)
         dist = model(batch.x, batch.offsets)
+        if keep_logits:
+            logits.append(model.head(dist).cpu())
+            labels.append(batch.labels.cpu())
         loss_sum += float(loss_fn(dist, batch.labels, loop.std_eps, reduction="sum",
                                   head=model.head))
         order, hits1, hits5 = rank_classes(dist, batch.labels)   # order [B, 5] nearest classes
@@ -139,6 +144,8 @@ def evaluate(model: DejaVid, ds: Dataset, loop: LoopSpec, device, progress: bool
            "count": int(count)}
     if keep_predictions:
         out["predictions"] = [p for part in gather_objects(preds, info) for p in part]
+    if keep_logits:
+        out["logits"], out["labels"] = torch.cat(logits), torch.cat(labels)
     return out
 
 
