@@ -2,11 +2,12 @@
 
     python bench/bench_tune_criterion.py [--datasets GunPoint,BasicMotions,PickupGestureWiimoteZ] [--seeds 0,1,2]
 
-Per data set (aeon's wheel, official splits) and seed: one cross-validation of
+Per data set (aeon's wheel, official splits; a name with -crop or -tile has every series
+changed by that rule of bench_accuracy.py, seeded as there) and seed: one cross-validation of
 dejavid.training.tune.choose_by_cv on the training split, then a fit on the whole
 training split of the candidate each criterion picks (the lowest held-out log-loss at the
-best scale of the logits; the lowest log-loss as trained, the criterion in use; the best
-held-out top-1) and of the configured settings (candidate 0), each scored on the test
+best scale of the logits; the lowest log-loss as trained, the criterion in use; the lowest
+Brier score; the best held-out top-1) and of the configured settings (candidate 0), each scored on the test
 split.  Prints one line per seed.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dejavid.data.standardize import statistics  # noqa: E402
 from dejavid.training import tune  # noqa: E402
 from dejavid.training.engine import evaluate  # noqa: E402
 from dejavid.training.run import fit  # noqa: E402
+from bench_accuracy import vary_lengths  # noqa: E402
 
 UNSEEN = ("GunPoint", "BasicMotions", "PickupGestureWiimoteZ")
 
@@ -41,8 +43,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     quiet = lambda *a, **k: None  # noqa: E731
     for name in args.datasets.split(","):
-        Xtr, ytr = prepare_demo.load_split(name, "train")
-        Xte, yte = prepare_demo.load_split(name, "test")
+        base, _, rule = name.partition("-")
+        Xtr, ytr = prepare_demo.load_split(base, "train")
+        Xte, yte = prepare_demo.load_split(base, "test")
+        if rule:   # GunPoint-crop, PickupGestureWiimoteZ-tile: bench_accuracy's length rules
+            Xtr, Xte = vary_lengths(Xtr, rule, seed=0), vary_lengths(Xte, rule, seed=1)
         values = sorted(set(ytr))
         codes = np.array([values.index(v) for v in ytr])
         train = [torch.from_numpy(np.ascontiguousarray(x)) for x in Xtr]
@@ -56,7 +61,8 @@ def main(argv=None) -> int:
             s = TrainSettings().resolved([len(x) for x in train])
             s = replace(s, loop=replace(s.loop, seed=seed))
             res = tune.choose_by_cv(train, codes, values, s, True, log=quiet)
-            picks = {c: res.chosen_by(c) for c in ("scaled_log_loss", "log_loss", "top1")}
+            picks = {c: res.chosen_by(c) for c in ("scaled_log_loss", "log_loss", "brier",
+                                                   "top1")}
             acc = {}
             for g in sorted({*picks.values(), 0}):
                 run = fit(tr, None, tune.candidate_settings(s, res.grid[g]), device="cpu",

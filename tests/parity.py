@@ -14,6 +14,7 @@ SHAPES = [
     ((7, 33, 2), 1459, 64, 3),
     ((150, 33), 1459, 5, 2),
     ((2, 150, 1, 7), 3, 64, 4),
+    ((1, 2, 7, 40, 9), 1, 9, 3),     # one feature: numba's cell-by-cell local cost
 ]
 # K x C grid: the numba forward stacks G = 64 // K classes into one local-cost block
 # (one class at K = 64, all 51 at K = 1, a short last group at C = 51), and the path

@@ -26,7 +26,7 @@ import host_emulation  # noqa: E402
 from parity import RTOL, assert_close, make_inputs  # noqa: E402
 
 BAND_SHAPES = [((1, 2, 7), 3, 5, 3), ((33, 1, 40, 2), 1, 5, 2), ((7, 33, 2), 20, 8, 3),
-               ((2, 40, 1, 7), 3, 12, 4)]
+               ((2, 40, 1, 7), 3, 12, 4), ((2, 90, 1, 7, 13), 1, 12, 3)]
 
 
 def _numpy_banded(D, rows, hvd):

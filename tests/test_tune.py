@@ -122,6 +122,8 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
     assert res.chosen_by("scaled_log_loss") == \
         int(np.argmin([np.mean(v) for v in res.scaled_losses]))
     assert res.chosen_by("top1") == int(np.argmax(res.means))
+    assert res.briers[1][2] == tune.brier_score(kept["logits"], kept["labels"])
+    assert res.chosen_by("brier") == int(np.argmin([np.mean(v) for v in res.briers]))
     with pytest.raises(ValueError, match="criterion"):
         res.chosen_by("f1")
     record = res.as_dict()
@@ -150,6 +152,19 @@ def test_scaled_log_loss_is_the_minimum_over_the_logits_scale():
         assert got <= float(ce(z, y)) + 1e-12
     assert tune.scaled_log_loss(sep, y) < 1e-3                 # separable: ~0
     assert abs(tune.scaled_log_loss(rev, y) - np.log(4)) < 1e-3  # no better than uniform
+
+
+def test_brier_score_by_hand():
+    y = torch.tensor([0, 1])
+    # softmax([0, 0]) = (1/2, 1/2): (1/2)^2 + (1/2)^2 per sample
+    assert tune.brier_score(torch.zeros(2, 2), y) == pytest.approx(0.5, abs=1e-15)
+    # a sure right answer costs 0, a sure wrong one 2
+    sure = torch.tensor([[60.0, 0.0], [60.0, 0.0]])
+    assert tune.brier_score(sure, y) == pytest.approx(1.0, abs=1e-12)   # (0 + 2) / 2
+    p = torch.softmax(torch.tensor([[1.0, 2.0, 0.5]]).double(), 1)[0]
+    want = float((p[0] - 1) ** 2 + p[1] ** 2 + p[2] ** 2)
+    assert tune.brier_score(torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([0])) == \
+        pytest.approx(want, rel=1e-12)
 
 
 def test_ties_go_to_the_earlier_candidate():

@@ -147,11 +147,19 @@ def _local_cost_pair(xb, mu, w, D):
     3 x 3), because a column left over runs about 3x slower per element (one row at a
     time, bound by loads); that made T = 33, 34, 35 cost 3-11 % more per column than
     T = 32.  What is left (rows K % 4; columns when T < 6, or T = 5) goes through
-    :func:`_cost_rows`.
+    :func:`_cost_rows`.  One feature (univariate series) goes cell by cell: nothing is
+    reused there, and each cell is the same single product as in the blocks.
     """
     K, F = mu.shape
     T = xb.shape[0]
     zero = D.dtype.type(0)
+    if F == 1:
+        for i in range(K):
+            a = mu[i, 0]
+            v = w[i, 0]
+            for j in range(T):
+                D[i, j] = zero + v * abs(a - xb[j, 0])
+        return
     K4 = K - K % 4
     n3 = (4 - T % 4) % 4        # blocks of 3 that make the rest a multiple of 4
     if 3 * n3 > T:
@@ -271,17 +279,27 @@ def _local_cost_pair(xb, mu, w, D):
 
 @njit(nogil=True, cache=_CACHE)
 def _accumulate_pair(A, T, hvd):
-    """In place: local cost A [K, >=T] -> accumulated cost over its first T columns."""
+    """In place: local cost A [K, >=T] -> accumulated cost over its first T columns.
+
+    The cell to the left is carried in a register (``left``) and the two cells of the row
+    above are compared first, so the chain from one cell to the next is one min and one
+    add (reloading A[i, j - 1] just stored, and comparing it first, made it longer).  The
+    minimum of the same values is the same value in any order: the result is bitwise
+    that of the plain recursion."""
     K = A.shape[0]
+    left = A[0, 0]
     for j in range(1, T):
-        A[0, j] += A[0, j - 1]
+        left = A[0, j] + left
+        A[0, j] = left
     for i in range(1, K):
-        A[i, 0] += A[i - 1, 0]
+        left = A[i, 0] + A[i - 1, 0]
+        A[i, 0] = left
         for j in range(1, T):
-            best = min(A[i - 1, j], A[i, j - 1])
+            above = A[i - 1, j]
             if hvd:
-                best = min(best, A[i - 1, j - 1])
-            A[i, j] += best
+                above = min(above, A[i - 1, j - 1])
+            left = A[i, j] + min(above, left)
+            A[i, j] = left
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -291,18 +309,22 @@ def _accumulate_band(A, T, hvd, rows):
     with +inf outside the band gives the same accumulated costs on the band (a cell
     outside accumulates inf plus any neighbour, inf), so this is the same result."""
     K = A.shape[0]
+    left = A[0, 0]
     for j in range(1, rows[0, 1] + 1):
-        A[0, j] += A[0, j - 1]
+        left = A[0, j] + left
+        A[0, j] = left
     for i in range(1, K):
         lo = rows[i, 0]
         if lo == 0:
             A[i, 0] += A[i - 1, 0]
             lo = 1
+        left = A[i, lo - 1]   # +inf beside the band, or the cell just accumulated
         for j in range(lo, rows[i, 1] + 1):
-            best = min(A[i - 1, j], A[i, j - 1])
+            above = A[i - 1, j]
             if hvd:
-                best = min(best, A[i - 1, j - 1])
-            A[i, j] += best
+                above = min(above, A[i - 1, j - 1])
+            left = A[i, j] + min(above, left)
+            A[i, j] = left
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -316,11 +338,19 @@ def _band_cost_pair(xb, m, v, A, T, rows):
     not decrease with the row), so a 10 % band computes about a fifth of the grid."""
     K = A.shape[0]
     inf = A.dtype.type(np.inf)
-    for i0 in range(0, K, 4):
-        i1 = min(i0 + 4, K)
-        lo = rows[i0, 0]
-        hi = rows[i1 - 1, 1]
-        _local_cost_pair(xb[lo:hi + 1], m[i0:i1], v[i0:i1], A[i0:i1, lo:])
+    if m.shape[1] == 1:   # one feature: each row's own columns (as _local_cost_pair's cells)
+        zero = A.dtype.type(0)
+        for i in range(K):
+            a = m[i, 0]
+            wi = v[i, 0]
+            for j in range(rows[i, 0], rows[i, 1] + 1):
+                A[i, j] = zero + wi * abs(a - xb[j, 0])
+    else:
+        for i0 in range(0, K, 4):
+            i1 = min(i0 + 4, K)
+            lo = rows[i0, 0]
+            hi = rows[i1 - 1, 1]
+            _local_cost_pair(xb[lo:hi + 1], m[i0:i1], v[i0:i1], A[i0:i1, lo:])
     for i in range(K):
         lo = rows[i, 0]
         if lo > 0:

@@ -188,15 +188,18 @@ class TuneResult:
     skipped: list = field(default_factory=list)   # candidates left out, with the reason
     # [candidate][fold] held-out log-loss at the best scale of the logits (scaled_log_loss)
     scaled_losses: list = field(default_factory=list)
+    briers: list = field(default_factory=list)   # [candidate][fold] held-out Brier score
 
     def chosen_by(self, criterion: str) -> int:
-        """The candidate a criterion picks: the lowest mean of 'scaled_log_loss' or
-        'log_loss', the highest mean 'top1'; the first of the best (the simpler) on ties."""
+        """The candidate a criterion picks: the lowest mean of 'scaled_log_loss',
+        'log_loss' or 'brier', the highest mean 'top1'; the first of the best (the simpler)
+        on ties."""
         if criterion == "top1":
             return int(np.argmax([float(np.mean(v)) for v in self.scores]))
-        table = {"scaled_log_loss": self.scaled_losses, "log_loss": self.losses}
+        table = {"scaled_log_loss": self.scaled_losses, "log_loss": self.losses,
+                 "brier": self.briers}
         if criterion not in table:
-            raise ValueError(f"criterion must be scaled_log_loss, log_loss or top1, "
+            raise ValueError(f"criterion must be scaled_log_loss, log_loss, brier or top1, "
                              f"got {criterion!r}")
         return int(np.argmin([float(np.mean(v)) for v in table[criterion]]))
 
@@ -224,12 +227,15 @@ class TuneResult:
                 "candidates": [{"changes": describe(c),
                                 "fold_scaled_log_loss": [round(float(v), 6) for v in sc],
                                 "mean_scaled_log_loss": round(float(np.mean(sc)), 6),
+                                "fold_brier": [round(float(v), 6) for v in br],
+                                "mean_brier": round(float(np.mean(br)), 6),
                                 "fold_log_loss": [round(float(v), 6) for v in lo],
                                 "mean_log_loss": round(float(np.mean(lo)), 6),
                                 "fold_top1": [round(float(v), 6) for v in s],
                                 "mean_top1": round(float(np.mean(s)), 6)}
-                               for c, s, lo, sc in zip(self.grid, self.scores, self.losses,
-                                                       self.scaled_losses)]}
+                               for c, s, lo, sc, br in zip(self.grid, self.scores,
+                                                           self.losses, self.scaled_losses,
+                                                           self.briers)]}
 
     def summary(self) -> str:
         """One line per candidate with its fold scores, the chosen one marked."""
@@ -304,6 +310,7 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     scores: list[list[float]] = [[] for _ in grid]
     losses: list[list[float]] = [[] for _ in grid]
     scaled: list[list[float]] = [[] for _ in grid]
+    briers: list[list[float]] = [[] for _ in grid]
     quiet = lambda *a, **kw: None  # noqa: E731
     for f, held in enumerate(parts):
         train_part, held_part = fold_datasets(tensors, labels, label_values, held, standardize)
@@ -315,6 +322,7 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
             scores[g].append(float(res["top1"]))
             losses[g].append(float(res["loss"]))
             scaled[g].append(scaled_log_loss(res["logits"], res["labels"]))
+            briers[g].append(brier_score(res["logits"], res["labels"]))
             log(f"tune: fold {f + 1}/{k}, {describe(cand)}: held-out top-1 {res['top1']:.4f}")
     # The lowest mean held-out log-loss wins (the first of the best: the simpler on ties).
     # Top-1 on folds of a few dozen series moves in steps of several points and often ties
@@ -323,9 +331,17 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     result = TuneResult(grid=tuple(grid), folds=k, scores=scores, chosen_index=0,
                         seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts],
                         videos=len(labels), skipped=skipped, losses=losses,
-                        scaled_losses=scaled)
+                        scaled_losses=scaled, briers=briers)
     result.chosen_index = result.chosen_by(TUNE_CRITERION)
     return result
+
+
+def brier_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over samples of sum_c (softmax(logits)_c - [c = label])^2 (between 0 and 2): a
+    proper score like the log-loss, but bounded, so one confident mistake weighs at most 2."""
+    p = torch.softmax(logits.detach().to(torch.float64), 1)
+    onehot = torch.nn.functional.one_hot(labels.detach().long(), p.shape[1]).to(p.dtype)
+    return float((p - onehot).pow(2).sum(1).mean())
 
 
 def scaled_log_loss(logits: torch.Tensor, labels: torch.Tensor, span: float = 10.0,
