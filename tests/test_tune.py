@@ -107,7 +107,9 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
     held = tune.stratified_folds(y, 3, seed=5)[2]
     train_part, held_part = tune.fold_datasets(tensors, y, [0, 1, 2], held, True)
     assert set(train_part.rows.tolist()).isdisjoint(held_part.rows.tolist())
-    run = fit(train_part, None, tune.candidate_settings(settings, grid[1]), device="cpu",
+    # (the series' lengths differ: the candidates ran without their band)
+    assert res.grid == ({}, {"step_pattern": "hvd"})
+    run = fit(train_part, None, tune.candidate_settings(settings, res.grid[1]), device="cpu",
               progress=False, log=lambda *_: None)
     again = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False)
     assert res.scores[1][2] == again["top1"]
@@ -117,8 +119,13 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
                     keep_logits=True)
     assert res.scaled_losses[1][2] == tune.scaled_log_loss(kept["logits"], kept["labels"])
     assert res.scaled_losses[1][2] <= res.losses[1][2] + 1e-12
-    assert tune.TUNE_CRITERION == "log_loss"
-    assert res.chosen_index == res.chosen_by("log_loss") == int(np.argmin(res.mean_losses))
+    assert tune.TUNE_CRITERION == "log_loss_within_se"
+    assert res.chosen_index == res.chosen_by("log_loss_within_se")
+    assert res.chosen_by("log_loss") == int(np.argmin(res.mean_losses))
+    # the per-series records are the folds' in order: held out once each
+    n = sum(res.fold_sizes)
+    assert all(len(v) == n for v in res.sample_losses + res.sample_hits)
+    assert np.mean(res.sample_hits[1][-len(held):]) == pytest.approx(again["top1"])
     assert res.chosen_by("scaled_log_loss") == \
         int(np.argmin([np.mean(v) for v in res.scaled_losses]))
     assert res.chosen_by("top1") == int(np.argmax(res.means))
@@ -152,6 +159,49 @@ def test_scaled_log_loss_is_the_minimum_over_the_logits_scale():
         assert got <= float(ce(z, y)) + 1e-12
     assert tune.scaled_log_loss(sep, y) < 1e-3                 # separable: ~0
     assert abs(tune.scaled_log_loss(rev, y) - np.log(4)) < 1e-3  # no better than uniform
+
+
+def _result(hits, losses):
+    G = len(hits)
+    return tune.TuneResult(grid=tuple({"i": g} for g in range(G)), folds=2,
+                           scores=[[np.mean(h)] for h in hits], chosen_index=0, seconds=0.0,
+                           losses=[[np.mean(v)] for v in losses],
+                           sample_hits=[list(map(float, h)) for h in hits],
+                           sample_losses=[list(map(float, v)) for v in losses])
+
+
+def test_criterion_takes_the_lowest_log_loss_within_one_se_of_the_best_top1():
+    """Hand-worked: 10 series.  Candidate 1 is best by top-1 (8/10); candidate 0 misses
+    two more (6/10): differences d = [1, 1, 0 x 8], mean 0.2, std 0.4216, SE 0.1333 ->
+    out.  Candidate 2 misses one more (7/10): mean 0.1, SE 0.1 -> in, and its log-loss is
+    the lowest, so it wins although the plain log-loss would pick candidate 0."""
+    h1 = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    h0 = [0, 0, 1, 1, 1, 1, 1, 1, 0, 0]
+    h2 = [0, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    res = _result([h0, h1, h2], [[0.1] * 10, [0.9] * 10, [0.5] * 10])
+    assert res.admissible() == [1, 2]
+    assert res.chosen_by("log_loss_within_se") == 2
+    assert res.chosen_by("log_loss") == 0 and res.chosen_by("top1") == 1
+    # all equal: every candidate within, the lowest log-loss; ties to the first
+    same = _result([h1, h1], [[0.3] * 10, [0.3] * 10])
+    assert same.admissible() == [0, 1] and same.chosen_by("log_loss_within_se") == 0
+
+
+def test_variable_lengths_drop_the_band_from_the_candidates():
+    grid = tune.TUNE_GRID
+    assert tune.for_lengths(grid, [24] * 9) == grid
+    varied = tune.for_lengths(grid, [24, 30, 24])
+    assert len(varied) == len(grid)
+    assert all("band" not in c for c in varied)
+    assert [{k: v for k, v in c.items() if k != "band"} for c in grid] == list(varied)
+    # a candidate that only set the band is the configured settings: kept once
+    assert tune.for_lengths(({}, {"band": 0.1}, {"step_pattern": "hvd"}), [3, 4]) == \
+        ({}, {"step_pattern": "hvd"})
+    X, y = _series()                       # lengths 6-12
+    res = tune.choose_by_cv([torch.from_numpy(x) for x in X], y, [0, 1, 2],
+                            SMALL.resolved([len(x) for x in X]), True, folds=2,
+                            log=lambda *_: None)
+    assert all("band" not in c for c in res.grid)
 
 
 def test_brier_score_by_hand():

@@ -38,14 +38,20 @@ TUNE_GRID: tuple[dict, ...] = (
      "epochs_at_most": 30, "resample_inputs": True},
 )
 TUNE_FOLDS = 3
-# What picks the winner (TuneResult.chosen_by): the lowest mean held-out log-loss, as the
-# candidate trained.  Also recorded: top-1 and the log-loss at the best scale of each
-# candidate's logits (scaled_log_loss), the criteria it was measured against
-# (docs/DESIGN.md section 6.8, bench/bench_tune_criterion.py).
-TUNE_CRITERION = "log_loss"
-CRITERION_NAMES = {"scaled_log_loss": "lowest mean held-out log-loss at the best scale of the "
+# What picks the winner (TuneResult.chosen_by): among the candidates whose held-out top-1
+# is within one (paired) standard error of the best, the lowest mean held-out log-loss.
+# Top-1 alone is noisy on small folds; the log-loss alone favours the less confident
+# candidates (the every-series ones) over more accurate ones.  Also recorded: the Brier
+# score and the log-loss at the best scale of the logits, the criteria it was measured
+# against (docs/DESIGN.md section 6.8, bench/bench_tune_criterion.py).
+TUNE_CRITERION = "log_loss_within_se"
+CRITERION_NAMES = {"log_loss_within_se": "lowest mean held-out log-loss among the candidates "
+                                         "whose held-out top-1 is within one standard error "
+                                         "of the best",
+                   "scaled_log_loss": "lowest mean held-out log-loss at the best scale of the "
                                       "logits",
-                   "log_loss": "lowest mean held-out log-loss", "top1": "highest mean top-1"}
+                   "log_loss": "lowest mean held-out log-loss", "top1": "highest mean top-1",
+                   "brier": "lowest mean held-out Brier score"}
 # The record of a script's choice in its run folder: every candidate's fold scores.
 TUNE_FILE = "tune.json"
 # Bounds that keep the choice affordable on large data sets: it runs on a stratified,
@@ -160,6 +166,23 @@ def affordable(grid: tuple, labels: np.ndarray, settings: TrainSettings,
     return tuple(keep), skipped
 
 
+def for_lengths(grid: tuple, lengths) -> tuple:
+    """The candidates of ``grid`` as they apply to training series of these ``lengths``:
+    unchanged when all have the same length; otherwise without their warping band (a
+    band keeps each step near the same relative position of the centroid, which holds for
+    series recorded on one time base, and not when a series is a part of the event, or
+    the event repeated: docs/DESIGN.md section 6.8 has the measurements)."""
+    if len(set(int(t) for t in lengths)) <= 1:
+        return tuple(grid)
+    out = []
+    for cand in grid:
+        plain = {k: v for k, v in cand.items() if k != "band"}
+        if "band" in cand and plain in out:
+            continue   # without its band it is an earlier candidate
+        out.append(plain)
+    return tuple(out)
+
+
 def fold_count(labels: np.ndarray, k: int) -> int:
     """The folds used: ``k``, or fewer when the smallest class has fewer series (every fold's
     training part must hold each class).  ValueError when a class has a single series."""
@@ -189,17 +212,40 @@ class TuneResult:
     # [candidate][fold] held-out log-loss at the best scale of the logits (scaled_log_loss)
     scaled_losses: list = field(default_factory=list)
     briers: list = field(default_factory=list)   # [candidate][fold] held-out Brier score
+    # [candidate][series] each training series' log-loss and hit (1.0: top-1 right) when
+    # it was held out, in fold order (the paired comparisons of the criterion)
+    sample_losses: list = field(default_factory=list)
+    sample_hits: list = field(default_factory=list)
+
+    def admissible(self) -> list[int]:
+        """The candidates whose held-out top-1 is within one standard error of the best:
+        per training series, the best candidate's hit minus this one's (both held out
+        in the same fold), whose mean must not exceed its standard error."""
+        hits = np.asarray(self.sample_hits, dtype=np.float64)            # [G, N]
+        best = int(np.argmax(hits.mean(1)))
+        out = []
+        for g in range(len(hits)):
+            d = hits[best] - hits[g]
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+            if d.mean() <= se + 1e-12:
+                out.append(g)
+        return out
 
     def chosen_by(self, criterion: str) -> int:
-        """The candidate a criterion picks: the lowest mean of 'scaled_log_loss',
-        'log_loss' or 'brier', the highest mean 'top1'; the first of the best (the simpler)
-        on ties."""
+        """The candidate a criterion picks: 'log_loss_within_se' (the criterion in use):
+        the lowest mean held-out log-loss among :meth:`admissible` candidates; the lowest
+        mean of 'scaled_log_loss', 'log_loss' or 'brier'; the highest mean 'top1'.  The
+        first of the best (the simpler) on ties."""
         if criterion == "top1":
             return int(np.argmax([float(np.mean(v)) for v in self.scores]))
+        if criterion == "log_loss_within_se":
+            ok = self.admissible()
+            return min(ok, key=lambda g: (float(np.mean(self.sample_losses[g])), g))
         table = {"scaled_log_loss": self.scaled_losses, "log_loss": self.losses,
                  "brier": self.briers}
         if criterion not in table:
-            raise ValueError(f"criterion must be scaled_log_loss, log_loss, brier or top1, "
+            raise ValueError(f"criterion must be log_loss_within_se, scaled_log_loss, "
+                             f"log_loss, brier or top1, "
                              f"got {criterion!r}")
         return int(np.argmin([float(np.mean(v)) for v in table[criterion]]))
 
@@ -224,6 +270,8 @@ class TuneResult:
                 "skipped": list(self.skipped),
                 "seconds": round(self.seconds, 3),
                 "criterion": CRITERION_NAMES[TUNE_CRITERION],
+                "within_one_se_of_the_best_top1": [describe(self.grid[g])
+                                                   for g in self.admissible()],
                 "candidates": [{"changes": describe(c),
                                 "fold_scaled_log_loss": [round(float(v), 6) for v in sc],
                                 "mean_scaled_log_loss": round(float(np.mean(sc)), 6),
@@ -242,9 +290,11 @@ class TuneResult:
         lines = [f"tune: cv over {self.folds} folds of {self.videos} training videos "
                  f"({self.seconds:.1f} s):"]
         lines += [f"  left out: {why}" for why in self.skipped]
+        ok = self.admissible()
         for g, (c, s, lo, sc) in enumerate(zip(self.grid, self.scores, self.losses,
                                                self.scaled_losses)):
-            mark = "  <- chosen" if g == self.chosen_index else ""
+            mark = "  <- chosen" if g == self.chosen_index else \
+                ("" if g in ok else "  (top-1 more than one standard error below the best)")
             lines.append(f"  {describe(c)}: mean log-loss at the best scale {np.mean(sc):.4f}, "
                          f"as trained {np.mean(lo):.4f}, mean top-1 "
                          f"{np.mean(s):.4f} (folds " + ", ".join(f"{v:.4f}" for v in s)
@@ -283,6 +333,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
                  log: Callable[[str], None] = print) -> TuneResult:
     """Pick the candidate of ``grid`` with the lowest mean held-out log-loss (the loss DejaVid
     trains with) over stratified folds of the training series; top-1 is recorded too.
+    ``grid`` applies as :func:`for_lengths` makes it for the series' lengths (no band
+    when they differ).
 
     ``tensors``: the training split's raw (not standardised) series [T, F]; ``labels``:
     their class codes (0 .. C - 1, positions in ``label_values``); ``settings``: as
@@ -298,7 +350,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     if len(tensors) != len(labels):
         raise ValueError(f"{len(tensors)} series but {len(labels)} labels")
     seed = settings.loop.seed if seed is None else seed
-    grid, skipped = affordable(tuple(grid), labels, settings, TUNE_MAX_PROTOTYPES)
+    grid = for_lengths(grid, [t.shape[0] for t in tensors])
+    grid, skipped = affordable(grid, labels, settings, TUNE_MAX_PROTOTYPES)
     subset = choice_subset(labels, seed, TUNE_MAX_VIDEOS)
     if len(subset) < len(labels):
         log(f"tune: choosing on {len(subset)} of the {len(labels)} training videos "
@@ -311,6 +364,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     losses: list[list[float]] = [[] for _ in grid]
     scaled: list[list[float]] = [[] for _ in grid]
     briers: list[list[float]] = [[] for _ in grid]
+    sample_losses: list[list[float]] = [[] for _ in grid]   # per held-out series, fold order
+    sample_hits: list[list[float]] = [[] for _ in grid]
     quiet = lambda *a, **kw: None  # noqa: E731
     for f, held in enumerate(parts):
         train_part, held_part = fold_datasets(tensors, labels, label_values, held, standardize)
@@ -323,6 +378,9 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
             losses[g].append(float(res["loss"]))
             scaled[g].append(scaled_log_loss(res["logits"], res["labels"]))
             briers[g].append(brier_score(res["logits"], res["labels"]))
+            z, y = res["logits"].double(), res["labels"].long()
+            sample_losses[g] += torch.nn.functional.cross_entropy(z, y, reduction="none").tolist()
+            sample_hits[g] += (z.argmax(1) == y).double().tolist()
             log(f"tune: fold {f + 1}/{k}, {describe(cand)}: held-out top-1 {res['top1']:.4f}")
     # The lowest mean held-out log-loss wins (the first of the best: the simpler on ties).
     # Top-1 on folds of a few dozen series moves in steps of several points and often ties
@@ -331,7 +389,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     result = TuneResult(grid=tuple(grid), folds=k, scores=scores, chosen_index=0,
                         seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts],
                         videos=len(labels), skipped=skipped, losses=losses,
-                        scaled_losses=scaled, briers=briers)
+                        scaled_losses=scaled, briers=briers, sample_losses=sample_losses,
+                        sample_hits=sample_hits)
     result.chosen_index = result.chosen_by(TUNE_CRITERION)
     return result
 
