@@ -1,14 +1,16 @@
 """How tune: cv's criterion chooses on data sets that bench_accuracy.py never reads.
 
-    python bench/bench_tune_criterion.py [--datasets GunPoint,BasicMotions,PickupGestureWiimoteZ] [--seeds 0,1,2]
+    python bench/bench_tune_criterion.py [--datasets GunPoint,...] [--seeds 0,1,2] [--keep-band]
 
 Per data set (aeon's wheel, official splits; a name with -crop or -tile has every series
 changed by that rule of bench_accuracy.py, seeded as there) and seed: one cross-validation of
 dejavid.training.tune.choose_by_cv on the training split, then a fit on the whole
-training split of the candidate each criterion picks (the lowest held-out log-loss at the
-best scale of the logits; the lowest log-loss as trained, the criterion in use; the lowest
-Brier score; the best held-out top-1) and of the configured settings (candidate 0), each scored on the test
-split.  Prints one line per seed.
+training split of the candidate each criterion picks (CRITERIA: the one in use, the
+lowest held-out log-loss among the candidates whose top-1 is within one standard error of
+the best; the lowest log-loss; the lowest log-loss at the best scale of the logits; the
+lowest Brier score; the best top-1) and of the configured settings (candidate 0), each
+scored on the test split.  Prints one line per seed, then the means per data set.
+``--keep-band`` scores the grid with its band on variable-length sets too.
 """
 from __future__ import annotations
 
@@ -34,14 +36,25 @@ from dejavid.training.run import fit  # noqa: E402
 from bench_accuracy import vary_lengths  # noqa: E402
 
 UNSEEN = ("GunPoint", "BasicMotions", "PickupGestureWiimoteZ")
+# The same three with bench_accuracy.py's length rules (variable lengths; GunPoint has two
+# classes): the default list.
+VARIANTS = ("GunPoint-crop", "GunPoint-tile", "BasicMotions-crop", "BasicMotions-tile",
+            "PickupGestureWiimoteZ-crop", "PickupGestureWiimoteZ-tile")
+CRITERIA = ("log_loss_within_se", "log_loss", "scaled_log_loss", "brier", "top1")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default=",".join(UNSEEN))
+    ap.add_argument("--datasets", default=",".join(UNSEEN + VARIANTS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--keep-band", action="store_true",
+                    help="score the grid with its band on variable lengths too (the rule "
+                         "before dejavid.training.tune.for_lengths)")
     args = ap.parse_args(argv)
     quiet = lambda *a, **k: None  # noqa: E731
+    if args.keep_band:
+        tune.for_lengths = lambda grid, lengths: tuple(grid)
+    table = {}   # data set -> criterion -> test top-1 per seed ("as configured" too)
     for name in args.datasets.split(","):
         base, _, rule = name.partition("-")
         Xtr, ytr = prepare_demo.load_split(base, "train")
@@ -61,17 +74,31 @@ def main(argv=None) -> int:
             s = TrainSettings().resolved([len(x) for x in train])
             s = replace(s, loop=replace(s.loop, seed=seed))
             res = tune.choose_by_cv(train, codes, values, s, True, log=quiet)
-            picks = {c: res.chosen_by(c) for c in ("scaled_log_loss", "log_loss", "brier",
-                                                   "top1")}
+            picks = {c: res.chosen_by(c) for c in CRITERIA}
             acc = {}
             for g in sorted({*picks.values(), 0}):
                 run = fit(tr, None, tune.candidate_settings(s, res.grid[g]), device="cpu",
                           progress=False, log=quiet)
                 acc[g] = evaluate(run.model, te, s.loop, torch.device("cpu"),
                                   progress=False)["top1"]
+            row = table.setdefault(name, {})
+            for c, g in [*picks.items(), ("as configured", 0)]:
+                row.setdefault(c, []).append(100 * acc[g])
             print(f"{name} seed {seed}: " + " | ".join(
                 f"by {c} candidate {g} {100 * acc[g]:.2f}" for c, g in picks.items())
                 + f" | as configured {100 * acc[0]:.2f}", flush=True)
+    cols = [*CRITERIA, "as configured"]
+    print("\nmean test top-1 over the seeds" + (" (--keep-band)" if args.keep_band else ""))
+    print("| data set | " + " | ".join(cols) + " |")
+    print("| --- |" + " ---: |" * len(cols))
+    for name, row in table.items():
+        print(f"| {name} | " + " | ".join(f"{np.mean(row[c]):.2f}" for c in cols) + " |")
+    gains = {c: [np.mean(row[c]) - np.mean(row["as configured"]) for row in table.values()]
+             for c in CRITERIA}
+    print("| mean gain over as configured | " + " | ".join(
+        f"{np.mean(gains[c]):+.2f}" for c in CRITERIA) + " | |")
+    print("| worst set against as configured | " + " | ".join(
+        f"{np.min(gains[c]):+.2f}" for c in CRITERIA) + " | |")
     return 0
 
 
