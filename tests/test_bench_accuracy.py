@@ -135,9 +135,11 @@ def test_tuned_column_is_train_dejavid_with_tune_cv(tmp_path):
     data_args = bench_accuracy.write_on_disk(tmp_path / "data", Xtr, ytr, Xte, yte)
     r = bench_accuracy.run_dejavid_tuned(data_args, tmp_path / "w", 0,
                                          bench_accuracy.QUICK_DEJAVID, quick=True)
-    from dejavid.training.tune import TUNE_GRID, describe
-    assert r["cv"]["folds"] == 2 and len(r["cv"]["candidates"]) == len(TUNE_GRID)
-    assert r["chosen"] in [describe(c) for c in TUNE_GRID]
+    from dejavid.training.tune import TUNE_GRID, describe, for_lengths
+    grid = for_lengths(TUNE_GRID, [len(x) for x in Xtr])   # lengths 4-8: without the band
+    assert r["cv"]["folds"] == 2 and len(r["cv"]["candidates"]) == len(grid)
+    assert r["chosen"] in [describe(c) for c in grid]
+    assert [c["changes"] for c in r["cv"]["candidates"]] == [describe(c) for c in grid]
     assert 0.0 <= r["top1"] <= 1.0
     ckpt = load_checkpoint(tmp_path / "w" / "runs" / "seed0-tuned")
     assert ckpt["config"]["tune"] == "cv" and ckpt["config"]["tune_folds"] == 2
