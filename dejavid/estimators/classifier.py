@@ -179,7 +179,8 @@ class DejaVidClassifier(DistanceClassifier):
     centroid_init        'resample' (DBA over the series resampled to K steps) or 'raw'
     resample_inputs      resample every series to K steps before it is aligned (False, the
                          paper's: each is aligned at its own length)
-    tune                 'none', or 'cv': choose step pattern, band and prototypes among
+    tune                 'none', or 'cv': choose step pattern, band, prototypes and
+                         resample_inputs among
                          dejavid.training.tune.TUNE_GRID by stratified ``tune_folds``-fold
                          cross-validation on X, y, then train the choice on all of X
                          (``tune_`` holds the fold scores)
@@ -217,7 +218,8 @@ class DejaVidClassifier(DistanceClassifier):
         "weight_decay": P.non_negative, "warmup_epochs": P.non_negative_int,
         "min_lr_ratio": P.fraction, "use_fixed_path": P.flag, "step_pattern": P.one_of("hv", "hvd"),
         "band": P.band, "centroids_per_class": P.count_or_all,
-        "centroid_init": P.one_of("resample", "raw"), "resample_inputs": P.flag, "tune": P.one_of("none", "cv"),
+        "centroid_init": P.one_of("resample", "raw"), "resample_inputs": P.flag,
+        "tune": P.one_of("none", "cv"),
         "tune_folds": P.at_least_two,
         "w_one_init": P.flag, "freeze_centroids": P.flag, "freeze_weights": P.flag,
         "logit_head": P.one_of("temperature", "zscore"), "standardize": P.flag,
