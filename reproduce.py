@@ -31,7 +31,7 @@ from tqdm import tqdm
 from dejavid.report import rows as baselines
 from dejavid.config import cli
 from dejavid.report import plots
-from dejavid.model.centroids import load_or_compute_centroids
+from dejavid.model.centroids import flatten_prototypes, load_or_compute_centroids
 from dejavid.training.checkpoint import load_checkpoint
 from dejavid.config.files import RESUME_OVERRIDABLE, load_config, parse_overrides
 from dejavid.training.tune import TUNE_FILE, choose_for_config
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                                   "rows": [asdict(r) for r in results.values()]}, indent=1) + "\n",
                       out / "results.json")
     if not args.no_plots:
-        make_plots(out, results, index, cfg, train_ds, eval_ds, settings, args.plot_video, log)
+        make_plots(out, results, index, cfg, train_ds, eval_ds, args.plot_video, log)
     print(table)
     log(f"done in {time.time() - t_start:.1f} s; table in {out / 'results.md'}")
     return 0
@@ -218,9 +218,8 @@ def resume_overrides(rest: list[str]) -> list[str]:
 
 
 def make_plots(out: Path, results: dict, index, cfg: dict, train_ds: TSEDataset,
-               eval_ds: TSEDataset, settings, plot_video, log) -> None:
+               eval_ds: TSEDataset, plot_video, log) -> None:
     """learning_curves.png, weights_per_class.png, weights_mean.png, alignment_path.png."""
-    pattern = settings.model.step_pattern
     trained = [m for m in TRAINED if m in results]
     if not trained:
         log("plots skipped: they show trained DejaVid runs and none was asked for")
@@ -233,17 +232,28 @@ def make_plots(out: Path, results: dict, index, cfg: dict, train_ds: TSEDataset,
             title=f"{cfg['name']}: DejaVid training")]
         m = trained[-1]  # the full model when it was trained
         mu, theta = ckpts[m]["model"]["mu"], ckpts[m]["model"]["theta"]
-        written += plots.weight_heatmaps(theta, index.label_values, out / "weights_per_class.png",
+        # several prototypes per class (centroids_per_class, or chosen by tune: cv): the
+        # weights per class are the mean over its prototypes
+        proto_class = (ckpts[m].get("pool") or {}).get("proto_class")
+        C = len(index.label_values)
+        written += plots.weight_heatmaps(plots.class_mean(theta, proto_class, C),
+                                         index.label_values, out / "weights_per_class.png",
                                          out / "weights_mean.png", title=TITLES[m])
-        mu0, _ = load_or_compute_centroids(train_ds, settings.centroids, cfg["cache_dir"], False,
-                                           log)
+        # the trained run's own settings (tune: cv may have changed them): its start and
+        # how it aligns
+        trained_settings = settings_from_config(load_config(None, [], base=ckpts[m]["config"]))
+        mu0, class0 = flatten_prototypes(load_or_compute_centroids(
+            train_ds, trained_settings.centroids, cfg["cache_dir"], False, log)[0])
         n = video_position(eval_ds, plot_video)
         x, y, k = eval_ds[n]
         written.append(plots.alignment_path(
-            x, y, {"DBA centroid, unit weights (before training)": (mu0, torch.zeros_like(mu0)),
-                   f"{TITLES[m]}, trained": (mu, theta)},
-            pattern, out / "alignment_path.png", index.label_values,
-            title=f"{cfg['eval_split']} video {index.ids[k]!r} (class {index.label_values[y]})"))
+            x, y, {"DBA centroid, unit weights (before training)":
+                   (mu0, torch.zeros_like(mu0), class0),
+                   f"{TITLES[m]}, trained": (mu, theta, proto_class)},
+            trained_settings.model.step_pattern, out / "alignment_path.png", index.label_values,
+            title=f"{cfg['eval_split']} video {index.ids[k]!r} (class {index.label_values[y]})",
+            band=trained_settings.model.band,
+            resample_inputs=trained_settings.model.resample_inputs))
     except plots.MissingDependency as exc:
         log(f"plots skipped: {exc}")
         return

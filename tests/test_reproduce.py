@@ -220,3 +220,20 @@ def test_tune_cv_chooses_before_the_dejavid_row_and_a_rerun_keeps_it(tiny, tmp_p
     assert "tune: cv over" in capsys.readouterr().out
     assert reproduce.main(argv) == 0
     assert "tune: cv over" not in capsys.readouterr().out
+
+
+def test_plots_of_a_model_with_prototypes_band_and_resampled_inputs(tiny, tmp_path):
+    """With every training video its own prototype (P > C, as tune: cv may choose) the
+    plots show classes, not prototypes: the weights averaged over each class's prototypes,
+    the video against its class's nearest prototype, aligned as the model aligns (band,
+    resampled inputs)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "protos"
+    assert reproduce.main(["--config", str(tiny), "--no-progress", "--methods", "dejavid",
+                           "--out", str(out), "--centroids_per_class", "all", "--use_mm", "1",
+                           "--band", "0.3", "--resample_inputs", "true"]) == 0
+    ckpt = load_checkpoint(out / "dejavid" / "last.pt")
+    assert ckpt["model"]["mu"].shape[0] > len(ckpt["label_values"])     # P > C
+    for name in PLOTS:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name

@@ -16,6 +16,7 @@ import torch
 from ..alignment.op import align
 from ..alignment.ref import local_cost_ref
 from ..errors import MissingDependency
+from ..model.centroids import resample
 from ..io import atomic_path
 
 MAX_CLASS_PANELS = 16
@@ -157,41 +158,62 @@ def path_cells(path: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ii), np.array(jj)
 
 
-def _alignment(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, step_pattern: str):
-    """(local cost [K, T], path [K, 2], distances [C]) of one video x [T, F] to all classes."""
+def _alignment(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, step_pattern: str,
+               band: Optional[float] = None):
+    """(offsets, distances [P], paths [P, K, 2]) of one video x [T, F] to every centroid
+    series, inside the warping ``band`` (None: none)."""
     offsets = torch.tensor([0, x.shape[0]], dtype=torch.int64)
     with torch.no_grad():
-        dist, paths = align(x, offsets, mu, theta, step_pattern, backend="ref")  # [1, C]
+        dist, paths = align(x, offsets, mu, theta, step_pattern, backend="ref", band=band)
     return offsets, dist[0], paths[0]
 
 
-def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple[torch.Tensor, torch.Tensor]],
+def class_mean(theta: torch.Tensor, proto_class: Optional[torch.Tensor],
+               num_classes: int) -> torch.Tensor:
+    """[C, K, F] from per-prototype ``theta`` [P, K, F]: each class's mean over its
+    prototypes (``proto_class`` [P]; None: one per class, returned as it is)."""
+    if proto_class is None:
+        return theta
+    proto_class = torch.as_tensor(proto_class).long().cpu()
+    return torch.stack([theta[proto_class == c].mean(0) for c in range(num_classes)])
+
+
+def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple],
                    step_pattern: str, path: str | Path, label_values: Sequence,
-                   title: str = "") -> Path:
+                   title: str = "", band: Optional[float] = None,
+                   resample_inputs: bool = False) -> Path:
     """One video against its class centroid: local-cost matrix with the optimal path drawn.
 
-    ``models``: panel title -> (mu [C, K, F], theta [C, K, F]); one panel each
-    (e.g. the DBA initialisation with unit weights and the trained model).
+    ``models``: panel title -> (mu [P, K, F], theta [P, K, F]) with one centroid series
+    per class (P = C), or (mu, theta, proto_class [P]) with several per class: the panel
+    then shows the class's prototype nearest to the video, and the prediction is the
+    class of the nearest prototype.  One panel each (e.g. the DBA initialisation with
+    unit weights and the trained model).  The video is aligned as the model aligns it:
+    inside ``band``, and resampled to K steps first with ``resample_inputs``.
     """
     fig = _figure(figsize=(5.6 * len(models), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models)))
-    x = x.float()
-    for ax, (name, (mu, theta)) in zip(axes, models.items()):
-        mu, theta = mu.float().cpu(), theta.float().cpu()
-        offsets, dist, paths = _alignment(x, mu, theta, step_pattern)
-        D = local_cost_ref(x, offsets, mu[label:label + 1], theta[label:label + 1])[0, 0]  # [K, T]
-        ii, jj = path_cells(paths[label])
+    for ax, (name, model) in zip(axes, models.items()):
+        mu, theta = model[0].float().cpu(), model[1].float().cpu()
+        proto_class = torch.arange(mu.shape[0]) if len(model) < 3 or model[2] is None \
+            else torch.as_tensor(model[2]).long().cpu()
+        xs = resample(x.float(), mu.shape[1]) if resample_inputs else x.float()
+        offsets, dist, paths = _alignment(xs, mu, theta, step_pattern, band)
+        own = (proto_class == label).nonzero().flatten()
+        p = int(own[dist[own].argmin()])                     # the class's nearest series
+        D = local_cost_ref(xs, offsets, mu[p:p + 1], theta[p:p + 1])[0, 0]  # [K, T]
+        ii, jj = path_cells(paths[p])
         im = ax.imshow(D.numpy(), aspect="auto", origin="lower", cmap="viridis",
                        interpolation="nearest")
         dots = len(ii) <= 60  # a long path reads better as a plain line
         ax.plot(jj, ii, color="white", lw=1.6, marker="o" if dots else None, ms=3, mfc="red",
                 mec="red")
         _integer_ticks(ax)
-        pred = int(dist.argmin())
-        ax.set_title(f"{name}\ndistance {float(dist[label]):.3g}; predicted class "
+        pred = int(proto_class[int(dist.argmin())])
+        ax.set_title(f"{name}\ndistance {float(dist[p]):.3g}; predicted class "
                      f"{label_values[pred]} ({'right' if pred == label else 'wrong'})",
                      fontsize=9)
-        ax.set_xlabel("video step j")
+        ax.set_xlabel("video step j" + (" (resampled to K steps)" if resample_inputs else ""))
         ax.set_ylabel(f"centroid step i (class {label_values[label]})")
         fig.colorbar(im, ax=ax, label="local cost D[i, j]")
     if title:
