@@ -2,10 +2,11 @@
 ``DejaVidClassifier(tune='cv')``; docs/DESIGN.md section 6.8, measured in docs/results.md).
 
 The training series are dealt into k stratified folds; every candidate of a small grid
-is trained on k - 1 folds and scored on the one held out (log-loss, the criterion, and
-top-1), for each fold; the candidate with the lowest mean log-loss wins (the earlier,
-simpler one on ties) and the caller
-then trains it on the whole training split.  Only the training series are ever passed in,
+is trained on k - 1 folds and scored on the one held out, for each fold, so each series
+is held out once (its log-loss and top-1 hit).  Of the candidates whose top-1 is within
+one paired standard error of the best, the one with the lowest mean log-loss wins (the
+earlier, simpler one on ties; TUNE_CRITERION) and the caller then trains it on the whole
+training split.  Only the training series are ever passed in,
 so the evaluation split cannot take part in the choice.
 """
 from __future__ import annotations
@@ -331,8 +332,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
                  standardize: bool, *, folds: int = TUNE_FOLDS, grid: tuple = TUNE_GRID,
                  seed: Optional[int] = None, device="cpu", progress: bool = False,
                  log: Callable[[str], None] = print) -> TuneResult:
-    """Pick the candidate of ``grid`` with the lowest mean held-out log-loss (the loss DejaVid
-    trains with) over stratified folds of the training series; top-1 is recorded too.
+    """Pick a candidate of ``grid`` by ``TUNE_CRITERION`` (:meth:`TuneResult.chosen_by`) over
+    stratified folds of the training series; every criterion's scores are recorded.
     ``grid`` applies as :func:`for_lengths` makes it for the series' lengths (no band
     when they differ).
 
