@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=",".join(UNSEEN + VARIANTS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--folds", type=int, default=tune.TUNE_FOLDS,
+                    help="folds of the choice (default: TUNE_FOLDS, as tune_folds' default)")
     ap.add_argument("--keep-band", action="store_true",
                     help="score the grid with its band on variable lengths too (the rule "
                          "before dejavid.training.tune.for_lengths)")
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
         for seed in map(int, args.seeds.split(",")):
             s = TrainSettings().resolved([len(x) for x in train])
             s = replace(s, loop=replace(s.loop, seed=seed))
-            res = tune.choose_by_cv(train, codes, values, s, True, log=quiet)
+            res = tune.choose_by_cv(train, codes, values, s, True, folds=args.folds, log=quiet)
             picks = {c: res.chosen_by(c) for c in CRITERIA}
             acc = {}
             for g in sorted({*picks.values(), 0}):
