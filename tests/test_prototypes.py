@@ -218,17 +218,21 @@ def test_fit_with_two_prototypes_trains_pool_and_round_trips_checkpoint(tmp_path
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
-@pytest.mark.parametrize("M, P", [("2", 6), ("all", 15)])
-def test_torchrun_two_ranks_equal_single_process_with_prototypes_and_band(tmp_path, M, P):
+@pytest.mark.parametrize("M, P, resampled", [("2", 6, False), ("all", 15, False),
+                                             ("all", 15, True)])
+def test_torchrun_two_ranks_equal_single_process_with_prototypes_and_band(tmp_path, M, P,
+                                                                          resampled):
     """M = 2, or every sampled series (leave-one-out, each rank leaving out its own
     videos' prototypes), and a band under DDP (one rank's share of the last batch is
-    empty): the same parameters, pool temperature and history as one process."""
+    empty), also with every series resampled to K steps (the last candidate of tune: cv):
+    the same parameters, pool temperature and history as one process."""
     import sys
     from conftest import ROOT
     from test_distributed import _run, _torchrun, _write_dataset
     cfg = _write_dataset(tmp_path)
     train = str(ROOT / "train_dejavid.py")
-    extra = ["--centroids_per_class", M, "--band", "0.3", "--no-progress"]
+    extra = ["--centroids_per_class", M, "--band", "0.3", "--no-progress",
+             *(["--resample_inputs", "true"] if resampled else [])]
     _run([sys.executable, train, "--config", str(cfg), "--run_name", "single", *extra], ROOT)
     out = _run(_torchrun(2) + [train, "--config", str(cfg), "--run_name", "ddp", *extra], ROOT)
     assert "2 process(es)" in out
@@ -236,6 +240,7 @@ def test_torchrun_two_ranks_equal_single_process_with_prototypes_and_band(tmp_pa
             for r in ("single", "ddp"))
     assert a["model"]["mu"].shape[0] == P and torch.equal(a["pool"]["proto_class"],
                                                           b["pool"]["proto_class"])
+    assert a["config"]["resample_inputs"] is b["config"]["resample_inputs"] is resampled
     if M == "all":
         assert torch.equal(a["pool"]["proto_rows"], b["pool"]["proto_rows"])
     for x, y in ((a["model"]["mu"], b["model"]["mu"]), (a["model"]["theta"], b["model"]["theta"]),
