@@ -335,22 +335,17 @@ def _band_cost_pair(xb, m, v, A, T, rows):
     as it was and never read, so every cell that is read holds what a full
     :func:`_local_cost_pair` followed by +inf outside the band would give it.  Rows go in
     blocks of four through :func:`_local_cost_pair` on the block's columns (lo and hi do
-    not decrease with the row), so a 10 % band computes about a fifth of the grid."""
+    not decrease with the row; one row at a time with one feature), so a 10 % band
+    computes about a fifth of the grid."""
     K = A.shape[0]
     inf = A.dtype.type(np.inf)
-    if m.shape[1] == 1:   # one feature: each row's own columns (as _local_cost_pair's cells)
-        zero = A.dtype.type(0)
-        for i in range(K):
-            a = m[i, 0]
-            wi = v[i, 0]
-            for j in range(rows[i, 0], rows[i, 1] + 1):
-                A[i, j] = zero + wi * abs(a - xb[j, 0])
-    else:
-        for i0 in range(0, K, 4):
-            i1 = min(i0 + 4, K)
-            lo = rows[i0, 0]
-            hi = rows[i1 - 1, 1]
-            _local_cost_pair(xb[lo:hi + 1], m[i0:i1], v[i0:i1], A[i0:i1, lo:])
+    # one feature: row by row (each row's own columns; its cells reuse nothing anyway)
+    step = 1 if m.shape[1] == 1 else 4
+    for i0 in range(0, K, step):
+        i1 = min(i0 + step, K)
+        lo = rows[i0, 0]
+        hi = rows[i1 - 1, 1]
+        _local_cost_pair(xb[lo:hi + 1], m[i0:i1], v[i0:i1], A[i0:i1, lo:])
     for i in range(K):
         lo = rows[i, 0]
         if lo > 0:
