@@ -16,7 +16,7 @@ import torch
 from ..alignment.op import align
 from ..alignment.ref import local_cost_ref
 from ..errors import MissingDependency
-from ..model.centroids import resample
+from ..model.layer import resample_packed
 from ..io import atomic_path
 
 MAX_CLASS_PANELS = 16
@@ -197,7 +197,9 @@ def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple],
         mu, theta = model[0].float().cpu(), model[1].float().cpu()
         proto_class = torch.arange(mu.shape[0]) if len(model) < 3 or model[2] is None \
             else torch.as_tensor(model[2]).long().cpu()
-        xs = resample(x.float(), mu.shape[1]) if resample_inputs else x.float()
+        xs = x.float()
+        if resample_inputs:   # as the layer resamples it
+            xs, _ = resample_packed(xs, torch.tensor([0, xs.shape[0]]), mu.shape[1])
         offsets, dist, paths = _alignment(xs, mu, theta, step_pattern, band)
         own = (proto_class == label).nonzero().flatten()
         p = int(own[dist[own].argmin()])                     # the class's nearest series
