@@ -261,7 +261,7 @@ class TuneResult:
 
     @property
     def mean_losses(self) -> list[float]:
-        """Mean held-out log-loss per candidate (the criterion)."""
+        """Mean held-out log-loss per candidate (the 'log_loss' criterion's score)."""
         return [float(np.mean(v)) for v in self.losses]
 
     def as_dict(self) -> dict:
@@ -383,10 +383,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
             sample_losses[g] += torch.nn.functional.cross_entropy(z, y, reduction="none").tolist()
             sample_hits[g] += (z.argmax(1) == y).double().tolist()
             log(f"tune: fold {f + 1}/{k}, {describe(cand)}: held-out top-1 {res['top1']:.4f}")
-    # The lowest mean held-out log-loss wins (the first of the best: the simpler on ties).
-    # Top-1 on folds of a few dozen series moves in steps of several points and often ties
-    # (docs/results.md: on three data sets the benchmark never reads, choosing by top-1
-    # was never better and on 3 of 9 runs worse, 5-10 points).
+    # TUNE_CRITERION picks (the first of the best: the simpler on ties); every criterion's
+    # scores stay in the result.
     result = TuneResult(grid=tuple(grid), folds=k, scores=scores, chosen_index=0,
                         seconds=time.time() - t0, fold_sizes=[int(len(p)) for p in parts],
                         videos=len(labels), skipped=skipped, losses=losses,
