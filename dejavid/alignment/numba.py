@@ -491,6 +491,115 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
 
 
+# --- the forward in lanes: many prototypes of few features (docs/DESIGN.md section 9) ---
+# One sample against L prototypes at once: the [K, T, L] grid holds L independent DPs
+# side by side, so every cell's local cost, minimum and sum are one vector operation over
+# the prototypes, where :func:`_forward_all` walks one prototype's chain of dependent
+# cells at a time.  Each lane does exactly the scalar recursion (the same sums in the same
+# order for one feature, the same minima), and the paths come from
+# :func:`_backtrack_pair` on the lane's own [K, T] slice, so ties go the same way.
+
+@njit(nogil=True, cache=_CACHE, fastmath=_FAST)
+def _lane_cost_rows(xb, mL, vL, A, rows):
+    """A[i, j, l] = sum_f vL[i, f, l] |mL[i, f, l] - xb[j, f]| over the band's cells
+    (``rows`` [K, 2] inclusive columns per row), f in order for every lane l."""
+    K, F, L = mL.shape
+    zero = A.dtype.type(0)
+    for i in range(K):
+        mi = mL[i]
+        vi = vL[i]
+        for j in range(rows[i, 0], rows[i, 1] + 1):
+            xj = xb[j]
+            a = A[i, j]
+            for l in range(L):
+                a[l] = zero
+            for f in range(F):
+                xv = xj[f]
+                mf = mi[f]
+                vf = vi[f]
+                for l in range(L):
+                    a[l] += vf[l] * abs(mf[l] - xv)
+
+
+@njit(nogil=True, cache=_CACHE)
+def _lane_margins(A, T, rows):
+    """+inf on the cells beside the band that the accumulation and backtracking read,
+    in every lane: the cells :func:`_band_cost_pair` sets (none when rows span [0, T))."""
+    K, _, L = A.shape
+    inf = A.dtype.type(np.inf)
+    for i in range(K):
+        lo = rows[i, 0]
+        if lo > 0:
+            for l in range(L):
+                A[i, lo - 1, l] = inf
+        if i + 1 < K:
+            for j in range(rows[i, 1] + 1, min(rows[i + 1, 1], T - 1) + 1):
+                for l in range(L):
+                    A[i, j, l] = inf
+
+
+@njit(nogil=True, cache=_CACHE)
+def _lane_accumulate(A, hvd, rows):
+    """In place, every lane: local cost -> accumulated cost over the band's cells, the
+    recursion of :func:`_accumulate_band` (the same minima and sums per lane)."""
+    K, _, L = A.shape
+    for j in range(1, rows[0, 1] + 1):
+        cur = A[0, j]
+        left = A[0, j - 1]
+        for l in range(L):
+            cur[l] += left[l]
+    for i in range(1, K):
+        lo = rows[i, 0]
+        if lo == 0:
+            cur = A[i, 0]
+            up = A[i - 1, 0]
+            for l in range(L):
+                cur[l] += up[l]
+            lo = 1
+        for j in range(lo, rows[i, 1] + 1):
+            up = A[i - 1, j]
+            cur = A[i, j]
+            left = A[i, j - 1]
+            if hvd:
+                dg = A[i - 1, j - 1]
+                for l in range(L):
+                    cur[l] += min(min(up[l], dg[l]), left[l])
+            else:
+                for l in range(L):
+                    cur[l] += min(up[l], left[l])
+
+
+@njit(nogil=True, cache=_CACHE, parallel=True)
+def _forward_lanes(x, offsets, mL, vL, C, band, n, hvd, dist, paths):
+    """Every (sample, class) pair, L classes per pass: mL/vL [P, K, F, L] hold class
+    p * L + l in lane l of block p (lanes from C on are padding, w = 0, never read back);
+    ``band`` [B, K, 2] the inclusive columns of each sample's rows (all of [0, T_b) for no
+    band); ``n`` tasks split the B * P (sample, block) units in equal shares.  No result
+    depends on n: each unit is computed alike whichever task takes it."""
+    B = offsets.shape[0] - 1
+    P, K, F, L = mL.shape
+    tmax = 1
+    for b in range(B):
+        tmax = max(tmax, offsets[b + 1] - offsets[b])
+    units = B * P
+    for task in prange(n):
+        A = np.empty((K, tmax, L), dtype=x.dtype)  # the task's L grids, lane innermost
+        for u in range(task * units // n, (task + 1) * units // n):
+            b = u // P
+            p = u % P
+            t0 = offsets[b]
+            T = offsets[b + 1] - t0
+            rows = band[b]
+            _lane_cost_rows(x[t0:t0 + T], mL[p], vL[p], A, rows)
+            _lane_margins(A, T, rows)
+            _lane_accumulate(A, hvd, rows)
+            for l in range(L):
+                c = p * L + l
+                if c < C:
+                    dist[b, c] = A[K - 1, T - 1, l]
+                    _backtrack_pair(A[:, :, l], T, hvd, paths[b, c])
+
+
 @njit(nogil=True, cache=_CACHE, parallel=True)
 def _local_cost_all(x, offsets, mu, w, G, tile, rows, out):
     """Local costs only, out [B, C, K, Tmax] (benchmarking and tests); tasks, class
@@ -905,10 +1014,64 @@ def local_cost_numba(x, offsets, mu, theta):
     return torch.from_numpy(out)
 
 
-def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None):
+# Forward in lanes (:func:`_forward_lanes`): classes per pass, and when it is used.  16
+# float32 lanes are one 512-bit vector.  Measured (bench/bench_forward_shapes.py and the
+# session's scratch runs, 2-core AMD EPYC, 2026-12-06, batches of 32, fastest of 5, ms,
+# scalar -> lanes): K 128, T 427, 200 prototypes, F 1, band 0.1: 57 -> 30; the same at
+# T 128: 29 -> 12; no band: 202 -> 119; 16 prototypes: 16 -> 9; K 100, T 100, 60
+# prototypes, F 3: 16.4 -> 9.8.  Slower with many features (K 15, F 12, 180 prototypes:
+# 1.4 -> 2.0; K 64, F 64: 8 -> 53), where the scalar kernel's register blocks reuse each
+# x row, and with lanes left empty (6 prototypes: 6.1 -> 8.5; 20 prototypes, K 72: 1.5 ->
+# 2.0).  So: at most _LANE_MAX_F features and at most a quarter of the lanes empty.
+_LANES = 16
+_LANE_MAX_F = 4
+
+
+def _use_lanes(C: int, F: int) -> bool:
+    """Whether :func:`align_forward_numba` takes :func:`_forward_lanes` for C classes
+    (prototypes) of F features."""
+    blocks = -(-C // _LANES)
+    return F <= _LANE_MAX_F and C >= _LANES and 4 * (blocks * _LANES - C) <= blocks * _LANES
+
+
+def _lane_blocks(t: torch.Tensor) -> np.ndarray:
+    """[C, K, F] -> [P, K, F, L] with class p * L + l in lane l of block p, zero padded."""
+    C, K, F = t.shape
+    P = -(-C // _LANES)
+    out = torch.zeros((P * _LANES, K, F), dtype=t.dtype)
+    out[:C] = t.detach()
+    return out.view(P, _LANES, K, F).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _forward_lanes_numba(x, offsets, mu, theta, hvd, band):
+    """:func:`align_forward_numba` through :func:`_forward_lanes`."""
+    xn, on = _x_rows(x), _np(offsets)
+    B = on.shape[0] - 1
+    C, K, F = mu.shape
+    if band is None:   # the whole grid: every row spans [0, T_b)
+        rows = np.zeros((B, K, 2), dtype=np.int32)
+        rows[:, :, 1] = (on[1:] - on[:-1] - 1)[:, None]
+    else:
+        rows = _np(band.to(torch.int32))
+    dist = np.empty((B, C), dtype=xn.dtype)
+    paths = np.empty((B, C, K, 2), dtype=np.int32)
+    _forward_lanes(xn, on, _lane_blocks(mu), _lane_blocks(torch.exp(theta.detach())), C, rows,
+                   get_num_threads(), hvd, dist, paths)
+    return torch.from_numpy(dist), torch.from_numpy(paths)
+
+
+def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=None):
     """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32); ``band`` [B, K, 2]
-    int32 rows of :func:`dejavid.alignment.backend.band_rows`, or None."""
+    int32 rows of :func:`dejavid.alignment.backend.band_rows`, or None.  ``lanes``: take
+    :func:`_forward_lanes` (True) or :func:`_forward_all` (False); None: as
+    :func:`_use_lanes` says (tests compare the two)."""
     hvd = _hvd(step_pattern)
+    _require_cpu(x)
+    C, K, F = mu.shape
+    if lanes is None:
+        lanes = _use_lanes(C, F)
+    if lanes:
+        return _forward_lanes_numba(x, offsets, mu, theta, hvd, band)
     xp, mun, w, G, rows = _cost_inputs(x, mu, theta)
     on = _np(offsets)
     B = on.shape[0] - 1
