@@ -79,8 +79,8 @@ def main(argv=None) -> int:
             picks = {c: res.chosen_by(c) for c in CRITERIA}
             acc = {}
             for g in sorted({*picks.values(), 0}):
-                run = fit(tr, None, tune.candidate_settings(s, res.grid[g]), device="cpu",
-                          progress=False, log=quiet)
+                cand = tune.candidate_settings(s, res.grid[g], [len(x) for x in train])
+                run = fit(tr, None, cand, device="cpu", progress=False, log=quiet)
                 acc[g] = evaluate(run.model, te, s.loop, torch.device("cpu"),
                                   progress=False)["top1"]
             row = table.setdefault(name, {})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from dejavid.config.settings import CentroidSpec, LoopSpec, ModelSpec, TrainSettings
+from dejavid.config.settings import CentroidSpec, LoopSpec, ModelSpec, TrainSettings, resolve_auto
 from dejavid.data.arrays import ArrayDataset, index_from_arrays
 from dejavid.model.centroids import resample
 from dejavid.model.layer import DejaVid, resample_packed
@@ -113,9 +113,13 @@ def test_tuning_candidate_sets_it_and_is_left_out_under_raw_init():
     base = TrainSettings(loop=LoopSpec(num_epochs=40)).resolved([8] * 12)
     cand = {"resample_inputs": True, "epochs_at_most": 30}
     assert cand in [{k: v for k, v in g.items() if k in cand} for g in tune.TUNE_GRID]
-    c = tune.candidate_settings(base, cand)
+    c = tune.candidate_settings(base, cand, [8] * 12)
     assert c.model.resample_inputs and not base.model.resample_inputs
-    assert tune.config_changes(cand, c) == {"resample_inputs": True, "num_epochs": 30}
+    assert c.centroids.num_timesteps == base.centroids.num_timesteps == 8   # median 8 <= K
+    assert tune.config_changes(cand, c) == {"resample_inputs": True, "num_timesteps": 8,
+                                            "num_epochs": 30}
+    with pytest.raises(ValueError, match="lengths"):
+        tune.candidate_settings(base, cand)
     labels = np.array([0] * 6 + [1] * 6)
     raw = TrainSettings(centroids=CentroidSpec(init="raw"), loop=LoopSpec(num_epochs=40))
     kept, skipped = tune.affordable(tune.TUNE_GRID, labels, raw)
@@ -196,3 +200,35 @@ def test_train_dejavid_and_estimator_take_it(tmp_path):
                             device="cpu", tune="none", resample_inputs=True).fit(X, y)
     assert clf.model_.resample_inputs
     assert clf.predict(X).shape == (len(X),)
+
+
+def test_resampled_k_keeps_the_cells_per_pair():
+    # sqrt(K * median) steps when the median is above K: a K' x K' grid has about the
+    # K x median cells of the unresampled alignment; K itself otherwise.
+    from dejavid.config.settings import (auto_num_timesteps, median_length,
+                                         resampled_num_timesteps)
+    assert median_length([5, 1, 9]) == 5 and median_length([4, 9, 1, 6]) == 5
+    assert resampled_num_timesteps(128, [1460] * 3) == 432      # round(432.3)
+    assert resampled_num_timesteps(128, [427, 10, 2000]) == 234
+    assert resampled_num_timesteps(8, [30, 31, 29]) == 15        # round(sqrt(240))
+    assert resampled_num_timesteps(24, [24] * 5) == 24
+    assert resampled_num_timesteps(64, [20, 30, 40]) == 64
+    for lengths in ([1460] * 4, [7, 26, 15], [300, 100, 200]):
+        K = auto_num_timesteps(lengths)
+        assert auto_num_timesteps(lengths, True) == resampled_num_timesteps(K, lengths)
+    assert auto_num_timesteps([1460] * 4) == 128 and auto_num_timesteps([1460] * 4, True) == 432
+    base = TrainSettings(loop=LoopSpec(num_epochs=40)).resolved([1460] * 12)
+    assert base.centroids.num_timesteps == 128
+    cand = {"resample_inputs": True, "epochs_at_most": 30}
+    c = tune.candidate_settings(base, cand, [1460] * 12)
+    assert c.centroids.num_timesteps == 432
+    assert tune.config_changes(cand, c)["num_timesteps"] == 432
+    # a model that already resamples keeps its K; a K still 'auto' resolves by the rule
+    again = tune.candidate_settings(c, cand, [1460] * 12)
+    assert again.centroids.num_timesteps == 432
+    auto = TrainSettings(model=ModelSpec(resample_inputs=True))
+    assert auto.resolved([1460] * 3).centroids.num_timesteps == 432
+    assert TrainSettings().resolved([1460] * 3).centroids.num_timesteps == 128
+    cfg = {"num_timesteps": "auto", "num_epochs": 5, "resample_inputs": True}
+    notes = resolve_auto(cfg, [1460] * 3)
+    assert cfg["num_timesteps"] == 432 and "sqrt(128 * median)" in notes[0]

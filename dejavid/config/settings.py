@@ -102,12 +102,12 @@ class CentroidSpec:
         _at_least("dba_max_iter", self.dba_max_iter, 0)
         check_range("centroid_seed", self.seed, 0, SEED_MAX)
 
-    def resolved(self, train_lengths) -> "CentroidSpec":
+    def resolved(self, train_lengths, resample_inputs: bool = False) -> "CentroidSpec":
         """This spec with ``num_timesteps: 'auto'`` replaced by :func:`auto_num_timesteps`
-        of the training series' lengths."""
+        of the training series' lengths (for a model with ``resample_inputs`` or not)."""
         if self.num_timesteps != D.AUTO:
             return replace(self, num_timesteps=int(self.num_timesteps))
-        return replace(self, num_timesteps=auto_num_timesteps(train_lengths))
+        return replace(self, num_timesteps=auto_num_timesteps(train_lengths, resample_inputs))
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,8 @@ class TrainSettings:
         """These settings with every 'auto' value derived from the lengths of the training
         series (one per series): what :func:`dejavid.fit` trains with."""
         lengths = list(train_lengths)
-        return replace(self, centroids=self.centroids.resolved(lengths),
+        return replace(self,
+                       centroids=self.centroids.resolved(lengths, self.model.resample_inputs),
                        loop=self.loop.resolved(len(lengths)))
 
 
@@ -253,20 +254,40 @@ def settings_from_config(cfg: dict) -> TrainSettings:
                       cfg["num_workers"], cfg["std_eps"]))
 
 
-def auto_num_timesteps(train_lengths) -> int:
-    """K for ``num_timesteps: auto``: the median training length, clipped to [8, 128].
+def median_length(train_lengths) -> int:
+    """The median of the training series' lengths (the upper middle's mean rounded up)."""
+    lengths = sorted(int(t) for t in train_lengths)
+    if not lengths:
+        raise ValueError("no training videos to derive num_timesteps from")
+    half = len(lengths) // 2
+    return lengths[half] if len(lengths) % 2 else (lengths[half - 1] + lengths[half] + 1) // 2
+
+
+def resampled_num_timesteps(K: int, train_lengths) -> int:
+    """Centroid steps for a model that resamples every series to its K steps
+    (``resample_inputs``), given the K of one that aligns the series as they are:
+    round(sqrt(K * median)) when the median length is above K, else K.
+
+    The unresampled model aligns K x T grids, K * median cells for a median series; the
+    resampled one aligns K' x K' grids, so K' = sqrt(K * median) costs about as much per
+    pair and keeps more of a long series' detail than K' = K (docs/DESIGN.md section
+    4.2.2 has the measurements)."""
+    median = median_length(train_lengths)
+    return int(round(math.sqrt(int(K) * median))) if median > int(K) else int(K)
+
+
+def auto_num_timesteps(train_lengths, resample_inputs: bool = False) -> int:
+    """K for ``num_timesteps: auto``: the median training length, clipped to [8, 128]; with
+    ``resample_inputs``, :func:`resampled_num_timesteps` of that (sqrt(128 * median) for a
+    median above 128).
 
     A centroid step per typical sample step keeps the temporal detail of series
     (JapaneseVowels: 7-29 steps); the upper bound caps the cost, which grows as
     K * T per (sample, class) pair, for long ones (docs/results.md, "Accuracy on six public
     data sets", has the measurements behind 128).
     """
-    lengths = sorted(int(t) for t in train_lengths)
-    if not lengths:
-        raise ValueError("no training videos to derive num_timesteps from")
-    median = lengths[len(lengths) // 2] if len(lengths) % 2 else \
-        (lengths[len(lengths) // 2 - 1] + lengths[len(lengths) // 2] + 1) // 2
-    return max(AUTO_K_MIN, min(AUTO_K_MAX, median))
+    K = max(AUTO_K_MIN, min(AUTO_K_MAX, median_length(train_lengths)))
+    return resampled_num_timesteps(K, train_lengths) if resample_inputs else K
 
 
 def auto_num_epochs(num_train: int, batch_size: int) -> int:
@@ -288,9 +309,13 @@ def resolve_auto(cfg: dict, train_lengths) -> list[str]:
     """
     notes = []
     if cfg["num_timesteps"] == "auto":
-        cfg["num_timesteps"] = auto_num_timesteps(train_lengths)
-        notes.append(f"num_timesteps: auto -> {cfg['num_timesteps']} (median training length, "
-                     f"clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}])")
+        resample = bool(cfg.get("resample_inputs", False))
+        cfg["num_timesteps"] = auto_num_timesteps(train_lengths, resample)
+        rule = (f"median training length, clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}]; with "
+                f"resample_inputs above {AUTO_K_MAX}: sqrt({AUTO_K_MAX} * median)"
+                if resample else
+                f"median training length, clipped to [{AUTO_K_MIN}, {AUTO_K_MAX}]")
+        notes.append(f"num_timesteps: auto -> {cfg['num_timesteps']} ({rule})")
     if cfg["num_epochs"] == "auto":
         cfg["num_epochs"] = auto_num_epochs(len(train_lengths), cfg["batch_size"])
         notes.append(f"num_epochs: auto -> {cfg['num_epochs']} ({AUTO_UPDATES} updates of batch "

@@ -382,12 +382,13 @@ class DejaVidClassifier(DistanceClassifier):
             return settings, config
         if resume is not None:
             chosen = (resume.get("config") or {}).get("tune_choice") or {}
-            return candidate_settings(settings, chosen), {**config, "tune_choice": chosen}
+            return (candidate_settings(settings, chosen, index.lengths[train_ds.rows]),
+                    {**config, "tune_choice": chosen})
         self.tune_ = choose_on_dataset(train_ds, settings, bool(self.standardize),
                                        int(self.tune_folds), self.device, bool(self.verbose),
                                        log)
         chosen = self.tune_.chosen
-        return (candidate_settings(settings, chosen),
+        return (candidate_settings(settings, chosen, index.lengths[train_ds.rows]),
                 None if config is None else {**config, "tune_choice": chosen})
 
     def predict_proba(self, X) -> np.ndarray:

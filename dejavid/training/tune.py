@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..config.settings import ALL_SERIES, TrainSettings
+from ..config.settings import ALL_SERIES, TrainSettings, resampled_num_timesteps
 from ..data.arrays import ArrayDataset, index_from_arrays
 from ..data.standardize import statistics
 
@@ -71,8 +71,13 @@ def describe(candidate: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in candidate.items()) or "as configured"
 
 
-def candidate_settings(settings: TrainSettings, candidate: dict) -> TrainSettings:
-    """``settings`` with the changes of one grid ``candidate`` applied."""
+def candidate_settings(settings: TrainSettings, candidate: dict,
+                       train_lengths=None) -> TrainSettings:
+    """``settings`` with the changes of one grid ``candidate`` applied.  A candidate that
+    turns ``resample_inputs`` on also sets K to :func:`resampled_num_timesteps` of the
+    configured K and ``train_lengths`` (the lengths of the series it is trained on), so
+    that it aligns about as many cells per pair as the configured model (a K still 'auto'
+    is left to :func:`auto_num_timesteps`, which applies the same rule)."""
     unknown = sorted(set(candidate) - set(CANDIDATE_KEYS))
     if unknown:
         raise ValueError(f"a tuning candidate may set {', '.join(CANDIDATE_KEYS)}; "
@@ -87,6 +92,13 @@ def candidate_settings(settings: TrainSettings, candidate: dict) -> TrainSetting
         cen = replace(cen, centroids_per_class=candidate["centroids_per_class"])
     if "resample_inputs" in candidate:
         model = replace(model, resample_inputs=candidate["resample_inputs"])
+        if candidate["resample_inputs"] and not settings.model.resample_inputs \
+                and cen.num_timesteps != "auto":
+            if train_lengths is None:
+                raise ValueError("a candidate that resamples the series needs the training "
+                                 "series' lengths (its K follows from them)")
+            cen = replace(cen, num_timesteps=resampled_num_timesteps(cen.num_timesteps,
+                                                                     train_lengths))
     if "epochs_at_most" in candidate:
         if loop.num_epochs == "auto":
             raise ValueError("resolve num_epochs before applying a candidate that caps it")
@@ -106,6 +118,7 @@ def config_changes(candidate: dict, settings: TrainSettings) -> dict:
         out["centroids_per_class"] = candidate["centroids_per_class"]
     if "resample_inputs" in candidate:
         out["resample_inputs"] = candidate["resample_inputs"]
+        out["num_timesteps"] = settings.centroids.num_timesteps
     if "epochs_at_most" in candidate:
         out["num_epochs"] = int(settings.loop.num_epochs)
     return out
@@ -371,7 +384,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     for f, held in enumerate(parts):
         train_part, held_part = fold_datasets(tensors, labels, label_values, held, standardize)
         for g, cand in enumerate(grid):
-            run = fit(train_part, None, candidate_settings(settings, cand), device=device,
+            lengths = train_part.index.lengths[train_part.rows]
+            run = fit(train_part, None, candidate_settings(settings, cand, lengths), device=device,
                       progress=False, log=quiet)
             res = evaluate(run.model, held_part, settings.loop, run.model.mu.device,
                            progress=False, keep_logits=True)
@@ -461,5 +475,6 @@ def choose_for_config(cfg: dict, settings: TrainSettings, train_ds, device="cpu"
     log(f"tune: cv: {cfg['tune_folds']} folds of the {len(train_ds)} training videos")
     result = choose_on_dataset(train_ds, settings, cfg["standardize"], cfg["tune_folds"],
                                device, progress, log)
-    tuned = candidate_settings(settings, result.chosen)
+    tuned = candidate_settings(settings, result.chosen,
+                               train_ds.index.lengths[train_ds.rows])
     return {**cfg, **config_changes(result.chosen, tuned)}, tuned, result
