@@ -1,7 +1,9 @@
-"""Free-path forward (distances and paths) of the numba backend at four shapes: the
+"""Free-path forward (distances and paths) of the numba backend at seven shapes: the
 univariate UCR shapes of the every-series candidate (K 128, T 427, 200 prototypes, with
-the 10 % band) and of one centroid per class (6 classes, no band), HMDB51's (K 8, T 30,
-F 1459, 51 classes) and a mid-size one (K 64, T 64, F 64).
+the 10 % band; the same without it; resampled to K = T = 234 steps) and of one centroid
+per class (6 classes, no band), 60 prototypes of 3 features, HMDB51's (K 8, T 30,
+F 1459, 51 classes) and a mid-size one (K 64, T 64, F 64).  The first three and the
+fifth run in lanes (``dejavid.alignment.numba._use_lanes``).
 
     python bench/bench_forward_shapes.py [--repeats 5]
 
@@ -23,7 +25,8 @@ import torch  # noqa: E402
 from dejavid.alignment.op import align  # noqa: E402
 
 # (K, T, prototypes, F, band)
-SHAPES = [(128, 427, 200, 1, 0.1), (128, 427, 6, 1, None), (8, 30, 51, 1459, None),
+SHAPES = [(128, 427, 200, 1, 0.1), (128, 427, 200, 1, None), (234, 234, 200, 1, 0.1),
+          (128, 427, 6, 1, None), (100, 100, 60, 3, None), (8, 30, 51, 1459, None),
           (64, 64, 51, 64, None)]
 
 

@@ -31,6 +31,8 @@ def test_lane_rule():
     assert not use(15, 1)           # fewer prototypes than lanes
     assert not use(20, 1)           # 12 of 32 lanes empty
     assert not use(200, 5)          # too many features: the scalar kernel reuses x rows
+    assert use(200, 1, 128, 8192) and not use(200, 1, 128, 8193)   # a thread's grid <= 64 MB
+    assert not use(200, 1, 128, 4097, itemsize=8)
     for shape in LANE_SHAPES:
         assert use(shape[3], shape[1]), shape
 

@@ -24,7 +24,7 @@ import torch
 
 from conftest import ROOT
 from dejavid.config.settings import (ALL_SERIES, CentroidSpec, LoopSpec, ModelSpec,
-                                     TrainSettings)
+                                     TrainSettings, resampled_num_timesteps)
 from dejavid.training import tune
 from dejavid.training.engine import evaluate
 from dejavid.training.run import fit
@@ -329,6 +329,10 @@ def test_estimator_tune_cv_records_and_trains_the_choice(tmp_path):
     assert model.step_pattern == chosen.get("step_pattern", "hv")
     assert model.band == chosen.get("band")
     assert (model.mu.shape[0] == len(X)) == (chosen.get("centroids_per_class") == ALL_SERIES)
+    # a resampling choice trains sqrt(K * median) steps (median 9 or 10 > K = 5: 7)
+    K = resampled_num_timesteps(5, [len(x) for x in X]) if chosen.get("resample_inputs") else 5
+    assert resampled_num_timesteps(5, [len(x) for x in X]) == 7
+    assert model.mu.shape[-2] == K
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert ckpt["config"]["tune_choice"] == chosen
     # the user's parameters are not changed by the choice (scikit-learn's rule)
@@ -388,3 +392,28 @@ def test_every_series_candidate_is_left_out_above_the_prototype_bound(monkeypatc
                             log=lambda *_: None)
     assert len(res.grid) == 2 and res.skipped and "left out" in res.summary()
     assert res.as_dict()["skipped"] == res.skipped
+
+
+def test_resampling_candidate_trains_the_longer_k_in_folds_and_at_the_end():
+    # K = 5 against series of 6-12 steps: the candidate that resamples trains
+    # round(sqrt(5 * median)) steps, from each fold's own training lengths and then from
+    # the whole split's; the config records it
+    X, y = _series(per_class=6)
+    tensors = [torch.from_numpy(x) for x in X]
+    settings = SMALL.resolved([len(x) for x in X])
+    cand = {"resample_inputs": True}
+    res = tune.choose_by_cv(tensors, y, [0, 1, 2], settings, True, folds=2, grid=({}, cand),
+                            seed=1, log=lambda *_: None)
+    held = tune.stratified_folds(y, 2, seed=1)[0]
+    train_part, held_part = tune.fold_datasets(tensors, y, [0, 1, 2], held, True)
+    lengths = train_part.index.lengths[train_part.rows]
+    fold_settings = tune.candidate_settings(settings, cand, lengths)
+    assert fold_settings.centroids.num_timesteps == resampled_num_timesteps(5, lengths) > 5
+    run = fit(train_part, None, fold_settings, device="cpu", progress=False,
+              log=lambda *_: None)
+    assert run.model.mu.shape[-2] == fold_settings.centroids.num_timesteps
+    again = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False)
+    assert res.scores[1][0] == again["top1"]
+    final = tune.candidate_settings(settings, cand, [len(x) for x in X])
+    assert tune.config_changes(cand, final)["num_timesteps"] == \
+        resampled_num_timesteps(5, [len(x) for x in X]) == 7

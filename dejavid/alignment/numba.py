@@ -1022,16 +1022,21 @@ def local_cost_numba(x, offsets, mu, theta):
 # prototypes, F 3: 16.4 -> 9.8.  Slower with many features (K 15, F 12, 180 prototypes:
 # 1.4 -> 2.0; K 64, F 64: 8 -> 53), where the scalar kernel's register blocks reuse each
 # x row, and with lanes left empty (6 prototypes: 6.1 -> 8.5; 20 prototypes, K 72: 1.5 ->
-# 2.0).  So: at most _LANE_MAX_F features and at most a quarter of the lanes empty.
+# 2.0).  So: at most _LANE_MAX_F features and at most a quarter of the lanes empty.  Each
+# thread holds a [K, Tmax, 16] grid, 16 times the scalar kernel's per class: above
+# _LANE_MAX_BYTES (very long series) the scalar kernel runs instead.
 _LANES = 16
 _LANE_MAX_F = 4
+_LANE_MAX_BYTES = 64 << 20
 
 
-def _use_lanes(C: int, F: int) -> bool:
+def _use_lanes(C: int, F: int, K: int = 1, tmax: int = 1, itemsize: int = 4) -> bool:
     """Whether :func:`align_forward_numba` takes :func:`_forward_lanes` for C classes
-    (prototypes) of F features."""
+    (prototypes) of K steps and F features, samples of at most ``tmax`` steps."""
     blocks = -(-C // _LANES)
-    return F <= _LANE_MAX_F and C >= _LANES and 4 * (blocks * _LANES - C) <= blocks * _LANES
+    return (F <= _LANE_MAX_F and C >= _LANES
+            and 4 * (blocks * _LANES - C) <= blocks * _LANES
+            and K * tmax * _LANES * itemsize <= _LANE_MAX_BYTES)
 
 
 def _lane_blocks(t: torch.Tensor) -> np.ndarray:
@@ -1069,7 +1074,9 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=No
     _require_cpu(x)
     C, K, F = mu.shape
     if lanes is None:
-        lanes = _use_lanes(C, F)
+        lengths = offsets[1:] - offsets[:-1]
+        tmax = int(lengths.max()) if lengths.numel() else 1
+        lanes = _use_lanes(C, F, K, tmax, x.element_size())
     if lanes:
         return _forward_lanes_numba(x, offsets, mu, theta, hvd, band)
     xp, mun, w, G, rows = _cost_inputs(x, mu, theta)
