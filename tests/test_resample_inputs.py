@@ -232,3 +232,47 @@ def test_resampled_k_keeps_the_cells_per_pair():
     cfg = {"num_timesteps": "auto", "num_epochs": 5, "resample_inputs": True}
     notes = resolve_auto(cfg, [1460] * 3)
     assert cfg["num_timesteps"] == 432 and "sqrt(128 * median)" in notes[0]
+
+
+def test_auto_k_with_resampling_is_the_same_in_script_and_estimator(tmp_path):
+    # num_timesteps auto + resample_inputs on series with a median above 128 steps:
+    # train_dejavid and the estimator both train round(sqrt(128 * median)) steps
+    import pickle
+    import train_dejavid
+    from dejavid import DejaVidClassifier
+    from dejavid.config.settings import auto_num_timesteps, median_length
+    g = np.random.default_rng(4)
+    X = [np.sin(np.linspace(0, 3 + c, int(T)))[:, None].astype(np.float32)
+         + 0.1 * g.standard_normal((int(T), 1)).astype(np.float32)
+         for c, T in zip([0, 1] * 4, g.integers(150, 260, 8))]
+    y = [0, 1] * 4
+    train_lengths = [len(x) for n, x in enumerate(X) if n % 4 != 3]
+    K = auto_num_timesteps(train_lengths, True)
+    median = median_length(train_lengths)
+    assert median == (sorted(train_lengths)[2] + sorted(train_lengths)[3] + 1) // 2
+    assert K > 128 and K == round((128 * median) ** 0.5)
+    root = tmp_path / "d"
+    (root / "f").mkdir(parents=True)
+    splits, labels, fnames = {}, {}, {}
+    for n, (x, lab) in enumerate(zip(X, y)):
+        vid = f"v{n:02d}"
+        torch.save(torch.from_numpy(x), root / "f" / f"{vid}.pt")
+        splits[vid], labels[vid], fnames[vid] = "val" if n % 4 == 3 else "train", lab, f"f/{vid}.pt"
+    for name, m in (("id2splits", splits), ("id2labels", labels), ("id2fname", fnames)):
+        with open(root / f"{name}.pkl", "wb") as fh:
+            pickle.dump(m, fh)
+    rc = train_dejavid.main(["--id2feats", str(root), "--id2splits", str(root / "id2splits.pkl"),
+                             "--id2labels", str(root / "id2labels.pkl"),
+                             "--id2fname", str(root / "id2fname.pkl"), "--num_timesteps", "auto",
+                             "--dba_max_iter", "2", "--num_epochs", "1", "--batch_size", "4",
+                             "--resample_inputs", "true", "--device", "cpu",
+                             "--cache_dir", str(tmp_path / "cache"),
+                             "--output_dir", str(tmp_path / "runs"), "--run_name", "r",
+                             "--no-progress"])
+    assert rc == 0
+    ckpt = torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
+    assert ckpt["config"]["num_timesteps"] == K and ckpt["model"]["mu"].shape[-2] == K
+    train = [x for n, x in enumerate(X) if n % 4 != 3]
+    clf = DejaVidClassifier(num_epochs=1, dba_max_iter=2, device="cpu", tune="none",
+                            resample_inputs=True).fit(train, [y[n] for n in range(8) if n % 4 != 3])
+    assert clf.model_.mu.shape[-2] == K
