@@ -220,7 +220,7 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
         index.feature_stats = ckpt["standardize"]   # the statistics the model was trained with
     settings = settings_from_config(cfg)   # after the data: 'auto' values are resolved now
     store_device = device if cfg["store_on_device"] else None
-    choice = None
+    choice, train_split = None, None
     if not args.eval_only and not args.resume and cfg["tune"] == "cv":
         # Before the evaluation split is even opened: the choice sees the training split only.
         if info.enabled:
@@ -253,7 +253,9 @@ def run(args, cfg: dict, ckpt, info, device, progress: bool) -> int:
             print(f"predictions written to {args.predictions}")
         return 0
 
-    train_ds = TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device)
+    # the split the choice read serves training too, unless training slices the device store
+    train_ds = (train_split if train_split is not None and store_device is None else
+                TSEDataset(index, cfg["train_split"], cfg["in_memory"], progress, store_device))
     claimed = not args.resume and not cfg["run_name"] and info.is_main
     run_dir = (run_folder_of(args.resume) if args.resume
                else cli.default_run_dir(cfg, create=info.is_main))

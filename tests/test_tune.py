@@ -275,6 +275,8 @@ def test_train_dejavid_chooses_without_reading_the_evaluation_split(tmp_path):
             key, value = "num_epochs", min(2, value)
         assert ca["config"][key] == value
     assert ca["config"]["tune"] == "cv"
+    if ra["chosen_changes"].get("resample_inputs"):
+        assert ca["config"]["num_timesteps"] == ca["model"]["mu"].shape[-2]
     # the same training (the choice and the training split are the same): the same model
     assert torch.equal(ca["model"]["theta"], cb["model"]["theta"])
 
@@ -417,3 +419,28 @@ def test_resampling_candidate_trains_the_longer_k_in_folds_and_at_the_end():
     final = tune.candidate_settings(settings, cand, [len(x) for x in X])
     assert tune.config_changes(cand, final)["num_timesteps"] == \
         resampled_num_timesteps(5, [len(x) for x in X]) == 7
+
+
+def test_train_dejavid_reads_the_training_split_once_when_tuning(tmp_path, monkeypatch):
+    # the split the choice read is the split training uses (no device store): each split
+    # is opened once
+    import train_dejavid
+    opened = []
+
+    class Counting(train_dejavid.TSEDataset):
+        def __init__(self, index, split, *args, **kwargs):
+            opened.append(split)
+            super().__init__(index, split, *args, **kwargs)
+
+    monkeypatch.setattr(train_dejavid, "TSEDataset", Counting)
+    X, y = _series(per_class=4)
+    data = _write(tmp_path / "d", X, list(y), ["val" if n % 4 == 3 else "train" for n in range(12)])
+    rc = train_dejavid.main([*data, "--num_timesteps", "5", "--dba_max_iter", "2",
+                             "--num_epochs", "1", "--batch_size", "8", "--tune", "cv",
+                             "--tune_folds", "2", "--device", "cpu",
+                             "--cache_dir", str(tmp_path / "cache"),
+                             "--output_dir", str(tmp_path / "runs"), "--run_name", "t",
+                             "--no-progress"])
+    assert rc == 0
+    assert (tmp_path / "runs" / "t" / train_dejavid.TUNE_FILE).exists()   # it chose
+    assert sorted(opened) == ["train", "val"]
