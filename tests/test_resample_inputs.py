@@ -23,6 +23,7 @@ from dejavid.model.centroids import resample
 from dejavid.model.layer import DejaVid, resample_packed
 from dejavid.training import tune
 from dejavid.training.run import fit, model_from_checkpoint
+from helpers import MAP_KEYS, write_dataset
 from parity import make_inputs
 
 LENGTHS = [1, 2, 5, 7, 13, 40]
@@ -170,31 +171,27 @@ def test_fit_trains_it_and_the_checkpoint_keeps_it(tmp_path):
     assert res.best_top1 == 1.0
 
 
-def test_train_dejavid_and_estimator_take_it(tmp_path):
-    import pickle
+def _train_script(tmp_path, X, y, split_of, *args) -> dict:
+    """train_dejavid on X, y written under tmp_path with resample_inputs on: the last
+    checkpoint."""
     import train_dejavid
-    from dejavid import DejaVidClassifier
-    X, y = _long_and_short(per_class=5)
-    root = tmp_path / "d"
-    (root / "f").mkdir(parents=True)
-    splits, labels, fnames = {}, {}, {}
-    for n, (x, lab) in enumerate(zip(X, y)):
-        vid = f"v{n:02d}"
-        torch.save(torch.from_numpy(x), root / "f" / f"{vid}.pt")
-        splits[vid], labels[vid], fnames[vid] = "train" if n % 5 else "val", lab, f"f/{vid}.pt"
-    for name, m in (("id2splits", splits), ("id2labels", labels), ("id2fname", fnames)):
-        with open(root / f"{name}.pkl", "wb") as fh:
-            pickle.dump(m, fh)
-    rc = train_dejavid.main(["--id2feats", str(root), "--id2splits", str(root / "id2splits.pkl"),
-                             "--id2labels", str(root / "id2labels.pkl"),
-                             "--id2fname", str(root / "id2fname.pkl"), "--num_timesteps", "8",
-                             "--dba_max_iter", "3", "--num_epochs", "2", "--batch_size", "4",
-                             "--resample_inputs", "true", "--device", "cpu",
+    paths = write_dataset(tmp_path / "d", {f"v{n:02d}": (torch.from_numpy(x), int(lab), s)
+                                           for n, (x, lab, s) in enumerate(zip(X, y, split_of))})
+    data = [a for key in MAP_KEYS for a in (f"--{key}", str(paths[key]))]
+    rc = train_dejavid.main([*data, "--id2feats", str(paths["id2feats"]), *args,
+                             "--batch_size", "4", "--resample_inputs", "true", "--device", "cpu",
                              "--cache_dir", str(tmp_path / "cache"),
                              "--output_dir", str(tmp_path / "runs"), "--run_name", "r",
                              "--no-progress"])
     assert rc == 0
-    ckpt = torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
+    return torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
+
+
+def test_train_dejavid_and_estimator_take_it(tmp_path):
+    from dejavid import DejaVidClassifier
+    X, y = _long_and_short(per_class=5)
+    ckpt = _train_script(tmp_path, X, y, ["train" if n % 5 else "val" for n in range(len(X))],
+                         "--num_timesteps", "8", "--dba_max_iter", "3", "--num_epochs", "2")
     assert ckpt["config"]["resample_inputs"] is True
     clf = DejaVidClassifier(num_timesteps=8, num_epochs=2, dba_max_iter=3, backend="ref",
                             device="cpu", tune="none", resample_inputs=True).fit(X, y)
@@ -237,8 +234,6 @@ def test_resampled_k_keeps_the_cells_per_pair():
 def test_auto_k_with_resampling_is_the_same_in_script_and_estimator(tmp_path):
     # num_timesteps auto + resample_inputs on series with a median above 128 steps:
     # train_dejavid and the estimator both train round(sqrt(128 * median)) steps
-    import pickle
-    import train_dejavid
     from dejavid import DejaVidClassifier
     from dejavid.config.settings import auto_num_timesteps, median_length
     g = np.random.default_rng(4)
@@ -251,26 +246,8 @@ def test_auto_k_with_resampling_is_the_same_in_script_and_estimator(tmp_path):
     median = median_length(train_lengths)
     assert median == (sorted(train_lengths)[2] + sorted(train_lengths)[3] + 1) // 2
     assert K > 128 and K == round((128 * median) ** 0.5)
-    root = tmp_path / "d"
-    (root / "f").mkdir(parents=True)
-    splits, labels, fnames = {}, {}, {}
-    for n, (x, lab) in enumerate(zip(X, y)):
-        vid = f"v{n:02d}"
-        torch.save(torch.from_numpy(x), root / "f" / f"{vid}.pt")
-        splits[vid], labels[vid], fnames[vid] = "val" if n % 4 == 3 else "train", lab, f"f/{vid}.pt"
-    for name, m in (("id2splits", splits), ("id2labels", labels), ("id2fname", fnames)):
-        with open(root / f"{name}.pkl", "wb") as fh:
-            pickle.dump(m, fh)
-    rc = train_dejavid.main(["--id2feats", str(root), "--id2splits", str(root / "id2splits.pkl"),
-                             "--id2labels", str(root / "id2labels.pkl"),
-                             "--id2fname", str(root / "id2fname.pkl"), "--num_timesteps", "auto",
-                             "--dba_max_iter", "2", "--num_epochs", "1", "--batch_size", "4",
-                             "--resample_inputs", "true", "--device", "cpu",
-                             "--cache_dir", str(tmp_path / "cache"),
-                             "--output_dir", str(tmp_path / "runs"), "--run_name", "r",
-                             "--no-progress"])
-    assert rc == 0
-    ckpt = torch.load(tmp_path / "runs" / "r" / "last.pt", weights_only=False)
+    ckpt = _train_script(tmp_path, X, y, ["val" if n % 4 == 3 else "train" for n in range(8)],
+                         "--num_timesteps", "auto", "--dba_max_iter", "2", "--num_epochs", "1")
     assert ckpt["config"]["num_timesteps"] == K and ckpt["model"]["mu"].shape[-2] == K
     train = [x for n, x in enumerate(X) if n % 4 != 3]
     clf = DejaVidClassifier(num_epochs=1, dba_max_iter=2, device="cpu", tune="none",
