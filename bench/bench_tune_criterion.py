@@ -8,8 +8,9 @@ dejavid.training.tune.choose_by_cv on the training split, then a fit on the whol
 training split of the candidate each criterion picks (CRITERIA: the one in use, the
 lowest held-out log-loss among the candidates whose top-1 is within one standard error of
 the best; the lowest log-loss; the lowest log-loss at the best scale of the logits; the
-lowest Brier score; the best top-1) and of the configured settings (candidate 0), each
-scored on the test split.  Prints one line per seed, then the means per data set.
+lowest Brier score; the best top-1; the first candidate within one standard error of the
+best top-1, the one-standard-error rule of the simplest) and of the configured settings
+(candidate 0), each scored on the test split.  Prints one line per seed, then the means per data set.
 ``--keep-band`` scores the grid with its band on variable-length sets too.
 """
 from __future__ import annotations
@@ -40,7 +41,8 @@ UNSEEN = ("GunPoint", "BasicMotions", "PickupGestureWiimoteZ")
 # classes): the default list.
 VARIANTS = ("GunPoint-crop", "GunPoint-tile", "BasicMotions-crop", "BasicMotions-tile",
             "PickupGestureWiimoteZ-crop", "PickupGestureWiimoteZ-tile")
-CRITERIA = ("log_loss_within_se", "log_loss", "scaled_log_loss", "brier", "top1")
+CRITERIA = ("log_loss_within_se", "log_loss", "scaled_log_loss", "brier", "top1",
+            "simplest_within_se")
 
 
 def main(argv=None) -> int:

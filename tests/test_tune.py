@@ -182,9 +182,14 @@ def test_criterion_takes_the_lowest_log_loss_within_one_se_of_the_best_top1():
     assert res.admissible() == [1, 2]
     assert res.chosen_by("log_loss_within_se") == 2
     assert res.chosen_by("log_loss") == 0 and res.chosen_by("top1") == 1
+    # the one-standard-error rule of the simplest (recorded, not in use): the first within
+    assert res.chosen_by("simplest_within_se") == 1
+    with pytest.raises(ValueError, match="simplest_within_se"):
+        res.chosen_by("accuracy")
     # all equal: every candidate within, the lowest log-loss; ties to the first
     same = _result([h1, h1], [[0.3] * 10, [0.3] * 10])
     assert same.admissible() == [0, 1] and same.chosen_by("log_loss_within_se") == 0
+    assert same.chosen_by("simplest_within_se") == 0
 
 
 def test_variable_lengths_drop_the_band_from_the_candidates():

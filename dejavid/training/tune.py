@@ -52,7 +52,10 @@ CRITERION_NAMES = {"log_loss_within_se": "lowest mean held-out log-loss among th
                    "scaled_log_loss": "lowest mean held-out log-loss at the best scale of the "
                                       "logits",
                    "log_loss": "lowest mean held-out log-loss", "top1": "highest mean top-1",
-                   "brier": "lowest mean held-out Brier score"}
+                   "brier": "lowest mean held-out Brier score",
+                   "simplest_within_se": "the first candidate of the grid (the least changed) "
+                                         "whose held-out top-1 is within one standard error "
+                                         "of the best"}
 # The record of a script's choice in its run folder: every candidate's fold scores.
 TUNE_FILE = "tune.json"
 # Bounds that keep the choice affordable on large data sets: it runs on a stratified,
@@ -255,11 +258,12 @@ class TuneResult:
         if criterion == "log_loss_within_se":
             ok = self.admissible()
             return min(ok, key=lambda g: (float(np.mean(self.sample_losses[g])), g))
+        if criterion == "simplest_within_se":
+            return min(self.admissible())
         table = {"scaled_log_loss": self.scaled_losses, "log_loss": self.losses,
                  "brier": self.briers}
         if criterion not in table:
-            raise ValueError(f"criterion must be log_loss_within_se, scaled_log_loss, "
-                             f"log_loss, brier or top1, "
+            raise ValueError(f"criterion must be one of {', '.join(CRITERION_NAMES)}, "
                              f"got {criterion!r}")
         return int(np.argmin([float(np.mean(v)) for v in table[criterion]]))
 
