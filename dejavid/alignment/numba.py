@@ -491,7 +491,7 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
 
 
-# --- the forward in lanes: many prototypes of few features (docs/DESIGN.md section 9) ---
+# --- the forward in lanes: many prototypes of few features (docs/DESIGN.md section 7) ---
 # One sample against L prototypes at once: the [K, T, L] grid holds L independent DPs
 # side by side, so every cell's local cost, minimum and sum are one vector operation over
 # the prototypes, where :func:`_forward_all` walks one prototype's chain of dependent
