@@ -166,7 +166,8 @@ class DejaVidClassifier(DistanceClassifier):
     :mod:`dejavid.config.defaults`):
 
     num_timesteps        K, length of each class's centroid series ('auto': the median
-                         training length, clipped to [8, 128])
+                         training length, clipped to [8, 128]; with resample_inputs and a
+                         median above 128, round(sqrt(128 * median)))
     num_epochs ('auto': enough for 400 updates, clipped to [30, 200]), batch_size, lr,
     ms_lr_div, weight_decay, warmup_epochs, min_lr_ratio
                          AdamW on theta at ``lr`` and mu at ``lr / ms_lr_div``, cosine schedule
