@@ -11,7 +11,7 @@ from dejavid.alignment.backend import band_rows
 numba = pytest.importorskip("numba")
 from dejavid.alignment import numba as align_numba  # noqa: E402  (needs numba)
 from parity import (MODES, RTOL, TIE_KINDS, assert_close, make_inputs,  # noqa: E402
-                    perturbed_paths, run_align, tie_fixed_paths, tie_inputs)
+                    non_contiguous, perturbed_paths, run_align, tie_fixed_paths, tie_inputs)
 
 # (lengths, F, K, C): every one is taken by the lanes (asserted below); C = 16 fills one
 # block, 31 leaves one lane empty, 51 thirteen of 64; F from 1 to the limit 4; K = 1 and
@@ -117,3 +117,15 @@ def test_lane_blocks_layout():
     for c in range(20):
         assert np.array_equal(blocks[c // 16, :, :, c % 16], t[c].numpy())
     assert not blocks[1, :, :, 4:].any()   # empty lanes hold zeros
+
+
+@pytest.mark.parametrize("mode", ["hv", "hvd"])
+def test_lanes_take_strided_inputs(mode):
+    # transposed x, permuted mu, strided theta: bitwise what the contiguous inputs give
+    x, offsets, mu, theta, up = make_inputs((7, 33, 2, 11), 3, 6, 30, seed=7)
+    assert align_numba._use_lanes(30, 3)
+    x_nc, mu_nc, theta_nc, up_nc = non_contiguous(x, mu, theta, up)
+    strided = run_align("numba", x_nc, offsets, mu_nc, theta_nc, up_nc, mode)
+    plain = run_align("numba", x, offsets, mu, theta, up, mode)
+    for a, b in zip(strided, plain):
+        assert torch.equal(a, b)
