@@ -1,9 +1,9 @@
-"""Free-path forward (distances and paths) of the numba backend at seven shapes: the
+"""Free-path forward (distances and paths) of the numba backend at eight shapes: the
 univariate UCR shapes of the every-series candidate (K 128, T 427, 200 prototypes, with
 the 10 % band; the same without it; resampled to K = T = 234 steps) and of one centroid
-per class (6 classes, no band), 60 prototypes of 3 features, HMDB51's (K 8, T 30,
-F 1459, 51 classes) and a mid-size one (K 64, T 64, F 64).  The first three and the
-fifth run in lanes (``dejavid.alignment.numba._use_lanes``).
+per class (6 classes, no band), 60 prototypes of 3 and of 6 features, HMDB51's (K 8,
+T 30, F 1459, 51 classes) and a mid-size one (K 64, T 64, F 64).  The first three and
+the fifth and sixth run in lanes (``dejavid.alignment.numba._use_lanes``).
 
     python bench/bench_forward_shapes.py [--repeats 5]
 
@@ -26,7 +26,8 @@ from dejavid.alignment.op import align  # noqa: E402
 
 # (K, T, prototypes, F, band)
 SHAPES = [(128, 427, 200, 1, 0.1), (128, 427, 200, 1, None), (234, 234, 200, 1, 0.1),
-          (128, 427, 6, 1, None), (100, 100, 60, 3, None), (8, 30, 51, 1459, None),
+          (128, 427, 6, 1, None), (100, 100, 60, 3, None), (100, 100, 60, 6, None),
+          (8, 30, 51, 1459, None),
           (64, 64, 51, 64, None)]
 
 

@@ -14,11 +14,13 @@ from parity import (MODES, RTOL, TIE_KINDS, assert_close, make_inputs,  # noqa: 
                     non_contiguous, perturbed_paths, run_align, tie_fixed_paths, tie_inputs)
 
 # (lengths, F, K, C): every one is taken by the lanes (asserted below); C = 16 fills one
-# block, 31 leaves one lane empty, 51 thirteen of 64; F from 1 to the limit 4; K = 1 and
-# T = 1 included.
+# block, 31 leaves one lane empty, 51 thirteen of 64; F from 1 to the limit 8; K = 1 and
+# T = 1 included; T from 1 to 40 (every count of sample steps modulo 4, the local
+# cost's blocks).
 LANE_SHAPES = [((1, 2, 7, 33), 1, 5, 16), ((33, 1, 40, 2), 2, 9, 31),
                ((2, 7, 13), 4, 12, 51), ((5, 1, 3), 3, 1, 16), ((1,), 1, 6, 24),
-               ((9, 30, 4, 17), 1, 16, 45)]
+               ((9, 30, 4, 17), 1, 16, 45), ((6, 3, 8, 21), 8, 7, 28),
+               ((11, 4, 2), 6, 10, 40)]
 
 
 def _shape_id(s):
@@ -28,9 +30,10 @@ def _shape_id(s):
 def test_lane_rule():
     use = align_numba._use_lanes
     assert use(16, 1) and use(200, 1) and use(51, 4) and use(31, 2) and use(24, 1)
+    assert use(200, 8) and use(16, 6)
     assert not use(15, 1)           # fewer prototypes than lanes
     assert not use(20, 1)           # 12 of 32 lanes empty
-    assert not use(200, 5)          # too many features: the scalar kernel reuses x rows
+    assert not use(200, 9)          # too many features: the scalar kernel reuses x rows
     assert use(200, 1, 128, 8192) and not use(200, 1, 128, 8193)   # a thread's grid <= 64 MB
     assert not use(200, 1, 128, 4097, itemsize=8)
     for shape in LANE_SHAPES:

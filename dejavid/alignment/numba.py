@@ -502,23 +502,57 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
 @njit(nogil=True, cache=_CACHE, fastmath=_FAST)
 def _lane_cost_rows(xb, mL, vL, A, rows):
     """A[i, j, l] = sum_f vL[i, f, l] |mL[i, f, l] - xb[j, f]| over the band's cells
-    (``rows`` [K, 2] inclusive columns per row), f in order for every lane l."""
+    (``rows`` [K, 2] inclusive columns per row), f in order for every lane l.  Four
+    sample steps per pass over F share each loaded (mL, vL) row, then one at a time: the
+    same sums in the same order either way."""
     K, F, L = mL.shape
     zero = A.dtype.type(0)
     for i in range(K):
         mi = mL[i]
         vi = vL[i]
-        for j in range(rows[i, 0], rows[i, 1] + 1):
-            xj = xb[j]
+        j = rows[i, 0]
+        hi = rows[i, 1] + 1
+        while j + 4 <= hi:
+            a0 = A[i, j]
+            a1 = A[i, j + 1]
+            a2 = A[i, j + 2]
+            a3 = A[i, j + 3]
+            for l in range(L):
+                a0[l] = zero
+                a1[l] = zero
+                a2[l] = zero
+                a3[l] = zero
+            x0 = xb[j]
+            x1 = xb[j + 1]
+            x2 = xb[j + 2]
+            x3 = xb[j + 3]
+            for f in range(F):
+                mf = mi[f]
+                vf = vi[f]
+                y0 = x0[f]
+                y1 = x1[f]
+                y2 = x2[f]
+                y3 = x3[f]
+                for l in range(L):
+                    m = mf[l]
+                    v = vf[l]
+                    a0[l] += v * abs(m - y0)
+                    a1[l] += v * abs(m - y1)
+                    a2[l] += v * abs(m - y2)
+                    a3[l] += v * abs(m - y3)
+            j += 4
+        while j < hi:
             a = A[i, j]
             for l in range(L):
                 a[l] = zero
+            xj = xb[j]
             for f in range(F):
                 xv = xj[f]
                 mf = mi[f]
                 vf = vi[f]
                 for l in range(L):
                     a[l] += vf[l] * abs(mf[l] - xv)
+            j += 1
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -1015,18 +1049,21 @@ def local_cost_numba(x, offsets, mu, theta):
 
 
 # Forward in lanes (:func:`_forward_lanes`): classes per pass, and when it is used.  16
-# float32 lanes are one 512-bit vector.  Measured (bench/bench_forward_shapes.py and the
-# session's scratch runs, 2-core AMD EPYC, 2026-12-06, batches of 32, fastest of 5, ms,
-# scalar -> lanes): K 128, T 427, 200 prototypes, F 1, band 0.1: 57 -> 30; the same at
-# T 128: 29 -> 12; no band: 202 -> 119; 16 prototypes: 16 -> 9; K 100, T 100, 60
-# prototypes, F 3: 16.4 -> 9.8.  Slower with many features (K 15, F 12, 180 prototypes:
-# 1.4 -> 2.0; K 64, F 64: 8 -> 53), where the scalar kernel's register blocks reuse each
-# x row, and with lanes left empty (6 prototypes: 6.1 -> 8.5; 20 prototypes, K 72: 1.5 ->
-# 2.0).  So: at most _LANE_MAX_F features and at most a quarter of the lanes empty.  Each
-# thread holds a [K, Tmax, 16] grid, 16 times the scalar kernel's per class: above
-# _LANE_MAX_BYTES (very long series) the scalar kernel runs instead.
+# float32 lanes are one 512-bit vector.  Measured (2-core AMD EPYC, 2026-12-06, batches of
+# 32, fastest of 5, ms, scalar -> lanes; bench/bench_forward_shapes.py and the session's
+# scratch runs, bench/RESULTS.md "Issue 29, round four"): K 128, T 427, 200 prototypes,
+# F 1, band 0.1: 54 -> 29.5; K = T = 234: 66 -> 31; no band: 194 -> 114.  By features
+# (K 128, T 427, 64 prototypes; K 100, T 100, 60; K 64, T 64, 51; K 15, T 15, 180):
+# F 4: 94 -> 47, 14.0 -> 9.2, 4.6 -> 3.9, 1.21 -> 0.99; F 8: 105 -> 65, 16.2 -> 12.1,
+# 5.05 -> 5.12, 1.26 -> 1.18; F 12: 115 -> 84, 17.9 -> 15.7, 5.9 -> 6.5, 1.36 -> 1.44;
+# F 16: 5.6 -> 7.6 at K 64.  Past 8 features the scalar kernel's register blocks, which
+# reuse each x row over four centroid rows, win on short series.  With lanes left
+# empty: 6 prototypes 6.1 -> 8.5; 20 prototypes, K 72: 1.5 -> 2.0.  So: at most
+# _LANE_MAX_F features and at most a quarter of the lanes empty.  Each thread holds a
+# [K, Tmax, 16] grid, 16 times the scalar kernel's per class: above _LANE_MAX_BYTES (very
+# long series) the scalar kernel runs instead.
 _LANES = 16
-_LANE_MAX_F = 4
+_LANE_MAX_F = 8
 _LANE_MAX_BYTES = 64 << 20
 
 
