@@ -54,6 +54,29 @@ def perturbed_paths(x, offsets, mu, theta):
     return align_ref.align_forward_ref(x, offsets, snap, theta, "hvd")[1]
 
 
+def shape_id(s):
+    """Test id of a (lengths, F, K, C) shape."""
+    return f"T{'-'.join(map(str, s[0]))}_F{s[1]}_K{s[2]}_C{s[3]}"
+
+
+def compare_with_reference(backend, x, offsets, mu, theta, upstream, mode,
+                           fixed_paths=perturbed_paths):
+    """One forward + backward of ``backend`` against the reference's: paths equal, values
+    and every gradient close (RTOL); ``fixed_paths`` makes the paths of mode 'fixed' from
+    the inputs.  Returns the backend's results (as :func:`run_align`)."""
+    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
+    ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
+    fast = run_align(backend, x, offsets, mu, theta, upstream, mode, fixed)
+    rtol = RTOL[x.dtype]
+    assert fast[1].dtype == torch.int32 and fast[1].shape == ref[1].shape
+    assert torch.equal(fast[1], ref[1]), "paths differ"
+    assert fast[0].dtype == x.dtype
+    for name, a, b in zip(("dist", "grad_x", "grad_mu", "grad_theta"),
+                          (fast[0], *fast[2:]), (ref[0], *ref[2:])):
+        assert_close(name, a, b, rtol)
+    return fast
+
+
 def run_align(backend, x, offsets, mu, theta, upstream, mode, fixed_paths=None):
     """(dist, paths, grad_x, grad_mu, grad_theta) of one forward + backward through align()."""
     x, mu, theta = (t.detach().clone().requires_grad_() for t in (x, mu, theta))

@@ -12,40 +12,24 @@ numba = pytest.importorskip("numba")
 from dejavid.alignment import numba as align_numba  # noqa: E402  (needs numba)
 from dejavid.alignment.backend import packed_row_width  # noqa: E402
 from dejavid.data.dataset import collate_packed  # noqa: E402
-from parity import (GRID_SHAPES, MODES, RTOL, SHAPES, TIE_KINDS, TIE_SHAPES,  # noqa: E402
-                    assert_close, check_dba_accumulate, check_local_cost, check_strided_inputs,
-                    count_path_ties, gradcheck_align, make_inputs, perturbed_paths, run_align,
-                    tie_fixed_paths, tie_inputs)
+from parity import (GRID_SHAPES, MODES, SHAPES, TIE_KINDS, TIE_SHAPES,  # noqa: E402
+                    check_dba_accumulate, check_local_cost, check_strided_inputs,
+                    compare_with_reference, count_path_ties, gradcheck_align, make_inputs,
+                    perturbed_paths, run_align, shape_id, tie_fixed_paths, tie_inputs)
 
 
-def _compare(x, offsets, mu, theta, upstream, mode, fixed_paths=perturbed_paths):
-    """Paths equal to the reference's, values and every gradient close; ``fixed_paths``
-    makes the paths of mode 'fixed' from the inputs."""
-    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
-    fast = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
-    rtol = RTOL[x.dtype]
-    assert fast[1].dtype == torch.int32 and fast[1].shape == ref[1].shape
-    assert torch.equal(fast[1], ref[1]), "paths differ"
-    assert fast[0].dtype == x.dtype
-    for name, a, b in zip(("dist", "grad_x", "grad_mu", "grad_theta"),
-                          (fast[0], *fast[2:]), (ref[0], *ref[2:])):
-        assert_close(name, a, b, rtol)
-    return fast
-
-
-def _shape_id(s):
-    return f"T{'-'.join(map(str, s[0]))}_F{s[1]}_K{s[2]}_C{s[3]}"
+# Paths equal to the reference's, values and every gradient close.
+_compare = functools.partial(compare_with_reference, "numba")
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", SHAPES + GRID_SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("shape", SHAPES + GRID_SHAPES, ids=shape_id)
 def test_parity_with_reference(shape, mode):
     _compare(*make_inputs(*shape), mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", TIE_SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("shape", TIE_SHAPES, ids=shape_id)
 @pytest.mark.parametrize("kind", TIE_KINDS)
 def test_parity_on_exact_ties(kind, shape, mode):
     # Exact ties in the accumulated cost (the tie rules pick the path) and zero

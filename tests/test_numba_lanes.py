@@ -10,8 +10,9 @@ from dejavid.alignment.backend import band_rows
 
 numba = pytest.importorskip("numba")
 from dejavid.alignment import numba as align_numba  # noqa: E402  (needs numba)
-from parity import (MODES, RTOL, TIE_KINDS, assert_close, make_inputs,  # noqa: E402
-                    non_contiguous, perturbed_paths, run_align, tie_fixed_paths, tie_inputs)
+from parity import (MODES, RTOL, TIE_KINDS, assert_close, compare_with_reference,  # noqa: E402
+                    make_inputs, non_contiguous, perturbed_paths, run_align, shape_id,
+                    tie_fixed_paths, tie_inputs)
 
 # (lengths, F, K, C): every one is taken by the lanes (asserted below); C = 16 fills one
 # block, 31 leaves one lane empty, 51 thirteen of 64; F from 1 to the limit 8; K = 1 and
@@ -21,10 +22,6 @@ LANE_SHAPES = [((1, 2, 7, 33), 1, 5, 16), ((33, 1, 40, 2), 2, 9, 31),
                ((2, 7, 13), 4, 12, 51), ((5, 1, 3), 3, 1, 16), ((1,), 1, 6, 24),
                ((9, 30, 4, 17), 1, 16, 45), ((6, 3, 8, 21), 8, 7, 28),
                ((11, 4, 2), 6, 10, 40)]
-
-
-def _shape_id(s):
-    return f"T{'-'.join(map(str, s[0]))}_F{s[1]}_K{s[2]}_C{s[3]}"
 
 
 def test_lane_rule():
@@ -42,17 +39,11 @@ def test_lane_rule():
 
 def _compare(x, offsets, mu, theta, upstream, mode, fixed_paths=perturbed_paths):
     assert align_numba._use_lanes(mu.shape[0], mu.shape[2])
-    fixed = fixed_paths(x, offsets, mu, theta) if mode == "fixed" else None
-    ref = run_align("ref", x, offsets, mu, theta, upstream, mode, fixed)
-    fast = run_align("numba", x, offsets, mu, theta, upstream, mode, fixed)
-    assert torch.equal(fast[1], ref[1]), "paths differ"
-    for name, a, b in zip(("dist", "grad_x", "grad_mu", "grad_theta"),
-                          (fast[0], *fast[2:]), (ref[0], *ref[2:])):
-        assert_close(name, a, b, RTOL[x.dtype])
+    compare_with_reference("numba", x, offsets, mu, theta, upstream, mode, fixed_paths)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", LANE_SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("shape", LANE_SHAPES, ids=shape_id)
 def test_lanes_match_reference(shape, mode):
     _compare(*make_inputs(*shape), mode)
 
@@ -71,7 +62,7 @@ def test_lanes_float64(mode):
 
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
 @pytest.mark.parametrize("band", [0.05, 0.25])
-@pytest.mark.parametrize("shape", LANE_SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("shape", LANE_SHAPES, ids=shape_id)
 def test_lanes_band_match_reference(shape, pattern, band):
     x, offsets, mu, theta, _ = make_inputs(*shape)
     rows = band_rows(offsets[1:] - offsets[:-1], mu.shape[1], band)
@@ -83,7 +74,7 @@ def test_lanes_band_match_reference(shape, pattern, band):
 
 @pytest.mark.parametrize("band", [None, 0.1])
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
-@pytest.mark.parametrize("shape", LANE_SHAPES + [((3, 11, 2), 7, 4, 5)], ids=_shape_id)
+@pytest.mark.parametrize("shape", LANE_SHAPES + [((3, 11, 2), 7, 4, 5)], ids=shape_id)
 def test_lanes_equal_scalar_forward(shape, pattern, band):
     # The same paths as _forward_all on any shape, forced either way; with one feature
     # every sum is the same sum, so the distances are bitwise the same.
