@@ -1108,7 +1108,6 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=No
     :func:`_forward_lanes` (True) or :func:`_forward_all` (False); None: as
     :func:`_use_lanes` says (tests compare the two)."""
     hvd = _hvd(step_pattern)
-    _require_cpu(x)
     C, K, F = mu.shape
     if lanes is None:
         lengths = offsets[1:] - offsets[:-1]

@@ -375,7 +375,8 @@ class DejaVidClassifier(DistanceClassifier):
         resume, the choice the checkpoint recorded, which is kept, not made again)."""
         from ..training.tune import candidate_settings, cannot_tune, choose_on_dataset
         index = train_ds.index
-        settings = settings.resolved(index.lengths[train_ds.rows])
+        lengths = index.lengths[train_ds.rows]
+        settings = settings.resolved(lengths)
         why = cannot_tune(index.labels[train_ds.rows], int(self.tune_folds))
         if why:
             warnings.warn(f"tune='cv' skipped ({why}); trained as configured", UserWarning,
@@ -383,13 +384,12 @@ class DejaVidClassifier(DistanceClassifier):
             return settings, config
         if resume is not None:
             chosen = (resume.get("config") or {}).get("tune_choice") or {}
-            return (candidate_settings(settings, chosen, index.lengths[train_ds.rows]),
-                    {**config, "tune_choice": chosen})
+            return candidate_settings(settings, chosen, lengths), {**config, "tune_choice": chosen}
         self.tune_ = choose_on_dataset(train_ds, settings, bool(self.standardize),
                                        int(self.tune_folds), self.device, bool(self.verbose),
                                        log)
         chosen = self.tune_.chosen
-        return (candidate_settings(settings, chosen, index.lengths[train_ds.rows]),
+        return (candidate_settings(settings, chosen, lengths),
                 None if config is None else {**config, "tune_choice": chosen})
 
     def predict_proba(self, X) -> np.ndarray:

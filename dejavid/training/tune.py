@@ -387,8 +387,8 @@ def choose_by_cv(tensors: list, labels, label_values: list, settings: TrainSetti
     quiet = lambda *a, **kw: None  # noqa: E731
     for f, held in enumerate(parts):
         train_part, held_part = fold_datasets(tensors, labels, label_values, held, standardize)
+        lengths = train_part.index.lengths[train_part.rows]
         for g, cand in enumerate(grid):
-            lengths = train_part.index.lengths[train_part.rows]
             run = fit(train_part, None, candidate_settings(settings, cand, lengths), device=device,
                       progress=False, log=quiet)
             res = evaluate(run.model, held_part, settings.loop, run.model.mu.device,
