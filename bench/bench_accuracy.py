@@ -92,12 +92,12 @@ TITLES = {"knn_dtw": "1-NN DTW", "knn_dtw_diag": "1-NN DTW (diag.)",
 
 def load_dataset(name: str):
     """(train series, train labels, test series, test labels); series are [T, F] float32.
-    A name of VARLEN_DATASETS is its public base set with every series changed by its rule
-    (:func:`vary_lengths`)."""
-    base, rule = VARLEN_DATASETS.get(name, (name, None))
+    A name '<set>-crop' or '<set>-tile' (VARLEN_DATASETS, and any other public set) is the
+    public set with every series changed by that rule (:func:`vary_lengths`)."""
+    base, _, rule = name.partition("-")
     Xtr, ytr = prepare_demo.load_split(base, "train")
     Xte, yte = prepare_demo.load_split(base, "test")
-    if rule is not None:
+    if rule:
         Xtr, Xte = vary_lengths(Xtr, rule, seed=0), vary_lengths(Xte, rule, seed=1)
     return Xtr, np.array(ytr), Xte, np.array(yte)
 

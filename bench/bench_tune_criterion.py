@@ -27,14 +27,13 @@ import dejavid.runtime  # noqa: E402,F401  (before torch and numba, as the entry
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import prepare_demo  # noqa: E402
 from dejavid.config.settings import TrainSettings  # noqa: E402
 from dejavid.data.arrays import ArrayDataset, index_from_arrays  # noqa: E402
 from dejavid.data.standardize import statistics  # noqa: E402
 from dejavid.training import tune  # noqa: E402
 from dejavid.training.engine import evaluate  # noqa: E402
 from dejavid.training.run import fit  # noqa: E402
-from bench_accuracy import vary_lengths  # noqa: E402
+from bench_accuracy import load_dataset  # noqa: E402
 
 UNSEEN = ("GunPoint", "BasicMotions", "PickupGestureWiimoteZ")
 # The same three with bench_accuracy.py's length rules (variable lengths; GunPoint has two
@@ -60,11 +59,8 @@ def main(argv=None) -> int:
         tune.for_lengths = lambda grid, lengths: tuple(grid)
     table = {}   # data set -> criterion -> test top-1 per seed ("as configured" too)
     for name in args.datasets.split(","):
-        base, _, rule = name.partition("-")
-        Xtr, ytr = prepare_demo.load_split(base, "train")
-        Xte, yte = prepare_demo.load_split(base, "test")
-        if rule:   # GunPoint-crop, PickupGestureWiimoteZ-tile: bench_accuracy's length rules
-            Xtr, Xte = vary_lengths(Xtr, rule, seed=0), vary_lengths(Xte, rule, seed=1)
+        # (GunPoint-crop, PickupGestureWiimoteZ-tile: bench_accuracy's length rules)
+        Xtr, ytr, Xte, yte = load_dataset(name)
         values = sorted(set(ytr))
         codes = np.array([values.index(v) for v in ytr])
         train = [torch.from_numpy(np.ascontiguousarray(x)) for x in Xtr]
