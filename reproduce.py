@@ -253,7 +253,8 @@ def make_plots(out: Path, results: dict, index, cfg: dict, train_ds: TSEDataset,
             trained_settings.model.step_pattern, out / "alignment_path.png", index.label_values,
             title=f"{cfg['eval_split']} video {index.ids[k]!r} (class {index.label_values[y]})",
             band=trained_settings.model.band,
-            resample_inputs=trained_settings.model.resample_inputs))
+            resample_inputs=trained_settings.model.resample_inputs,
+            open_ends=trained_settings.model.open_ends))
     except plots.MissingDependency as exc:
         log(f"plots skipped: {exc}")
         return

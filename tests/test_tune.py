@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -87,7 +88,8 @@ def test_candidate_settings_change_only_their_keys():
                                    {"epochs_at_most": 30})
     assert long.loop.num_epochs == 30
     assert tune.config_changes(tune.TUNE_GRID[2], c) == {
-        "use_mm": 1, "band": 0.1, "centroids_per_class": "all", "num_epochs": 2}
+        "use_mm": 1, "band": 0.1, "open_ends": False, "centroids_per_class": "all",
+        "num_epochs": 2}
     with pytest.raises(ValueError, match="may set"):
         tune.candidate_settings(base, {"lr": 1.0})
     with pytest.raises(ValueError, match="resolve num_epochs"):
@@ -107,8 +109,8 @@ def test_choose_by_cv_scores_are_fits_on_the_other_folds():
     held = tune.stratified_folds(y, 3, seed=5)[2]
     train_part, held_part = tune.fold_datasets(tensors, y, [0, 1, 2], held, True)
     assert set(train_part.rows.tolist()).isdisjoint(held_part.rows.tolist())
-    # (the series' lengths differ: the candidates ran without their band)
-    assert res.grid == ({}, {"step_pattern": "hvd"})
+    # (the series' lengths differ: the candidate ran with open ends instead of its band)
+    assert res.grid == ({}, {"step_pattern": "hvd", "open_ends": True, "centroid_init": "raw"})
     run = fit(train_part, None, tune.candidate_settings(settings, res.grid[1]), device="cpu",
               progress=False, log=lambda *_: None)
     again = evaluate(run.model, held_part, settings.loop, torch.device("cpu"), progress=False)
@@ -192,21 +194,47 @@ def test_criterion_takes_the_lowest_log_loss_within_one_se_of_the_best_top1():
     assert same.chosen_by("simplest_within_se") == 0
 
 
-def test_variable_lengths_drop_the_band_from_the_candidates():
+def test_variable_lengths_swap_the_band_for_open_ends():
     grid = tune.TUNE_GRID
     assert tune.for_lengths(grid, [24] * 9) == grid
     varied = tune.for_lengths(grid, [24, 30, 24])
     assert len(varied) == len(grid)
     assert all("band" not in c for c in varied)
-    assert [{k: v for k, v in c.items() if k != "band"} for c in grid] == list(varied)
-    # a candidate that only set the band is the configured settings: kept once
-    assert tune.for_lengths(({}, {"band": 0.1}, {"step_pattern": "hvd"}), [3, 4]) == \
-        ({}, {"step_pattern": "hvd"})
+    for c, v in zip(grid, varied):
+        if "band" not in c:
+            assert v == c
+        else:   # open ends instead, averaged at the series' own scale unless resampled
+            raw = {} if c.get("resample_inputs") else {"centroid_init": "raw"}
+            assert v == {k: x for k, x in c.items() if k != "band"} | {"open_ends": True} | raw
+    assert [c.get("centroid_init") for c in varied] == [None, "raw", "raw", None]
+    # candidates that differ only in their band become one
+    assert tune.for_lengths(({}, {"band": 0.1}, {"band": 0.2}, {"step_pattern": "hvd"}),
+                            [3, 4]) == ({}, {"open_ends": True, "centroid_init": "raw"},
+                                        {"step_pattern": "hvd"})
     X, y = _series()                       # lengths 6-12
     res = tune.choose_by_cv([torch.from_numpy(x) for x in X], y, [0, 1, 2],
                             SMALL.resolved([len(x) for x in X]), True, folds=2,
                             log=lambda *_: None)
     assert all("band" not in c for c in res.grid)
+    assert [c for c in res.grid if c.get("open_ends")]
+
+
+def test_open_ends_and_band_candidates_replace_each_other():
+    banded = replace(SMALL, model=replace(SMALL.model, band=0.1),
+                     centroids=replace(SMALL.centroids, band=0.1))
+    s = tune.candidate_settings(banded, {"open_ends": True})
+    assert (s.model.open_ends, s.centroids.open_ends, s.model.band, s.centroids.band) == \
+        (True, True, None, None)
+    assert tune.config_changes({"open_ends": True}, s) == {"open_ends": True, "band": "none"}
+    opened = replace(SMALL, model=replace(SMALL.model, open_ends=True),
+                     centroids=replace(SMALL.centroids, open_ends=True))
+    s = tune.candidate_settings(opened, {"step_pattern": "hvd", "band": 0.1})
+    assert (s.model.open_ends, s.centroids.open_ends, s.model.band) == (False, False, 0.1)
+    assert tune.config_changes({"band": 0.1}, s) == {"band": 0.1, "open_ends": False}
+    s = tune.candidate_settings(SMALL, {"open_ends": True, "centroid_init": "raw"})
+    assert s.centroids.init == "raw" and s.model.open_ends
+    assert tune.config_changes({"open_ends": True, "centroid_init": "raw"}, s) == \
+        {"open_ends": True, "band": "none", "centroid_init": "raw"}
 
 
 def test_brier_score_by_hand():

@@ -19,7 +19,10 @@ CUDA_BUILD_COMMAND = "pip install --no-build-isolation ./kernel_setup"
 class Backend:
     """The four functions every backend provides (signatures as in :mod:`dejavid.alignment.ref`)."""
     name: str
-    align_forward: Callable   # (x, offsets, mu, theta, step_pattern, band=None) -> (dist, paths)
+    # (x, offsets, mu, theta, step_pattern, band=None, open_ends=False) -> (dist, paths);
+    # open_ends: the first and the last step of every sample cost nothing (the end steps
+    # that dejavid.alignment.op.align adds for open ends, docs/DESIGN.md section 3.3.2)
+    align_forward: Callable
     path_cost: Callable       # (x, offsets, mu, theta, paths) -> dist
     path_grads: Callable      # (x, offsets, mu, theta, paths, grad, need_x) -> (gx, gmu, gtheta)
     dba_accumulate: Callable  # (x, offsets, paths[B,1,K,2]) -> (sums [K,F], counts [K])

@@ -97,12 +97,14 @@ def _band_mask(band, offsets, b0, b1):
     return (j < lo) | (j > hi)
 
 
-def align_forward_cuda(x, offsets, mu, theta, step_pattern, band=None):
+def align_forward_cuda(x, offsets, mu, theta, step_pattern, band=None, open_ends=False):
     """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32).
 
     ``band`` [B, K, 2] int32 (:func:`dejavid.alignment.backend.band_rows`) or None: the local
     cost of the cells outside is set to +inf on the device before the dynamic programme,
-    whose kernels then take those cells for what they are (no path crosses them)."""
+    whose kernels then take those cells for what they are (no path crosses them).
+    ``open_ends``: the local cost of each sample's first and last column is set to 0 the
+    same way (docs/DESIGN.md section 3.3.2)."""
     if step_pattern not in ("hv", "hvd"):
         raise ValueError(f"step_pattern must be 'hv' or 'hvd', got {step_pattern!r}")
     _check_dtype(x)
@@ -119,6 +121,10 @@ def align_forward_cuda(x, offsets, mu, theta, step_pattern, band=None):
         _C.local_cost(x[col:col + cols], mu, w, cost)
         if band is not None:
             cost.masked_fill_(_band_mask(band.to(x.device), offsets, b0, b1)[None], float("inf"))
+        if open_ends:
+            first = offsets[b0:b1] - offsets[b0]
+            cost[:, :, first] = 0
+            cost[:, :, offsets[b0 + 1:b1 + 1] - offsets[b0] - 1] = 0
         _C.dtw(cost, offsets, b0, b1 - b0, step_pattern == "hvd", dist, paths)
         col += cols
     return dist, paths

@@ -356,6 +356,15 @@ def _band_cost_pair(xb, m, v, A, T, rows):
 
 
 @njit(nogil=True, cache=_CACHE)
+def _open_columns(A, T):
+    """Local cost 0 in the first and last of a pair's T columns (open ends: the end
+    steps that :func:`dejavid.alignment.op.align` adds, docs/DESIGN.md section 3.3.2)."""
+    for i in range(A.shape[0]):
+        A[i, 0] = 0.0
+        A[i, T - 1] = 0.0
+
+
+@njit(nogil=True, cache=_CACHE)
 def _backtrack_pair(A, T, hvd, path):
     """Path [K, 2] from (K-1, T-1) to (0, 0) with the tie rules of DESIGN section 3."""
     K = A.shape[0]
@@ -434,9 +443,10 @@ def _pair_share(C, B, task, n):
 
 
 @njit(nogil=True, cache=_CACHE, parallel=True)
-def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
+def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, open_ends, dist, paths):
     """Every (sample, class) pair; ``rows`` [n, 2, G*K, W] is scratch for n tasks;
-    ``band`` [B, K, 2] the warping band's rows per sample, or [0, K, 2] for none.
+    ``band`` [B, K, 2] the warping band's rows per sample, or [0, K, 2] for none;
+    ``open_ends``: each sample's first and last column cost 0 (:func:`_open_columns`).
 
     Classes go in groups of G whose centroid rows are stacked into one [G*K, F]
     block, so the local-cost micro-kernel sees G*K rows per sample (as many as one
@@ -484,8 +494,12 @@ def _forward_all(x, offsets, mu, w, G, tile, rows, hvd, band, dist, paths):
                         if band.shape[0] > 0:
                             _band_cost_pair(x[t0:t0 + T], m[k * K:(k + 1) * K],
                                             v[k * K:(k + 1) * K], Ak, T, band[b])
+                            if open_ends:
+                                _open_columns(Ak, T)
                             _accumulate_band(Ak, T, hvd, band[b])
                         else:
+                            if open_ends:
+                                _open_columns(Ak, T)
                             _accumulate_pair(Ak, T, hvd)
                         dist[b, c0 + k] = Ak[K - 1, T - 1]
                         _backtrack_pair(Ak, T, hvd, paths[b, c0 + k])
@@ -604,12 +618,13 @@ def _lane_accumulate(A, hvd, rows):
 
 
 @njit(nogil=True, cache=_CACHE, parallel=True)
-def _forward_lanes(x, offsets, mL, vL, C, band, n, hvd, dist, paths):
+def _forward_lanes(x, offsets, mL, vL, C, band, n, hvd, open_ends, dist, paths):
     """Every (sample, class) pair, L classes per pass: mL/vL [P, K, F, L] hold class
     p * L + l in lane l of block p (lanes from C on are padding, w = 0, never read back);
     ``band`` [B, K, 2] the inclusive columns of each sample's rows (all of [0, T_b) for no
-    band); ``n`` tasks split the B * P (sample, block) units in equal shares.  No result
-    depends on n: each unit is computed alike whichever task takes it."""
+    band); ``n`` tasks split the B * P (sample, block) units in equal shares; ``open_ends``
+    as in :func:`_forward_all`.  No result depends on n: each unit is computed alike
+    whichever task takes it."""
     B = offsets.shape[0] - 1
     P, K, F, L = mL.shape
     tmax = 1
@@ -626,6 +641,11 @@ def _forward_lanes(x, offsets, mL, vL, C, band, n, hvd, dist, paths):
             rows = band[b]
             _lane_cost_rows(x[t0:t0 + T], mL[p], vL[p], A, rows)
             _lane_margins(A, T, rows)
+            if open_ends:
+                for i in range(K):
+                    for l in range(L):
+                        A[i, 0, l] = 0.0
+                        A[i, T - 1, l] = 0.0
             _lane_accumulate(A, hvd, rows)
             for l in range(L):
                 c = p * L + l
@@ -1085,7 +1105,7 @@ def _lane_blocks(t: torch.Tensor) -> np.ndarray:
     return out.view(P, _LANES, K, F).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def _forward_lanes_numba(x, offsets, mu, theta, hvd, band):
+def _forward_lanes_numba(x, offsets, mu, theta, hvd, band, open_ends=False):
     """:func:`align_forward_numba` through :func:`_forward_lanes`."""
     xn, on = _x_rows(x), _np(offsets)
     B = on.shape[0] - 1
@@ -1098,13 +1118,15 @@ def _forward_lanes_numba(x, offsets, mu, theta, hvd, band):
     dist = np.empty((B, C), dtype=xn.dtype)
     paths = np.empty((B, C, K, 2), dtype=np.int32)
     _forward_lanes(xn, on, _lane_blocks(mu), _lane_blocks(torch.exp(theta.detach())), C, rows,
-                   get_num_threads(), hvd, dist, paths)
+                   get_num_threads(), hvd, bool(open_ends), dist, paths)
     return torch.from_numpy(dist), torch.from_numpy(paths)
 
 
-def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=None):
+def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, open_ends=False,
+                        lanes=None):
     """Free-path alignment: (dist [B, C], paths [B, C, K, 2] int32); ``band`` [B, K, 2]
-    int32 rows of :func:`dejavid.alignment.backend.band_rows`, or None.  ``lanes``: take
+    int32 rows of :func:`dejavid.alignment.backend.band_rows`, or None; ``open_ends``: the
+    first and last step of every sample cost 0 (docs/DESIGN.md section 3.3.2).  ``lanes``: take
     :func:`_forward_lanes` (True) or :func:`_forward_all` (False); None: as
     :func:`_use_lanes` says (tests compare the two)."""
     hvd = _hvd(step_pattern)
@@ -1114,7 +1136,7 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=No
         tmax = int(lengths.max()) if lengths.numel() else 1
         lanes = _use_lanes(C, F, K, tmax, x.element_size())
     if lanes:
-        return _forward_lanes_numba(x, offsets, mu, theta, hvd, band)
+        return _forward_lanes_numba(x, offsets, mu, theta, hvd, band, open_ends)
     xp, mun, w, G, rows = _cost_inputs(x, mu, theta)
     on = _np(offsets)
     B = on.shape[0] - 1
@@ -1122,7 +1144,8 @@ def align_forward_numba(x, offsets, mu, theta, step_pattern, band=None, lanes=No
     dist = np.empty((B, C), dtype=xp.dtype)
     paths = np.empty((B, C, K, 2), dtype=np.int32)
     bn = np.zeros((0, K, 2), dtype=np.int32) if band is None else _np(band.to(torch.int32))
-    _forward_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, hvd, bn, dist, paths)
+    _forward_all(xp, on, mun, w, G, _sample_tile(xp, B), rows, hvd, bn, bool(open_ends),
+                 dist, paths)
     return torch.from_numpy(dist), torch.from_numpy(paths)
 
 

@@ -18,8 +18,8 @@ from . import ref as align_ref
 from .backend import (BACKENDS, CUDA_BUILD_COMMAND, Backend, band_rows, check_backend_name,
                       check_band, check_step_pattern)
 
-__all__ = ["align", "dba_accumulate", "get_backend", "check_inputs", "Backend", "BACKENDS",
-           "CUDA_BUILD_COMMAND", "REF"]
+__all__ = ["align", "dba_accumulate", "add_end_steps", "get_backend", "check_inputs", "Backend",
+           "BACKENDS", "CUDA_BUILD_COMMAND", "REF"]
 
 REF = align_ref.BACKEND
 
@@ -136,7 +136,8 @@ def check_inputs(x, offsets, mu, theta, paths=None):
 
 def align(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor,
           step_pattern: str = "hv", paths: Optional[torch.Tensor] = None,
-          backend: str = "auto", band: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
+          backend: str = "auto", band: Optional[float] = None,
+          open_ends: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """DejaVid distance of every sample to every class centroid.
 
     x [N, F], offsets int64 [B + 1] (on CPU or x's device), mu/theta [C, K, F].
@@ -146,19 +147,85 @@ def align(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor, theta: torch
     [B, C, K, 2] the distance is evaluated along them (fixed-path mode, ``band`` unused:
     the paths already lie wherever they were chosen).  Returns (dist [B, C], paths
     [B, C, K, 2] int32).
+
+    ``open_ends``: every sample is matched in full to a stretch of each centroid, which
+    may begin and end at any centroid step (docs/DESIGN.md section 3.3.2).  The sample is
+    then aligned with one end step added before and after it (:func:`add_end_steps`),
+    whose cells cost nothing, and the returned paths are those of the longer samples
+    (T_b + 2 steps; pass them back as they are).  Not with a ``band``.
     """
     check_step_pattern(step_pattern)
     check_band(band)
     offsets = offsets.to(device=x.device, dtype=torch.int64)
-    check_inputs(x, offsets, mu, theta, paths)
+    check_inputs(x, offsets, mu, theta, None if open_ends else paths)
     be = get_backend(x.device, backend)
+    if open_ends:
+        if band is not None:
+            raise ValueError("open_ends cannot be combined with a warping band (the band "
+                             "ties each centroid step to a place in the sample); set band "
+                             "to none")
+        return _align_open(x, offsets, mu, theta, step_pattern, paths, be)
     rows = None
     if paths is None and band is not None:
         rows = band_rows(offsets[1:] - offsets[:-1], mu.shape[1], band).to(x.device)
     return _AlignFunction.apply(x, mu, theta, offsets, paths, step_pattern, be, rows)
 
 
+def add_end_steps(x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample of x [N, F] (offsets [B + 1]) with one zero step added before and one
+    after it: (x [N + 2B, F], offsets [B + 1]).  Differentiable with respect to x."""
+    B = offsets.numel() - 1
+    lengths = (offsets[1:] - offsets[:-1]).to(x.device)
+    padded = offsets + 2 * torch.arange(B + 1, dtype=offsets.dtype, device=offsets.device)
+    starts = (padded[:-1] + 1).to(x.device)                                      # [B]
+    rows = torch.repeat_interleave(starts - offsets[:-1].to(x.device), lengths) \
+        + torch.arange(x.shape[0], device=x.device)
+    out = x.new_zeros(x.shape[0] + 2 * B, x.shape[1])
+    out = out.index_copy(0, rows, x)
+    return out, padded
+
+
+def end_step_cells(paths: torch.Tensor, padded_offsets: torch.Tensor) -> torch.Tensor:
+    """[B, C, K] how many of the two end steps (:func:`add_end_steps`) each centroid
+    step's range holds on ``paths`` [B, C, K, 2] of the padded samples: 0, 1 or 2."""
+    last = (padded_offsets[1:] - padded_offsets[:-1] - 1).to(paths.device).view(-1, 1, 1)
+    return (paths[..., 0] == 0).to(torch.int64) + (paths[..., 1] == last).to(torch.int64)
+
+
+def _align_open(x, offsets, mu, theta, step_pattern, paths, be):
+    """:func:`align` with open ends.  The free path comes from the backend's forward with
+    the end steps' cells at cost 0.  Its distance is returned as it is when no gradient is
+    wanted; otherwise (and along given paths) the distance is the backend's path cost on
+    the padded samples less the end steps' cells, sum_f w |mu - 0| for each centroid step
+    whose range holds one (computed here, so each backend's path cost and gradients serve
+    unchanged)."""
+    xp, padded = add_end_steps(x, offsets)
+    if paths is None:
+        with torch.no_grad():
+            dist, paths = be.align_forward(xp.detach(), padded, mu.detach(), theta.detach(),
+                                           step_pattern, None, open_ends=True)
+        wants_grad = torch.is_grad_enabled() and (x.requires_grad or mu.requires_grad
+                                                  or theta.requires_grad)
+        if not wants_grad:
+            return dist, paths
+    else:
+        check_inputs(xp, padded, mu, theta, paths)
+    dist, paths = _AlignFunction.apply(xp, mu, theta, padded, paths, step_pattern, be, None)
+    ends = end_step_cells(paths, padded).to(device=mu.device, dtype=mu.dtype)   # [B, C, K]
+    end_cost = (theta.exp() * mu.abs()).sum(-1)                                  # [C, K]
+    return dist - (ends * end_cost.unsqueeze(0)).sum(-1), paths
+
+
 def dba_accumulate(x: torch.Tensor, offsets: torch.Tensor, paths: torch.Tensor,
-                   backend: str = "auto"):
-    """Sums and counts of sample steps matched to each centroid step (DBA update)."""
-    return get_backend(x.device, backend).dba_accumulate(x, offsets.to(x.device), paths)
+                   backend: str = "auto", open_ends: bool = False):
+    """Sums and counts of sample steps matched to each centroid step (DBA update).
+    ``open_ends``: ``paths`` come from :func:`align` with open ends (on the padded samples);
+    the end steps are left out, so a centroid step matched only to them has count 0."""
+    offsets = offsets.to(x.device)
+    be = get_backend(x.device, backend)
+    if not open_ends:
+        return be.dba_accumulate(x, offsets, paths)
+    xp, padded = add_end_steps(x, offsets)
+    sums, counts = be.dba_accumulate(xp, padded, paths)   # the end steps add zeros to sums
+    ends = end_step_cells(paths, padded).sum(0)[0].to(device=counts.device, dtype=counts.dtype)
+    return sums, counts - ends

@@ -148,15 +148,19 @@ def outside_band(rows: torch.Tensor, Tmax: int) -> torch.Tensor:
 
 def align_forward_ref(x: torch.Tensor, offsets: torch.Tensor, mu: torch.Tensor,
                       theta: torch.Tensor, step_pattern: str,
-                      band=None) -> tuple[torch.Tensor, torch.Tensor]:
+                      band=None, open_ends: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-path alignment: (dist [B, C] = A[K-1, T_b-1], paths [B, C, K, 2]).
 
     ``band`` (:func:`dejavid.alignment.backend.band_rows`, [B, K, 2] or None): cells outside
-    get local cost +inf, so no path crosses them; None changes nothing."""
+    get local cost +inf, so no path crosses them; None changes nothing.  ``open_ends``:
+    the cells of each sample's first and last step cost 0 (docs/DESIGN.md section 3.3.2)."""
     lengths = _lengths(offsets)
     D = local_cost_ref(x, offsets, mu, theta)
     if band is not None:
         D.masked_fill_(outside_band(band.to(D.device), D.shape[-1]), float("inf"))
+    if open_ends:
+        D[:, :, :, 0] = 0
+        D[torch.arange(D.shape[0], device=D.device), :, :, (lengths - 1).to(D.device)] = 0
     A = accumulate_ref(D, step_pattern)
     B, C = A.shape[:2]
     last = (lengths - 1).to(A.device).view(B, 1, 1).expand(B, C, 1)

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "use_mm": 0,                     # 0: step pattern 'hv'; 1: 'hvd' (adds the diagonal)
     "band": "none",                  # none, or a warping band: |i/(K-1) - j/(T-1)| <= fraction
                                      # (docs/DESIGN.md section 3); none is the paper's
+    "open_ends": False,              # match each sample in full to a stretch of each centroid
+                                     # (docs/DESIGN.md section 3.3.2); false is the paper's
     "resample_inputs": False,        # resample every sample to K steps before it is aligned
                                      # (docs/DESIGN.md section 4.2.2); false is the paper's
     "centroids_per_class": 1,        # M prototype series per class, soft minimum over them
@@ -271,6 +273,9 @@ def validate(cfg: dict) -> None:
     if cfg["centroid_init"] not in CENTROID_INITS:
         raise ValueError(f"config key 'centroid_init' must be one of {', '.join(CENTROID_INITS)}, "
                          f"got {cfg['centroid_init']!r}")
+    if cfg["open_ends"] and band_of(cfg["band"]) is not None:
+        raise ValueError(f"config keys 'open_ends' and 'band' cannot be combined (band "
+                         f"{cfg['band']}); set band: none or open_ends: false")
     if cfg["tune"] not in TUNE_MODES:
         raise ValueError(f"config key 'tune' must be one of {', '.join(TUNE_MODES)}, "
                          f"got {cfg['tune']!r}")

@@ -70,6 +70,15 @@ class DataSpec:
         _at_least("num_workers", self.num_workers, 0)
 
 
+def check_open_ends(open_ends, band) -> None:
+    """ValueError unless ``open_ends`` is a bool, and not True with a warping ``band``."""
+    if not isinstance(open_ends, bool):
+        raise ValueError(f"open_ends must be true or false, got {open_ends!r}")
+    if open_ends and band is not None:
+        raise ValueError(f"open_ends cannot be combined with a warping band (band {band}); "
+                         f"set band to none or open_ends to false")
+
+
 @dataclass(frozen=True)
 class CentroidSpec:
     """Everything that determines the DBA centroid initialisation (docs/DESIGN.md section 5)."""
@@ -83,12 +92,14 @@ class CentroidSpec:
     #                                      cluster), or 'all': every sampled series its own
     band: float | None = None        # warping band of the DBA alignments (None: none)
     init: str = "resample"           # DBA over the series resampled to K steps, or 'raw'
+    open_ends: bool = False          # DBA matches each series to a stretch of the centroid
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
         _count_or_auto("num_timesteps", self.num_timesteps)
         check_band(self.band)
+        check_open_ends(self.open_ends, self.band)
         if self.init not in CENTROID_INITS:
             raise ValueError(f"centroid_init must be one of {', '.join(CENTROID_INITS)}, "
                              f"got {self.init!r}")
@@ -120,11 +131,13 @@ class ModelSpec:
     logit_head: str = D.MODEL["logit_head"]   # temperature (learned -d / tau) or zscore (paper)
     band: float | None = None        # warping band of the alignments (None: none, the paper's)
     resample_inputs: bool = False    # each sample resampled to K steps first (off: the paper's)
+    open_ends: bool = False          # each sample matched to a stretch of each centroid
 
     def __post_init__(self):
         check_step_pattern(self.step_pattern)
         check_backend_name(self.backend)
         check_band(self.band)
+        check_open_ends(self.open_ends, self.band)
         if not isinstance(self.resample_inputs, bool):
             raise ValueError(f"resample_inputs must be true or false, got {self.resample_inputs!r}")
         if self.logit_head not in LOGIT_HEADS:
@@ -244,9 +257,10 @@ def settings_from_config(cfg: dict) -> TrainSettings:
         data=DataSpec(cfg["train_split"], cfg["eval_split"], cfg["in_memory"], cfg["num_workers"]),
         centroids=CentroidSpec(cfg["num_timesteps"], pattern, cfg["sample_size_per_class"],
                                cfg["dba_max_iter"], cfg["centroid_seed"], cfg["backend"],
-                               cfg["centroids_per_class"], band, cfg["centroid_init"]),
+                               cfg["centroids_per_class"], band, cfg["centroid_init"],
+                               cfg["open_ends"]),
         model=ModelSpec(pattern, cfg["use_fixed_path"], cfg["w_one_init"], cfg["backend"],
-                        cfg["logit_head"], band, cfg["resample_inputs"]),
+                        cfg["logit_head"], band, cfg["resample_inputs"], cfg["open_ends"]),
         optim=OptimSpec(cfg["lr"], cfg["ms_lr_div"], cfg["weight_decay"], tuple(cfg["betas"]),
                         tuple(cfg["mu_betas"]), cfg["warmup_epochs"], cfg["min_lr_ratio"],
                         cfg["freeze_centroids"], cfg["freeze_weights"]),

@@ -180,6 +180,9 @@ class DejaVidClassifier(DistanceClassifier):
     centroid_init        'resample' (DBA over the series resampled to K steps) or 'raw'
     resample_inputs      resample every series to K steps before it is aligned (False, the
                          paper's: each is aligned at its own length)
+    open_ends            match every series in full to a stretch of each centroid series,
+                         which may begin and end at any of its steps (False, the paper's;
+                         not with a band)
     tune                 'none', or 'cv': choose step pattern, band, prototypes and
                          resample_inputs among
                          dejavid.training.tune.TUNE_GRID by stratified ``tune_folds``-fold
@@ -220,7 +223,7 @@ class DejaVidClassifier(DistanceClassifier):
         "min_lr_ratio": P.fraction, "use_fixed_path": P.flag, "step_pattern": P.one_of("hv", "hvd"),
         "band": P.band, "centroids_per_class": P.count_or_all,
         "centroid_init": P.one_of("resample", "raw"), "resample_inputs": P.flag,
-        "tune": P.one_of("none", "cv"),
+        "open_ends": P.flag, "tune": P.one_of("none", "cv"),
         "tune_folds": P.at_least_two,
         "w_one_init": P.flag, "freeze_centroids": P.flag, "freeze_weights": P.flag,
         "logit_head": P.one_of("temperature", "zscore"), "standardize": P.flag,
@@ -240,7 +243,7 @@ class DejaVidClassifier(DistanceClassifier):
                  use_fixed_path: bool = D.MODEL["use_fixed_path"],
                  step_pattern: str = D.STEP_PATTERN, band: Optional[float] = None,
                  centroids_per_class=1, centroid_init: str = "resample",
-                 resample_inputs: bool = False,
+                 resample_inputs: bool = False, open_ends: bool = False,
                  tune: str = D.TUNING["tune"], tune_folds: int = D.TUNING["tune_folds"],
                  w_one_init: bool = D.MODEL["w_one_init"],
                  freeze_centroids: bool = D.MODEL["freeze_centroids"],
@@ -268,6 +271,7 @@ class DejaVidClassifier(DistanceClassifier):
         self.centroids_per_class = centroids_per_class
         self.centroid_init = centroid_init
         self.resample_inputs = resample_inputs
+        self.open_ends = open_ends
         self.tune = tune
         self.tune_folds = tune_folds
         self.w_one_init = w_one_init
@@ -297,9 +301,11 @@ class DejaVidClassifier(DistanceClassifier):
             centroids=CentroidSpec(self.num_timesteps, self.step_pattern,
                                    self.sample_size_per_class, self.dba_max_iter,
                                    self.centroid_seed, self.backend,
-                                   self._centroids_per_class(), band, self.centroid_init),
+                                   self._centroids_per_class(), band, self.centroid_init,
+                                   bool(self.open_ends)),
             model=ModelSpec(self.step_pattern, bool(self.use_fixed_path), bool(self.w_one_init),
-                            self.backend, self.logit_head, band, bool(self.resample_inputs)),
+                            self.backend, self.logit_head, band, bool(self.resample_inputs),
+                            bool(self.open_ends)),
             optim=OptimSpec(lr=float(self.lr), ms_lr_div=float(self.ms_lr_div),
                             weight_decay=float(self.weight_decay),
                             warmup_epochs=self.warmup_epochs,

@@ -45,12 +45,13 @@ def _packed(samples) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pairwise_dtw(samples: torch.Tensor, step_pattern: str, backend: str = "auto",
-                 band: Optional[float] = None) -> torch.Tensor:
+                 band: Optional[float] = None, open_ends: bool = False) -> torch.Tensor:
     """Unit-weight DTW distance between every pair of series: [S, K, F] -> [S, S]."""
     x, offsets = _packed(samples)
     zeros = torch.zeros_like(samples)
     with torch.no_grad():
-        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend, band=band)
+        dist, _ = align(x, offsets, samples, zeros, step_pattern, backend=backend, band=band,
+                        open_ends=open_ends)
     return dist  # [S (as sample), S (as centroid)]
 
 
@@ -63,10 +64,14 @@ def _without_self(d: torch.Tensor) -> torch.Tensor:
 
 
 def medoid_index(samples: torch.Tensor, step_pattern: str, backend: str = "auto",
-                 band: Optional[float] = None) -> int:
+                 band: Optional[float] = None, open_ends: bool = False) -> int:
     """Index of the series with the smallest summed DTW distance to the others (first on
-    ties); the series' distance to itself is left out (:func:`_without_self`)."""
-    d = pairwise_dtw(samples, step_pattern, backend, band)
+    ties); the series' distance to itself is left out (:func:`_without_self`).  With
+    ``open_ends`` the distance of each series to the others as centroids (asymmetric:
+    a series that holds the others' stretches is near them)."""
+    d = pairwise_dtw(samples, step_pattern, backend, band, open_ends)
+    if open_ends:
+        d = d.t()
     return int(torch.argmin(_without_self(d).sum(1)))
 
 
@@ -117,6 +122,7 @@ def class_prototypes(samples: torch.Tensor, spec: CentroidSpec, raw=None) -> tor
     ``centroid_init: raw``): DBA averages those instead, from the same resampled
     start, so a series' own time scale is kept (docs/DESIGN.md section 5)."""
     step_pattern, backend, band = spec.step_pattern, spec.backend, spec.band
+    ends = spec.open_ends
     over = samples if raw is None else raw
     if spec.centroids_per_class == ALL_SERIES:
         # Every series its own prototype: as resampled, or (raw) the DBA of that one
@@ -124,25 +130,27 @@ def class_prototypes(samples: torch.Tensor, spec: CentroidSpec, raw=None) -> tor
         if raw is None:
             return samples.clone()
         return torch.stack([dba([x], samples[n], step_pattern, spec.dba_max_iter, backend,
-                                band=band) for n, x in enumerate(raw)])
+                                band=band, open_ends=ends) for n, x in enumerate(raw)])
     if spec.centroids_per_class == 1:
-        start = samples[medoid_index(samples, step_pattern, backend, band)]
-        return dba(over, start, step_pattern, spec.dba_max_iter, backend, band=band)[None]
-    d = pairwise_dtw(samples, step_pattern, backend, band)
+        start = samples[medoid_index(samples, step_pattern, backend, band, ends)]
+        return dba(over, start, step_pattern, spec.dba_max_iter, backend, band=band,
+                   open_ends=ends)[None]
+    d = pairwise_dtw(samples, step_pattern, backend, band, ends)
     clusters = k_medoids(d, spec.centroids_per_class)
     return torch.stack([dba([over[n] for n in members] if raw is not None else over[members],
                             samples[members[0]], step_pattern, spec.dba_max_iter, backend,
-                            band=band) for members in clusters])
+                            band=band, open_ends=ends) for members in clusters])
 
 
 def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: int,
         backend: str = "auto", skip_converged: bool = True,
-        band: Optional[float] = None) -> torch.Tensor:
+        band: Optional[float] = None, open_ends: bool = False) -> torch.Tensor:
     """DTW barycenter averaging of samples [S, K, F] (or a list of series [T_s, F] of any
     length) from ``init`` [K, F], unit weights.
 
     Each iteration aligns every sample to the centroid and replaces centroid
-    step i by the mean of all sample steps matched to it.  When the paths stop
+    step i by the mean of all sample steps matched to it (with ``open_ends`` a step
+    that no sample step reaches keeps its value).  When the paths stop
     changing the centroid has reached a fixed point, so later iterations would
     return it unchanged and are skipped (``skip_converged=False`` runs them anyway,
     for benchmarks).
@@ -154,11 +162,16 @@ def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: 
     with torch.no_grad():
         for _ in range(max_iter):
             _, paths = align(x, offsets, mu[None], zeros, step_pattern, backend=backend,
-                             band=band)
+                             band=band, open_ends=open_ends)
             if skip_converged and prev is not None and torch.equal(paths, prev):
                 break
-            sums, counts = dba_accumulate(x, offsets, paths, backend=backend)
-            mu = sums / counts.unsqueeze(1)
+            sums, counts = dba_accumulate(x, offsets, paths, backend=backend,
+                                          open_ends=open_ends)
+            if open_ends:
+                hit = counts > 0
+                mu = torch.where(hit.unsqueeze(1), sums / counts.clamp(min=1).unsqueeze(1), mu)
+            else:
+                mu = sums / counts.unsqueeze(1)
             prev = paths
     return mu
 
@@ -193,6 +206,8 @@ def centroid_meta(index: DataIndex, train_split: str, spec: CentroidSpec) -> dic
         meta["centroids_per_class"] = spec.centroids_per_class
     if spec.band is not None:
         meta["band"] = spec.band
+    if spec.open_ends:
+        meta["open_ends"] = True
     if spec.init != "resample":
         meta["centroid_init"] = spec.init
     if getattr(index, "feature_stats", None) is not None:

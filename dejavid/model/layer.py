@@ -29,7 +29,8 @@ class DejaVid(nn.Module):
                  generator: Optional[torch.Generator] = None, logit_head: str = "zscore",
                  std_eps: float = 1e-6, band: Optional[float] = None,
                  proto_class: Optional[torch.Tensor] = None,
-                 proto_rows: Optional[torch.Tensor] = None, resample_inputs: bool = False):
+                 proto_rows: Optional[torch.Tensor] = None, resample_inputs: bool = False,
+                 open_ends: bool = False):
         super().__init__()
         C, K, F = mu_init.shape
         self.mu = nn.Parameter(mu_init.detach().clone().float())
@@ -42,6 +43,9 @@ class DejaVid(nn.Module):
         # Every sample resampled to K steps before it is aligned (config key
         # resample_inputs; docs/DESIGN.md section 4.2.2): off is the paper's.
         self.resample_inputs = bool(resample_inputs)
+        # Each sample matched in full to a stretch of each centroid (config key open_ends;
+        # docs/DESIGN.md section 3.3.2): off is the paper's.
+        self.open_ends = bool(open_ends)
         self.head = make_head(logit_head, std_eps)
         # Several prototype series per class (mu, theta are then [P, K, F]): their distances
         # are pooled per class by a soft minimum.  One per class (the paper) has no pool.
@@ -88,9 +92,10 @@ class DejaVid(nn.Module):
                 self.snapshot()
             with torch.no_grad():
                 _, paths = align(x.detach(), offsets, self.mu_fixed, self.theta_fixed,
-                                 self.step_pattern, backend=self.backend, band=self.band)
+                                 self.step_pattern, backend=self.backend, band=self.band,
+                                 open_ends=self.open_ends)
         dist, _ = align(x, offsets, self.mu, self.theta, self.step_pattern, paths=paths,
-                        backend=self.backend, band=self.band)
+                        backend=self.backend, band=self.band, open_ends=self.open_ends)
         return dist
 
 

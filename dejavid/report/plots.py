@@ -159,12 +159,14 @@ def path_cells(path: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _alignment(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, step_pattern: str,
-               band: Optional[float] = None):
+               band: Optional[float] = None, open_ends: bool = False):
     """(offsets, distances [P], paths [P, K, 2]) of one video x [T, F] to every centroid
-    series, inside the warping ``band`` (None: none)."""
+    series, inside the warping ``band`` (None: none); with ``open_ends`` the paths are
+    those of the video with its two end steps (columns 0 and T + 1)."""
     offsets = torch.tensor([0, x.shape[0]], dtype=torch.int64)
     with torch.no_grad():
-        dist, paths = align(x, offsets, mu, theta, step_pattern, backend="ref", band=band)
+        dist, paths = align(x, offsets, mu, theta, step_pattern, backend="ref", band=band,
+                            open_ends=open_ends)
     return offsets, dist[0], paths[0]
 
 
@@ -181,7 +183,7 @@ def class_mean(theta: torch.Tensor, proto_class: Optional[torch.Tensor],
 def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple],
                    step_pattern: str, path: str | Path, label_values: Sequence,
                    title: str = "", band: Optional[float] = None,
-                   resample_inputs: bool = False) -> Path:
+                   resample_inputs: bool = False, open_ends: bool = False) -> Path:
     """One video against its class centroid: local-cost matrix with the optimal path drawn.
 
     ``models``: panel title -> (mu [P, K, F], theta [P, K, F]) with one centroid series
@@ -189,7 +191,9 @@ def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple],
     then shows the class's prototype nearest to the video, and the prediction is the
     class of the nearest prototype.  One panel each (e.g. the DBA initialisation with
     unit weights and the trained model).  The video is aligned as the model aligns it:
-    inside ``band``, and resampled to K steps first with ``resample_inputs``.
+    inside ``band``, resampled to K steps first with ``resample_inputs``, and with
+    ``open_ends`` matched to a stretch of the centroid (the path's cells on the video's
+    steps are drawn).
     """
     fig = _figure(figsize=(5.6 * len(models), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models)))
@@ -200,11 +204,14 @@ def alignment_path(x: torch.Tensor, label: int, models: dict[str, tuple],
         xs = x.float()
         if resample_inputs:   # as the layer resamples it
             xs, _ = resample_packed(xs, torch.tensor([0, xs.shape[0]]), mu.shape[1])
-        offsets, dist, paths = _alignment(xs, mu, theta, step_pattern, band)
+        offsets, dist, paths = _alignment(xs, mu, theta, step_pattern, band, open_ends)
         own = (proto_class == label).nonzero().flatten()
         p = int(own[dist[own].argmin()])                     # the class's nearest series
         D = local_cost_ref(xs, offsets, mu[p:p + 1], theta[p:p + 1])[0, 0]  # [K, T]
         ii, jj = path_cells(paths[p])
+        if open_ends:   # columns 1 .. T of the padded video are its steps 0 .. T - 1
+            keep = (jj >= 1) & (jj <= xs.shape[0])
+            ii, jj = ii[keep], jj[keep] - 1
         im = ax.imshow(D.numpy(), aspect="auto", origin="lower", cmap="viridis",
                        interpolation="nearest")
         dots = len(ii) <= 60  # a long path reads better as a plain line

@@ -60,7 +60,7 @@ def model_from_checkpoint(ckpt: dict, spec: ModelSpec, std_eps: float = 1e-6) ->
                     backend=spec.backend, logit_head=spec.logit_head, std_eps=std_eps,
                     band=spec.band, proto_class=(ckpt.get("pool") or {}).get("proto_class"),
                     proto_rows=(ckpt.get("pool") or {}).get("proto_rows"),
-                    resample_inputs=spec.resample_inputs)
+                    resample_inputs=spec.resample_inputs, open_ends=spec.open_ends)
     model.fixed_path = False
     restore_model(model, ckpt)
     return model
@@ -340,7 +340,7 @@ def _fit(train_ds, eval_ds, settings: TrainSettings, device: torch.device, mu_in
     model = DejaVid(mu_init, spec.step_pattern, spec.use_fixed_path, spec.w_one_init,
                     spec.backend, gen, logit_head=spec.logit_head, std_eps=loop.std_eps,
                     band=spec.band, proto_class=proto_class, proto_rows=proto_rows,
-                    resample_inputs=spec.resample_inputs)
+                    resample_inputs=spec.resample_inputs, open_ends=spec.open_ends)
     model.to(device)
     if resume is None:   # (a resume restores the learned head from the checkpoint)
         calibrate_head(model, train_ds, loop, device)

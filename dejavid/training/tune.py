@@ -66,7 +66,7 @@ TUNE_MAX_VIDEOS = 2000
 TUNE_MAX_PROTOTYPES = 1000
 # The keys a candidate may change, and the config key each one is written as.
 CANDIDATE_KEYS = ("step_pattern", "band", "centroids_per_class", "epochs_at_most",
-                  "resample_inputs")
+                  "resample_inputs", "open_ends", "centroid_init")
 
 
 def describe(candidate: dict) -> str:
@@ -89,8 +89,15 @@ def candidate_settings(settings: TrainSettings, candidate: dict,
     if "step_pattern" in candidate:
         cen = replace(cen, step_pattern=candidate["step_pattern"])
         model = replace(model, step_pattern=candidate["step_pattern"])
-    if "band" in candidate:
-        cen, model = replace(cen, band=candidate["band"]), replace(model, band=candidate["band"])
+    if "band" in candidate:   # (a band and open ends exclude each other)
+        cen = replace(cen, band=candidate["band"], open_ends=False)
+        model = replace(model, band=candidate["band"], open_ends=False)
+    if "open_ends" in candidate:
+        ends = bool(candidate["open_ends"])
+        cen = replace(cen, open_ends=ends, band=None if ends else cen.band)
+        model = replace(model, open_ends=ends, band=None if ends else model.band)
+    if "centroid_init" in candidate:
+        cen = replace(cen, init=candidate["centroid_init"])
     if "centroids_per_class" in candidate:
         cen = replace(cen, centroids_per_class=candidate["centroids_per_class"])
     if "resample_inputs" in candidate:
@@ -117,6 +124,13 @@ def config_changes(candidate: dict, settings: TrainSettings) -> dict:
         out["use_mm"] = 1 if candidate["step_pattern"] == "hvd" else 0
     if "band" in candidate:
         out["band"] = candidate["band"]
+        out["open_ends"] = False
+    if "open_ends" in candidate:
+        out["open_ends"] = bool(candidate["open_ends"])
+        if candidate["open_ends"]:
+            out["band"] = "none"
+    if "centroid_init" in candidate:
+        out["centroid_init"] = candidate["centroid_init"]
     if "centroids_per_class" in candidate:
         out["centroids_per_class"] = candidate["centroids_per_class"]
     if "resample_inputs" in candidate:
@@ -185,18 +199,24 @@ def affordable(grid: tuple, labels: np.ndarray, settings: TrainSettings,
 
 def for_lengths(grid: tuple, lengths) -> tuple:
     """The candidates of ``grid`` as they apply to training series of these ``lengths``:
-    unchanged when all have the same length; otherwise without their warping band (a
-    band keeps each step near the same relative position of the centroid, which holds for
-    series recorded on one time base, and not when a series is a part of the event, or
-    the event repeated: docs/DESIGN.md section 6.8 has the measurements)."""
+    unchanged when all have the same length; otherwise each candidate with a warping band
+    has open ends instead (``open_ends``: each series matched to any stretch of a
+    centroid) and, unless it resamples the series, centroids averaged from the series at
+    their own time scale (``centroid_init: raw``), the scale at which open ends match
+    them.  A band keeps each step near the same relative position of the centroid,
+    which holds for series recorded on one time base, and not when a series is a part of
+    the event, or the event repeated; open ends are made for those (docs/DESIGN.md
+    sections 3.3.2 and 6.8 have the measurements)."""
     if len(set(int(t) for t in lengths)) <= 1:
         return tuple(grid)
     out = []
     for cand in grid:
-        plain = {k: v for k, v in cand.items() if k != "band"}
-        if "band" in cand and plain in out:
-            continue   # without its band it is an earlier candidate
-        out.append(plain)
+        if "band" in cand:
+            cand = {**{k: v for k, v in cand.items() if k != "band"}, "open_ends": True,
+                    **({} if cand.get("resample_inputs") else {"centroid_init": "raw"})}
+            if cand in out:
+                continue   # with open ends it is an earlier candidate
+        out.append(cand)
     return tuple(out)
 
 
