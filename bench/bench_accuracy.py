@@ -18,6 +18,9 @@ them, on the same splits:
                         the UCR/UEA baselines, stronger than 'hv' on long, spiky series
     1-NN DTW (diag., band)  the same inside a 10 % warping band (KNN_BAND), the classic
                         windowed form
+    1-NN DTW (diag., open)  the diagonal-step form with open ends: each test series matched
+                        in full to any stretch of each training series (subsequence DTW,
+                        docs/DESIGN.md section 3.3.2), the classic form for crops
     DBA centroid        DejaVid's starting point: the DBA class centroids with w = 1 in the
                         space DejaVid trains in (same config, same centroid cache)
     mean pool + LR      time-averaged, standardised features, logistic regression
@@ -76,13 +79,14 @@ SMOKE_NOTE = ("**Smoke run (--quick)**: a few epochs, DBA iterations and head up
 QUICK_DEJAVID = ["--num_epochs", "3", "--dba_max_iter", "5"]
 QUICK_HEAD_STEPS = 6
 
-METHODS = ("knn_dtw", "knn_dtw_diag", "knn_dtw_band", "dba_centroid", "meanpool_lr",
-           "knn_euclid", "gru", "attention", "dejavid", "dejavid_tuned")
+METHODS = ("knn_dtw", "knn_dtw_diag", "knn_dtw_band", "knn_dtw_open", "dba_centroid",
+           "meanpool_lr", "knn_euclid", "gru", "attention", "dejavid", "dejavid_tuned")
 # The band of the column "1-NN DTW (band)": diagonal step inside a 10 % Sakoe-Chiba window,
 # the classic UCR form (dejavid.alignment.backend.band_rows).
 KNN_BAND = 0.1
 TITLES = {"knn_dtw": "1-NN DTW", "knn_dtw_diag": "1-NN DTW (diag.)",
-          "knn_dtw_band": "1-NN DTW (diag., band)", "dba_centroid": "DBA centroid",
+          "knn_dtw_band": "1-NN DTW (diag., band)", "knn_dtw_open": "1-NN DTW (diag., open)",
+          "dba_centroid": "DBA centroid",
           "meanpool_lr": "mean pool + LR",
           "knn_euclid": "1-NN Eucl.", "gru": "BiGRU", "attention": "attn. probe",
           "dejavid": "DejaVid", "dejavid_tuned": "DejaVid (tuned)"}
@@ -213,12 +217,13 @@ def baseline_index(data_args: list[str], work: Path, extra: list[str]):
 
 
 def knn_dtw(index, cfg) -> float:
-    """1-NN DTW, unit weights, on the raw series (in the config's warping band, if any)."""
+    """1-NN DTW, unit weights, on the raw series (in the config's warping band, if any; with
+    open ends if the config says so)."""
     train = TSEDataset(index, cfg["train_split"], in_memory=True, progress=False)
     test = TSEDataset(index, cfg["eval_split"], in_memory=True, progress=False)
     model = settings_from_config(cfg).model
     dist, labels = knn_class_distances(train, test, model.step_pattern, cfg["backend"],
-                                       band=model.band)
+                                       band=model.band, open_ends=model.open_ends)
     return topk_counts(dist, labels)[0] / len(labels)
 
 
@@ -299,8 +304,11 @@ def bench_dataset(name: str, seeds: list[int], work: Path, quick: bool, log,
     diag = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1"])
     banded = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1",
                                               "--band", str(KNN_BAND)])
+    opened = baseline_index(data_args, work, [*extra, "--standardize", "false", "--use_mm", "1",
+                                              "--open_ends", "true"])
     for m, fn, (idx, c) in (("knn_dtw", knn_dtw, raw), ("knn_dtw_diag", knn_dtw, diag),
-                            ("knn_dtw_band", knn_dtw, banded), ("meanpool_lr", meanpool_lr, raw)):
+                            ("knn_dtw_band", knn_dtw, banded), ("knn_dtw_open", knn_dtw, opened),
+                            ("meanpool_lr", meanpool_lr, raw)):
         if m in methods:
             t0 = time.time()
             res[m].append(fn(idx, c))
@@ -372,7 +380,7 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
     per_seed = ("dejavid", "dejavid_tuned", "gru", "attention")
     lines += ["| data set | " + " | ".join(f"{TITLES[m]} per seed" for m in per_seed)
               + " | tuned: chosen per seed | seconds (DejaVid / tuned, choice included / BiGRU / "
-                "attn. / 1-NN DTW / diag. / band, all seeds) |",
+                "attn. / 1-NN DTW / diag. / band / open, all seeds) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         per = [" / ".join(f"{100 * v:.2f}" for v in r["top1"][m]) or "n/a"
@@ -381,7 +389,8 @@ def format_report(results: dict, seeds: list[int], command: str, total_s: float)
         chosen = " / ".join(f"`{c}`" for c in r["info"].get("chosen", [])) or "n/a"
         lines.append(f"| {name} | " + " | ".join(per) + f" | {chosen} | {s['dejavid']:.0f} / "
                      f"{s['dejavid_tuned']:.0f} / {s['gru']:.0f} / {s['attention']:.0f} / "
-                     f"{s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} / {s['knn_dtw_band']:.0f} |")
+                     f"{s['knn_dtw']:.0f} / {s['knn_dtw_diag']:.0f} / {s['knn_dtw_band']:.0f} / "
+                     f"{s['knn_dtw_open']:.0f} |")
     return "\n".join(lines + ["", summary(shown)]) + "\n"
 
 

@@ -307,3 +307,34 @@ def test_config_estimator_and_cache_key(tmp_path):
     assert clf.model_.open_ends and clf.score(X, y) >= 0.5
     with pytest.raises(ValueError, match="band"):
         DejaVidClassifier(open_ends=True, band=0.1).fit(X, y)
+
+
+@pytest.mark.parametrize("pattern", ["hv", "hvd"])
+def test_knn_with_open_ends_matches_brute_force(tmp_path, monkeypatch, pattern):
+    """1-NN DTW with open ends (the benchmark's column): each evaluation series against
+    every stretch of each training series, grouped and chunked as the closed form."""
+    from helpers import make_config, write_dataset
+    from dejavid.baselines import classic
+    from dejavid.config.settings import index_from_config
+    from dejavid.data.dataset import TSEDataset
+    g = torch.Generator().manual_seed(3)
+    videos = {}
+    for n in range(30):
+        T = 1 if n in (2, 24) else int(torch.randint(2, 9, (1,), generator=g))
+        videos[f"v{n:02d}"] = (torch.randn(T, 2, generator=g), n % 3,
+                               "train" if n < 20 else "val")
+    cfg = make_config(write_dataset(tmp_path, videos), num_timesteps=4, in_memory=True)
+    index = index_from_config(cfg, progress=False)
+    train, val = TSEDataset(index, "train", True, False), TSEDataset(index, "val", True, False)
+    monkeypatch.setattr(classic, "_KNN_BLOCK", 20)
+    dist, _ = classic.knn_class_distances(train, val, pattern, batch_size=3, open_ends=True)
+    want = np.full((len(val), 3), np.inf)
+    for e in range(len(val)):
+        xe = val[e][0].double().numpy()
+        for t in range(len(train)):
+            xt, yt, _ = train[t]
+            xt = xt.double().numpy()
+            want[e, yt] = min(want[e, yt], _open_loop(xe, xt, np.ones_like(xt), pattern == "hvd"))
+    np.testing.assert_allclose(dist.numpy(), want, rtol=1e-5, atol=1e-5)
+    closed, _ = classic.knn_class_distances(train, val, pattern, batch_size=3)
+    assert bool((dist <= closed + 1e-5).all())

@@ -83,7 +83,8 @@ def fit_pooled_lr(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 
 
 def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                         backend: str = "auto", batch_size: int = 128, device="cpu",
-                        progress: bool = False, band=None) -> tuple[torch.Tensor, torch.Tensor]:
+                        progress: bool = False, band=None,
+                        open_ends: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-weight DTW from every evaluation video to its nearest training video of each class.
 
     Returns (dist [N_eval, C], labels [N_eval]).  DTW runs between the raw
@@ -96,7 +97,8 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
     DejaVid's own distance, so shorter references tend to be nearer.  ``band`` (a
     fraction, None: none) restricts every alignment to the warping band of
     :func:`dejavid.alignment.backend.band_rows` (the classic Sakoe-Chiba window on equal
-    lengths).
+    lengths).  ``open_ends``: every evaluation video is matched in full to any stretch of
+    each training video (subsequence DTW, docs/DESIGN.md section 3.3.2; not symmetric).
     """
     device = torch.device(device)
     C = train_ds.index.num_classes
@@ -123,7 +125,8 @@ def knn_class_distances(train_ds, eval_ds, step_pattern: str,
                 step = max(1, _KNN_BLOCK // (B * mu.shape[1]))
                 for s in range(0, mu.shape[0], step):
                     d, _ = align(batch.x, batch.offsets, mu[s:s + step], zeros[s:s + step],
-                                 step_pattern, backend=backend, band=band)  # [B, n]
+                                 step_pattern, backend=backend, band=band,
+                                 open_ends=open_ends)                           # [B, n]
                     best.scatter_reduce_(1, labels[s:s + step].expand(B, -1), d, reduce="amin")
             out.append(best.cpu())
             out_labels.append(batch.labels.cpu())
