@@ -201,12 +201,14 @@ def test_variable_lengths_swap_the_band_for_open_ends():
     assert len(varied) == len(grid)
     assert all("band" not in c for c in varied)
     for c, v in zip(grid, varied):
+        plain = {k: x for k, x in c.items() if k != "band"}
         if "band" not in c:
             assert v == c
-        else:   # open ends instead, averaged at the series' own scale unless resampled
-            raw = {} if c.get("resample_inputs") else {"centroid_init": "raw"}
-            assert v == {k: x for k, x in c.items() if k != "band"} | {"open_ends": True} | raw
-    assert [c.get("centroid_init") for c in varied] == [None, "raw", "raw", None]
+        elif c.get("resample_inputs"):   # every series K steps long: only the band goes
+            assert v == plain
+        else:   # open ends instead, centroids averaged at the series' own scale
+            assert v == plain | {"open_ends": True, "centroid_init": "raw"}
+    assert [c.get("open_ends") for c in varied] == [None, True, True, None]
     # candidates that differ only in their band become one
     assert tune.for_lengths(({}, {"band": 0.1}, {"band": 0.2}, {"step_pattern": "hvd"}),
                             [3, 4]) == ({}, {"open_ends": True, "centroid_init": "raw"},

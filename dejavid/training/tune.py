@@ -201,9 +201,10 @@ def for_lengths(grid: tuple, lengths) -> tuple:
     """The candidates of ``grid`` as they apply to training series of these ``lengths``:
     unchanged when all have the same length; otherwise each candidate with a warping band
     has open ends instead (``open_ends``: each series matched to any stretch of a
-    centroid) and, unless it resamples the series, centroids averaged from the series at
-    their own time scale (``centroid_init: raw``), the scale at which open ends match
-    them.  A band keeps each step near the same relative position of the centroid,
+    centroid) and centroids averaged from the series at their own time scale
+    (``centroid_init: raw``), the scale at which open ends match them, unless it
+    resamples the series (which gives every series the same length: it only drops the
+    band).  A band keeps each step near the same relative position of the centroid,
     which holds for series recorded on one time base, and not when a series is a part of
     the event, or the event repeated; open ends are made for those (docs/DESIGN.md
     sections 3.3.2 and 6.8 have the measurements)."""
@@ -212,10 +213,11 @@ def for_lengths(grid: tuple, lengths) -> tuple:
     out = []
     for cand in grid:
         if "band" in cand:
-            cand = {**{k: v for k, v in cand.items() if k != "band"}, "open_ends": True,
-                    **({} if cand.get("resample_inputs") else {"centroid_init": "raw"})}
+            cand = {k: v for k, v in cand.items() if k != "band"}
+            if not cand.get("resample_inputs"):
+                cand.update(open_ends=True, centroid_init="raw")
             if cand in out:
-                continue   # with open ends it is an earlier candidate
+                continue   # it is an earlier candidate
         out.append(cand)
     return tuple(out)
 
