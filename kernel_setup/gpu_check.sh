@@ -92,7 +92,7 @@ add_step "build (one arch)" 80 \
 add_step "import kernels" 15 \
     "$PY -c 'import dejavid_kernels as K; from dejavid.alignment import cuda as align_cuda; print(K.__file__); assert align_cuda.available(), \"dejavid.alignment.cuda does not see the kernels and a GPU\"; print(\"dejavid_kernels loaded, cuda backend available\")'" need_build
 add_step "pytest cuda + build" 75 \
-    "$PY -m pytest -q -rs tests/test_align_cuda.py tests/test_kernel_build.py tests/test_packing.py tests/test_band.py -k 'cuda or build'" need_kernels
+    "$PY -m pytest -q -rs tests/test_align_cuda.py tests/test_kernel_build.py tests/test_packing.py tests/test_band.py tests/test_open_ends.py -k 'cuda or build'" need_kernels
 add_step "bench_align" 80 \
     "$PY bench/bench_align.py --device cuda --shapes hmdb51,k400 --repeats 5 --cap 3" need_kernels
 add_step "bench_epoch K=8" 45 "$PY bench/bench_epoch.py --device cuda --num_timesteps 8" need_kernels
