@@ -1,4 +1,5 @@
-"""Shared fixtures: the real JapaneseVowels demo written once per test session."""
+"""Shared fixtures: the real JapaneseVowels demo written once per test session; the CUDA
+kernels compiled for the host (the emulation of kernel_setup/emulation)."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,17 @@ import dejavid.runtime  # noqa: F401  (before torch: sets OpenMP's wait policy f
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def emulated():
+    """The CUDA backend's kernels compiled for the host, run on CPU tensors (set them as
+    ``dejavid.alignment.cuda._C``); skips without a host C++ compiler."""
+    sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
+    import host_emulation
+    if host_emulation.compiler() is None:
+        pytest.skip("no host C++ compiler")
+    return host_emulation.EmulatedKernels(host_emulation.build())
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,17 @@ def check_local_cost(local_cost, lengths, F, K, C, device="cpu"):
         assert_close(f"D[{b}]", fast[b, ..., :T], ref[b, ..., :T], RTOL[torch.float32])
 
 
+def check_gpu_forward(pattern, **options):
+    """On the GPU: align()'s free-path forward on cuda against the reference's, with
+    ``options`` (band=..., open_ends=...): the same paths, distances within RTOL."""
+    x, offsets, mu, theta, _ = make_inputs((7, 33, 2, 150), 40, 8, 3)
+    d_ref, p_ref = align(x, offsets, mu, theta, pattern, backend="ref", **options)
+    d, p = align(x.cuda(), offsets.cuda(), mu.cuda(), theta.cuda(), pattern, backend="cuda",
+                 **options)
+    assert torch.equal(p.cpu(), p_ref)
+    assert_close("dist", d, d_ref, RTOL[torch.float32])
+
+
 def gradcheck_align(backend, mode, device="cpu"):
     """float64 gradcheck of align() w.r.t. x, mu and theta on a tiny batch (lengths 3, 1, 4)."""
     x, offsets, mu, theta, _ = make_inputs((3, 1, 4), 2, 3, 2, dtype=torch.float64, seed=3,

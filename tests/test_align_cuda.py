@@ -193,14 +193,6 @@ def test_gpu_dispatch_picks_cuda():
 
 # =========================================================================== host emulation
 
-@pytest.fixture(scope="module")
-def emulated(tmp_path_factory):
-    """The CUDA backend with its kernels compiled for the host, on CPU tensors."""
-    if host_emulation.compiler() is None:
-        pytest.skip("no host C++ compiler")
-    return host_emulation.EmulatedKernels(host_emulation.build())
-
-
 @pytest.fixture
 def emulated_backend(emulated, monkeypatch):
     monkeypatch.setattr(align_cuda, "_C", emulated)

@@ -8,9 +8,6 @@ around the diagonal of each (K, T) grid are excluded, in every backend.
 - float64 gradcheck with a band on the reference backend;
 - DBA and 1-NN DTW take the band.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -20,10 +17,7 @@ from dejavid.alignment import ref as align_ref
 from dejavid.alignment.backend import band_rows
 from dejavid.alignment.op import align
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
-import host_emulation  # noqa: E402
-from parity import RTOL, assert_close, make_inputs  # noqa: E402
+from parity import RTOL, assert_close, check_gpu_forward, make_inputs
 
 BAND_SHAPES = [((1, 2, 7), 3, 5, 3), ((33, 1, 40, 2), 1, 5, 2), ((7, 33, 2), 20, 8, 3),
                ((2, 40, 1, 7), 3, 12, 4), ((2, 90, 1, 7, 13), 1, 12, 3)]
@@ -133,13 +127,6 @@ def test_numba_band_parity(shape, pattern, band):
     _compare(align_numba.align_forward_numba, shape, pattern, band)
 
 
-@pytest.fixture(scope="module")
-def emulated():
-    if host_emulation.compiler() is None:
-        pytest.skip("no host C++ compiler")
-    return host_emulation.EmulatedKernels(host_emulation.build())
-
-
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
 @pytest.mark.parametrize("band", [0.05, 0.25])
 @pytest.mark.parametrize("shape", BAND_SHAPES[:3])
@@ -172,9 +159,4 @@ def test_gradcheck_with_band(pattern):
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
 def test_gpu_cuda_band_matches_reference(pattern):
     """On the GPU (kernel_setup/gpu_check.sh runs it): the banded forward through align()."""
-    x, offsets, mu, theta, _ = make_inputs((7, 33, 2, 150), 40, 8, 3)
-    d_ref, p_ref = align(x, offsets, mu, theta, pattern, band=0.1, backend="ref")
-    d, p = align(x.cuda(), offsets.cuda(), mu.cuda(), theta.cuda(), pattern, band=0.1,
-                 backend="cuda")
-    assert torch.equal(p.cpu(), p_ref)
-    assert_close("dist", d, d_ref, RTOL[torch.float32])
+    check_gpu_forward(pattern, band=0.1)

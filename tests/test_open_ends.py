@@ -7,9 +7,6 @@ stretch of each centroid.
 - gradients (gradcheck), the fixed-path value of a fresh snapshot, DBA's sums and counts;
 - where open ends reach: config, settings, the estimator, the centroid cache key, tuning.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,10 +15,7 @@ from dejavid.alignment import cuda as align_cuda
 from dejavid.alignment import ref as align_ref
 from dejavid.alignment.op import add_end_steps, align, dba_accumulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "kernel_setup" / "emulation"))
-import host_emulation  # noqa: E402
-from parity import RTOL, assert_close, make_inputs, shape_id  # noqa: E402
+from parity import RTOL, assert_close, check_gpu_forward, make_inputs, shape_id
 
 # (lengths, F, K, C): T = 1 and 2 (a sample shorter than every centroid), K = 1, one
 # feature (numba's cell-by-cell cost), 16+ classes of few features (numba's lanes).
@@ -122,6 +116,17 @@ def test_add_end_steps_layout_and_gradient():
     assert torch.equal(x.grad, torch.ones(5, 2))
 
 
+def _compare_forward(forward, inputs, pattern, **kw):
+    """A backend's forward with open ends on the samples with their end steps against the
+    reference's: the same paths, distances within RTOL."""
+    x, offsets, mu, theta, _ = inputs
+    xp, po = add_end_steps(x, offsets)
+    d_ref, p_ref = align_ref.align_forward_ref(xp, po, mu, theta, pattern, open_ends=True)
+    d, p = forward(xp, po, mu, theta, pattern, open_ends=True, **kw)
+    assert torch.equal(p.cpu(), p_ref), "paths differ"
+    assert_close("dist", d, d_ref, RTOL[x.dtype])
+
+
 def _run(backend, x, offsets, mu, theta, up, pattern, paths=None):
     xr, mr, tr = (t.detach().clone().requires_grad_() for t in (x, mu, theta))
     dist, p = align(xr, offsets, mr, tr, pattern, paths=paths, backend=backend, open_ends=True)
@@ -161,13 +166,8 @@ def test_numba_both_forward_kernels(lanes, pattern):
     """The scalar kernel and the lanes (16 prototypes at once), whichever _use_lanes picks."""
     pytest.importorskip("numba")
     from dejavid.alignment import numba as align_numba
-    x, offsets, mu, theta, _ = make_inputs((2, 9, 1, 7, 13), 1, 12, 17, seed=6)
-    xp, po = add_end_steps(x, offsets)
-    d_ref, p_ref = align_ref.align_forward_ref(xp, po, mu, theta, pattern, open_ends=True)
-    d, p = align_numba.align_forward_numba(xp, po, mu, theta, pattern, open_ends=True,
-                                           lanes=lanes)
-    assert torch.equal(p, p_ref)
-    assert_close("dist", d, d_ref, RTOL[torch.float32])
+    _compare_forward(align_numba.align_forward_numba,
+                     make_inputs((2, 9, 1, 7, 13), 1, 12, 17, seed=6), pattern, lanes=lanes)
 
 
 def test_numba_parity_float64():
@@ -175,35 +175,18 @@ def test_numba_parity_float64():
     _compare("numba", SHAPES[2], "hvd", torch.float64)
 
 
-@pytest.fixture(scope="module")
-def emulated():
-    if host_emulation.compiler() is None:
-        pytest.skip("no host C++ compiler")
-    return host_emulation.EmulatedKernels(host_emulation.build())
-
-
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
 @pytest.mark.parametrize("shape", SHAPES[:4], ids=shape_id)
 def test_emulated_cuda_parity(emulated, monkeypatch, shape, pattern):
     monkeypatch.setattr(align_cuda, "_C", emulated)
-    x, offsets, mu, theta, _ = make_inputs(*shape)
-    xp, po = add_end_steps(x, offsets)
-    d_ref, p_ref = align_ref.align_forward_ref(xp, po, mu, theta, pattern, open_ends=True)
-    d, p = align_cuda.align_forward_cuda(xp, po, mu, theta, pattern, open_ends=True)
-    assert torch.equal(p, p_ref)
-    assert_close("dist", d, d_ref, RTOL[torch.float32])
+    _compare_forward(align_cuda.align_forward_cuda, make_inputs(*shape), pattern)
 
 
 def test_emulated_cuda_open_ends_across_chunks(emulated, monkeypatch):
     """The zero end columns follow each chunk's own samples when the forward is chunked."""
     monkeypatch.setattr(align_cuda, "_C", emulated)
     monkeypatch.setattr(align_cuda, "COST_BUDGET", 3 * 5 * 40)
-    x, offsets, mu, theta, _ = make_inputs((7, 33, 2, 40), 4, 5, 3)
-    xp, po = add_end_steps(x, offsets)
-    d_ref, p_ref = align_ref.align_forward_ref(xp, po, mu, theta, "hv", open_ends=True)
-    d, p = align_cuda.align_forward_cuda(xp, po, mu, theta, "hv", open_ends=True)
-    assert torch.equal(p, p_ref)
-    assert_close("dist", d, d_ref, RTOL[torch.float32])
+    _compare_forward(align_cuda.align_forward_cuda, make_inputs((7, 33, 2, 40), 4, 5, 3), "hv")
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and align_cuda.available()),
@@ -212,12 +195,7 @@ def test_emulated_cuda_open_ends_across_chunks(emulated, monkeypatch):
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
 def test_gpu_cuda_open_ends_match_reference(pattern):
     """On the GPU (kernel_setup/gpu_check.sh runs it): open ends through align()."""
-    x, offsets, mu, theta, _ = make_inputs((7, 33, 2, 150), 40, 8, 3)
-    d_ref, p_ref = align(x, offsets, mu, theta, pattern, open_ends=True, backend="ref")
-    d, p = align(x.cuda(), offsets.cuda(), mu.cuda(), theta.cuda(), pattern, open_ends=True,
-                 backend="cuda")
-    assert torch.equal(p.cpu(), p_ref)
-    assert_close("dist", d, d_ref, RTOL[torch.float32])
+    check_gpu_forward(pattern, open_ends=True)
 
 
 @pytest.mark.parametrize("pattern", ["hv", "hvd"])
