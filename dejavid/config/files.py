@@ -88,8 +88,9 @@ DEFAULTS: dict[str, Any] = {
     "min_lr_ratio": D.TRAINING["min_lr_ratio"],  # cosine floor as a fraction of the base rate
     "seed": D.TRAINING["seed"],
     # --- settings chosen on the training split (docs/usage.md "Tuning")
-    "tune": D.TUNE_ABSENT,           # none | cv: pick step pattern, band and prototypes by
-                                     # stratified k-fold cross-validation, then train;
+    "tune": D.TUNE_ABSENT,           # none | cv: pick step pattern, band or open ends, and
+                                     # prototypes by stratified k-fold cross-validation,
+                                     # then train;
                                      # configs/default.yaml and DejaVidClassifier() say cv
     "tune_folds": D.TUNING["tune_folds"],  # k (fewer when a class has fewer series)
     "output_dir": "runs",

@@ -183,8 +183,8 @@ class DejaVidClassifier(DistanceClassifier):
     open_ends            match every series in full to a stretch of each centroid series,
                          which may begin and end at any of its steps (False, the paper's;
                          not with a band)
-    tune                 'none', or 'cv': choose step pattern, band, prototypes and
-                         resample_inputs among
+    tune                 'none', or 'cv': choose step pattern, band (open ends on
+                         series of varying length), prototypes and resample_inputs among
                          dejavid.training.tune.TUNE_GRID by stratified ``tune_folds``-fold
                          cross-validation on X, y, then train the choice on all of X
                          (``tune_`` holds the fold scores)
