@@ -316,3 +316,25 @@ def test_knn_with_open_ends_matches_brute_force(tmp_path, monkeypatch, pattern):
     np.testing.assert_allclose(dist.numpy(), want, rtol=1e-5, atol=1e-5)
     closed, _ = classic.knn_class_distances(train, val, pattern, batch_size=3)
     assert bool((dist <= closed + 1e-5).all())
+
+
+def test_alignment_plot_with_open_ends(tmp_path, monkeypatch):
+    """The plot draws the path on the video's own steps (columns 0 .. T - 1), not on the
+    end steps the alignment added."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+    from dejavid.report import plots
+    drawn = []
+    real_plot = Axes.plot
+
+    def plot(self, xs, ys, *a, **k):
+        drawn.append((np.asarray(xs), np.asarray(ys)))
+        return real_plot(self, xs, ys, *a, **k)
+    monkeypatch.setattr(Axes, "plot", plot)
+    mu = torch.tensor([[[0.0], [5.0], [10.0], [15.0]], [[3.0], [3.0], [3.0], [3.0]]])
+    x = torch.tensor([[5.0], [10.0]])                      # a stretch of class 0's centroid
+    out = plots.alignment_path(x, 0, {"open": (mu, torch.zeros_like(mu))}, "hvd",
+                               tmp_path / "a.png", ["a", "b"], open_ends=True)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    jj, ii = drawn[0]
+    assert jj.tolist() == [0, 1] and ii.tolist() == [1, 2]   # steps 5 and 10 of the centroid
