@@ -338,3 +338,44 @@ def test_alignment_plot_with_open_ends(tmp_path, monkeypatch):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     jj, ii = drawn[0]
     assert jj.tolist() == [0, 1] and ii.tolist() == [1, 2]   # steps 5 and 10 of the centroid
+
+
+def test_fit_trains_it_and_the_checkpoint_keeps_it(tmp_path):
+    """fit with open ends on crops of two patterns: the centroids come from open-ended DBA
+    (cached under their own key), the checkpoint rebuilds a layer that aligns with open
+    ends, and its distances are those of align(open_ends=True) with the trained weights."""
+    from dejavid.config.settings import CentroidSpec, LoopSpec, ModelSpec, TrainSettings
+    from dejavid.data.arrays import ArrayDataset, index_from_arrays
+    from dejavid.training.run import fit, model_from_checkpoint
+    g = np.random.default_rng(1)
+    patterns = [np.sin(np.linspace(0, 6, 40)), np.sign(np.sin(np.linspace(0, 6, 40)))]
+    X, y = [], []
+    for c, p in enumerate(patterns):
+        for _ in range(8):
+            a = int(g.integers(0, 20))
+            b = a + int(g.integers(10, 40 - a + 1))
+            X.append((p[a:b] + 0.05 * g.standard_normal(b - a))[:, None].astype(np.float32))
+            y.append(c)
+    index, tensors = index_from_arrays(X, np.array(y))
+    ds = ArrayDataset(index, tensors)
+    settings = TrainSettings(centroids=CentroidSpec(num_timesteps=16, dba_max_iter=5,
+                                                    backend="ref", open_ends=True),
+                             model=ModelSpec(backend="ref", open_ends=True, step_pattern="hv"),
+                             loop=LoopSpec(num_epochs=3, batch_size=4))
+    res = fit(ds, ds, settings, device="cpu", run_dir=tmp_path / "run",
+              cache_dir=tmp_path / "cache", progress=False, log=lambda *_: None)
+    assert res.model.open_ends
+    cached = [torch.load(f, weights_only=False)["meta"] for f in (tmp_path / "cache").glob(
+        "centroids_*.pt") if not f.name.endswith(".partial.pt")]
+    assert [m.get("open_ends") for m in cached] == [True]
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    rebuilt = model_from_checkpoint(ckpt, settings.model)
+    assert rebuilt.open_ends
+    batch = ds.batch(list(range(len(ds))))
+    with torch.no_grad():
+        d = rebuilt(batch.x, batch.offsets)
+        want, _ = align(batch.x, batch.offsets, rebuilt.mu, rebuilt.theta, "hv",
+                        backend="ref", open_ends=True)
+        assert torch.equal(d, want)
+        closed = model_from_checkpoint(ckpt, ModelSpec(backend="ref"))(batch.x, batch.offsets)
+        assert bool((d <= closed + 1e-5).all()) and bool((d < closed).any())
