@@ -358,7 +358,8 @@ def _band_cost_pair(xb, m, v, A, T, rows):
 @njit(nogil=True, cache=_CACHE)
 def _open_columns(A, T):
     """Local cost 0 in the first and last of a pair's T columns (open ends: the end
-    steps that :func:`dejavid.alignment.op.align` adds, docs/DESIGN.md section 3.3.2)."""
+    steps that :func:`dejavid.alignment.op.align` adds, docs/DESIGN.md section 3.3.2); on
+    the lanes' [K, T, L] grid, in every lane."""
     for i in range(A.shape[0]):
         A[i, 0] = 0.0
         A[i, T - 1] = 0.0
@@ -642,10 +643,7 @@ def _forward_lanes(x, offsets, mL, vL, C, band, n, hvd, open_ends, dist, paths):
             _lane_cost_rows(x[t0:t0 + T], mL[p], vL[p], A, rows)
             _lane_margins(A, T, rows)
             if open_ends:
-                for i in range(K):
-                    for l in range(L):
-                        A[i, 0, l] = 0.0
-                        A[i, T - 1, l] = 0.0
+                _open_columns(A, T)
             _lane_accumulate(A, hvd, rows)
             for l in range(L):
                 c = p * L + l

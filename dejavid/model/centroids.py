@@ -167,11 +167,9 @@ def dba(samples: torch.Tensor, init: torch.Tensor, step_pattern: str, max_iter: 
                 break
             sums, counts = dba_accumulate(x, offsets, paths, backend=backend,
                                           open_ends=open_ends)
-            if open_ends:
-                hit = counts > 0
-                mu = torch.where(hit.unsqueeze(1), sums / counts.clamp(min=1).unsqueeze(1), mu)
-            else:
-                mu = sums / counts.unsqueeze(1)
+            # a step that no sample step reaches (only with open ends) keeps its value
+            mu = torch.where((counts > 0).unsqueeze(1), sums / counts.clamp(min=1).unsqueeze(1),
+                             mu)
             prev = paths
     return mu
 
